@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane for e2e tests and the demo, built from real parts:
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the
+# pinned k8s.io/kubernetes release, etcd from its server module, and kwok's fake
+# nodes, all compiled from the Go module proxy and run by kwokctl's binary runtime
+# on loopback. Also runs moto (S3 + KMS emulator) from PyPI in a virtualenv.
+#
+#   cluster.sh build        compile everything into the cache (idempotent)
+#   cluster.sh up [NAME]    build if needed, start cluster + emulator, print env
+#   cluster.sh down [NAME]  stop everything, leave no process behind
+#   cluster.sh env [NAME]   print KUBECONFIG / AWS endpoint exports
+set -euo pipefail
+
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+MOTO_VERSION=5.2.5
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${SANCTUM_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sanctum-e2e}/k8s-${K8S_VERSION}"
+BIN="$CACHE/bin"
+NAME="${2:-sanctum}"
+MOTO_PORT="${SANCTUM_MOTO_PORT:-4566}"
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+export KWOK_WORKDIR="${KWOK_WORKDIR:-$CACHE/kwok}"
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+
+build_one() { # module-dir output package [ldflags]
+  local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+  if [ -x "$BIN/$out" ]; then return; fi
+  log "building $out (first run only; this takes several minutes)"
+  local start=$SECONDS
+  (cd "$HERE/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$out.tmp" "$pkg")
+  mv "$BIN/$out.tmp" "$BIN/$out"
+  log "built $out in $((SECONDS - start))s"
+}
+
+build() {
+  command -v go >/dev/null || { log "go is required (https://go.dev)"; exit 1; }
+  mkdir -p "$BIN"
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local kv="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+    -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
+    -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  build_one etcd etcd . "-X go.etcd.io/etcd/api/v3/version.Version=${ETCD_VERSION#v}"
+  build_one kwok kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  build_one kwok kwokctl sigs.k8s.io/kwok/cmd/kwokctl "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  build_one k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kv"
+  build_one k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kv"
+  build_one k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$kv"
+  build_one k8s kubectl k8s.io/kubernetes/cmd/kubectl "$kv"
+  if [ ! -x "$CACHE/moto/bin/moto_server" ]; then
+    log "installing moto[server]==$MOTO_VERSION into a virtualenv"
+    python3 -m venv "$CACHE/moto"
+    "$CACHE/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+}
+
+CLUSTER_DIR="$KWOK_WORKDIR/clusters/$NAME"
+KUBECONFIG_PATH="$CACHE/$NAME.kubeconfig"
+MOTO_PID="$CACHE/$NAME.moto.pid"
+
+print_env() {
+  echo "export KUBECONFIG=$KUBECONFIG_PATH"
+  echo "export SANCTUM_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log"
+  echo "export SANCTUM_E2E_KUBECTL=$BIN/kubectl"
+  echo "export SANCTUM_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
+  echo "export PATH=$BIN:\$PATH"
+}
+
+up() {
+  build
+  export PATH="$BIN:$PATH"
+  if [ -f "$CLUSTER_DIR/kwok.yaml" ]; then
+    log "cluster $NAME exists; starting it"
+    kwokctl start cluster --name "$NAME" --wait 2m >&2
+  else
+    log "creating cluster $NAME (Kubernetes $K8S_VERSION, kwok $KWOK_VERSION)"
+    kwokctl create cluster --name "$NAME" --runtime binary \
+      --kube-apiserver-binary "$BIN/kube-apiserver" \
+      --kube-controller-manager-binary "$BIN/kube-controller-manager" \
+      --kube-scheduler-binary "$BIN/kube-scheduler" \
+      --etcd-binary "$BIN/etcd" --kwok-controller-binary "$BIN/kwok" \
+      --kube-audit-policy "$HERE/audit-policy.yaml" \
+      --kubeconfig "$KUBECONFIG_PATH" --wait 2m >&2
+    kwokctl scale node --name "$NAME" --replicas 3 >&2
+  fi
+  kubectl --kubeconfig "$KUBECONFIG_PATH" wait --for=condition=Ready node --all --timeout=60s >&2
+  start_moto
+  log "cluster $NAME is up"
+  print_env
+}
+
+start_moto() {
+  if [ -f "$MOTO_PID" ] && kill -0 "$(cat "$MOTO_PID")" 2>/dev/null; then return; fi
+  log "starting moto on 127.0.0.1:$MOTO_PORT"
+  # setsid: moto outlives this script; `down` stops it by pid.
+  setsid "$CACHE/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$CACHE/$NAME.moto.log" 2>&1 < /dev/null &
+  echo $! >"$MOTO_PID"
+  for _ in $(seq 1 100); do
+    if curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then return; fi
+    sleep 0.1
+  done
+  log "moto did not start; its log:"; cat "$CACHE/$NAME.moto.log" >&2; exit 1
+}
+
+down() {
+  export PATH="$BIN:$PATH"
+  local pids=""
+  if [ -d "$CLUSTER_DIR/pids" ]; then pids=$(cat "$CLUSTER_DIR"/pids/*.pid 2>/dev/null || true); fi
+  if [ -x "$BIN/kwokctl" ] && [ -d "$CLUSTER_DIR" ]; then
+    kwokctl delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_PATH" >&2 || true
+  fi
+  if [ -f "$MOTO_PID" ]; then pids="$pids $(cat "$MOTO_PID")"; kill "$(cat "$MOTO_PID")" 2>/dev/null || true; rm -f "$MOTO_PID"; fi
+  # Wait for every process to exit; a straggler after 10 s is killed.
+  for _ in $(seq 1 100); do
+    local alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    [ -z "$alive" ] && break
+    sleep 0.1
+  done
+  for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+  rm -f "$KUBECONFIG_PATH"
+  log "cluster $NAME is down"
+}
+
+case "${1:-}" in
+  build) build ;;
+  up) up ;;
+  down) down ;;
+  env) print_env ;;
+  *) echo "usage: $0 build|up|down|env [NAME]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,21 @@
+//! Custom resource types of Sanctum (`sanctum.dev/v1alpha1`): the API users write.
+//!
+//! This crate holds types, schema rules and shared constants only. It must not talk to
+//! a cluster: the operator, the media node and the e2e tests all depend on it.
+
+#![forbid(unsafe_code)]
+
+pub mod conditions;
+pub mod labels;
+pub mod recording;
+pub mod tenant;
+
+pub use recording::{Consent, ConsentMethod, Recording, RecordingPhase, RecordingSpec, RecordingStatus};
+pub use tenant::{
+    AutoscalingSpec, BackupDestination, BackupSpec, EncryptionSpec, KeyProvider, MediaSpec, NetworkSpec,
+    ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec, RegionStatus, StorageSpec, VideoTenant,
+    VideoTenantSpec, VideoTenantStatus,
+};
+
+/// API group shared by every Sanctum resource, so RBAC and CRD names stay consistent.
+pub const GROUP: &str = "sanctum.dev";

@@ -1,0 +1,420 @@
+//! The `VideoTenant` resource: one clinic or customer, isolated in its own namespace.
+//!
+//! Every rule a person can get wrong is checked here at admission, by the OpenAPI schema
+//! and CEL rules, so nothing invalid reaches the reconciler. Field doc comments are what
+//! `kubectl explain` shows: they are written for the people who write manifests.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Longest tenant name: `vt-<name>` and derived bucket names must stay within DNS limits.
+pub const MAX_TENANT_NAME: usize = 40;
+/// Default recording retention: six years, the HIPAA documentation retention period.
+pub const DEFAULT_RETENTION_DAYS: i32 = 2190;
+/// Image used when `spec.media.image` is not set.
+pub const DEFAULT_MEDIA_IMAGE: &str = "ghcr.io/sanctum-dev/sanctum-media-node:0.1.0";
+
+const CRON_ITEM: &str = r"([*?]|[0-9]+(-[0-9]+)?|[A-Za-z]{3}(-[A-Za-z]{3})?)(/[0-9]+)?";
+
+/// Desired state of a tenant: what the platform team asks for.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sanctum.dev",
+    version = "v1alpha1",
+    kind = "VideoTenant",
+    plural = "videotenants",
+    shortname = "vt",
+    category = "sanctum",
+    status = "VideoTenantStatus",
+    derive = "PartialEq",
+    doc = "A clinic or customer: an isolated namespace of media nodes, its keys, its bucket and its audit trail.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Status", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
+    printcolumn(name = "Media", type_ = "string", json_path = ".status.mediaNodes", description = "ready/desired media nodes over all regions"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 40").message("tenant names are at most 40 characters, so the tenant namespace and bucket names fit DNS limits"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("tenant names must be DNS labels: lowercase letters, digits and '-'")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__) && (!has(self.__namespace__) || self.__namespace__ == oldSelf.__namespace__)").message("spec.namespace is immutable: create a new tenant to move it").field_path(".namespace")
+)]
+pub struct VideoTenantSpec {
+    /// Human-readable name shown in dashboards. Never put patient information here.
+    #[schemars(length(min = 1, max = 128))]
+    pub display_name: String,
+
+    /// Namespace that holds the tenant's workloads. Defaults to `vt-<tenant name>`.
+    /// Immutable after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+
+    /// How the tenant's encryption key is held.
+    #[serde(default)]
+    pub encryption: EncryptionSpec,
+
+    /// Where recordings are stored and for how long.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Media nodes (the WebRTC SFU) and the regions they run in.
+    pub media: MediaSpec,
+
+    /// Whether rooms may be recorded, and under which rules.
+    #[serde(default)]
+    pub recording: RecordingPolicy,
+
+    /// Scheduled copies of recordings and audit records to a second location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// Who may reach the tenant over the network.
+    #[serde(default)]
+    pub network: NetworkSpec,
+}
+
+/// Key management for the tenant's recordings.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.keyArn) || self.provider == 'aws'").message("keyArn can only be used with provider 'aws'").field_path(".keyArn"),
+    validation = Rule::new("self.provider == oldSelf.provider").message("encryption.provider is immutable: recordings are bound to the provider that wrapped their keys").field_path(".provider")
+)]
+pub struct EncryptionSpec {
+    /// Key provider: `aws` (AWS KMS) or `local` (a master key held in the operator's namespace,
+    /// for clusters without a KMS). Immutable.
+    #[serde(default)]
+    pub provider: KeyProvider,
+
+    /// Existing KMS key to use instead of creating one (`arn:aws:kms:<region>:<account>:key/<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256), regex(pattern = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"))]
+    pub key_arn: Option<String>,
+
+    /// Days between automatic key rotations (90 to 2560, as KMS allows).
+    #[serde(default = "default_rotation_days")]
+    #[schemars(range(min = 90, max = 2560))]
+    pub rotation_days: i32,
+}
+
+fn default_rotation_days() -> i32 {
+    365
+}
+
+/// Which service wraps the tenant key.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProvider {
+    /// AWS KMS (or a KMS-compatible endpoint).
+    #[default]
+    Aws,
+    /// A master key in a Secret of the operator's namespace, AES-256-GCM key wrap.
+    Local,
+}
+
+/// Recording storage.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.bucket) == has(oldSelf.bucket) && (!has(self.bucket) || self.bucket == oldSelf.bucket)").message("storage.bucket is immutable").field_path(".bucket"),
+    validation = Rule::new("has(self.objectLock) == has(oldSelf.objectLock)").message("Object Lock can only be chosen when the tenant is created").field_path(".objectLock"),
+    validation = Rule::new("!has(self.objectLock) || self.objectLock.days <= self.retentionDays").message("objectLock.days cannot exceed retentionDays: locked objects could never expire").field_path(".objectLock.days")
+)]
+pub struct StorageSpec {
+    /// Bucket name. Defaults to a name derived from the tenant, unique and DNS-safe.
+    /// Dots are not allowed so TLS certificates always match. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('xn--') && !self.endsWith('-s3alias') && !self.endsWith('--ol-s3')").message("bucket names cannot start with 'xn--' or end with '-s3alias' or '--ol-s3'"))]
+    pub bucket: Option<String>,
+
+    /// AWS region of the bucket, for example `us-east-1`. Defaults to the operator's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"))]
+    pub region: Option<String>,
+
+    /// Days a recording is kept before it is deleted (1 to 36500). Default 2190 (six years).
+    #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub retention_days: i32,
+
+    /// S3 Object Lock for recordings. Only settable at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockSpec>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self { bucket: None, region: None, retention_days: DEFAULT_RETENTION_DAYS, object_lock: None }
+    }
+}
+
+fn default_retention_days() -> i32 {
+    DEFAULT_RETENTION_DAYS
+}
+
+/// S3 Object Lock settings.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectLockSpec {
+    /// `Governance` (privileged users may shorten it) or `Compliance` (nobody can).
+    pub mode: ObjectLockMode,
+    /// Days each recording version stays locked.
+    #[schemars(range(min = 1, max = 36500))]
+    pub days: i32,
+}
+
+/// S3 Object Lock retention mode.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectLockMode {
+    /// Users with special permission may remove the lock.
+    Governance,
+    /// Nobody, including the account root, can remove the lock before it ends.
+    Compliance,
+}
+
+/// Media nodes: the WebRTC SFU pods.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaSpec {
+    /// Media-node container image.
+    #[serde(default = "default_media_image")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+
+    /// CPU and memory for each media node. Defaults suit a few dozen participants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Longest a session may last, in minutes (5 to 1440); then the participant is logged off.
+    #[serde(default = "default_max_session_minutes")]
+    #[schemars(range(min = 5, max = 1440))]
+    pub max_session_minutes: i32,
+
+    /// Seconds without media or signaling before a session is ended (30 to 3600).
+    #[serde(default = "default_idle_timeout_seconds")]
+    #[schemars(range(min = 30, max = 3600))]
+    pub idle_timeout_seconds: i32,
+
+    /// Regions the tenant serves. Each becomes its own Deployment, Service,
+    /// PodDisruptionBudget and (with autoscaling) HorizontalPodAutoscaler.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub regions: Vec<RegionSpec>,
+}
+
+fn default_media_image() -> String {
+    DEFAULT_MEDIA_IMAGE.to_string()
+}
+fn default_max_session_minutes() -> i32 {
+    240
+}
+fn default_idle_timeout_seconds() -> i32 {
+    300
+}
+
+/// One region of media nodes.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.autoscaling) || self.autoscaling.min <= self.autoscaling.max").message("autoscaling.min must be less than or equal to autoscaling.max").field_path(".autoscaling.min")
+)]
+pub struct RegionSpec {
+    /// Region name, a DNS label of at most 20 characters (for example `us-east` or `eu-west-1`).
+    #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+
+    /// Media nodes in this region when autoscaling is off (0 to 100).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+
+    /// Scale between `min` and `max` on CPU. When set, `replicas` is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// Node labels media nodes of this region must run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+/// Horizontal autoscaling of one region.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Fewest media nodes (at least 1).
+    #[schemars(range(min = 1, max = 100))]
+    pub min: i32,
+    /// Most media nodes (at most 100).
+    #[schemars(range(min = 1, max = 100))]
+    pub max: i32,
+    /// Average CPU utilisation to aim for, in percent of the request.
+    #[serde(default = "default_target_cpu", rename = "targetCPU")]
+    #[schemars(range(min = 10, max = 95))]
+    pub target_cpu: i32,
+}
+
+fn default_target_cpu() -> i32 {
+    70
+}
+
+/// Recording rules of the tenant.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingPolicy {
+    /// Whether rooms may be recorded at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Whether every Recording must state who consented, how and when.
+    #[serde(default = "default_true")]
+    pub require_consent: bool,
+}
+
+impl Default for RecordingPolicy {
+    fn default() -> Self {
+        Self { enabled: false, require_consent: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Scheduled backups.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Cron schedule in the cluster's time zone: five fields (minute hour day-of-month month
+    /// day-of-week) or a macro such as `@daily`.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new(cron_rule()).message("schedule must be a cron expression with five fields (minute hour day-of-month month day-of-week) or a macro such as @daily"))]
+    pub schedule: String,
+    /// Where backups are copied to; use another region for disaster recovery.
+    pub destination: BackupDestination,
+    /// How many backups to keep (1 to 3650).
+    #[serde(default = "default_keep")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub keep: i32,
+}
+
+fn cron_rule() -> String {
+    let field = format!("{CRON_ITEM}(,{CRON_ITEM})*");
+    format!(
+        "self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{field}(\\\\s+{field}){{4}})$')"
+    )
+}
+
+fn default_keep() -> i32 {
+    30
+}
+
+/// Backup target bucket.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupDestination {
+    /// Destination bucket name.
+    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// Destination region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"))]
+    pub region: Option<String>,
+}
+
+/// Network isolation. Everything not listed here is denied.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Namespaces whose pods may reach signaling (HTTPS): normally the ingress controller's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && n.size() <= 63)").message("signalingFrom entries must be namespace names"))]
+    pub signaling_from: Vec<String>,
+
+    /// Client networks allowed to send media (UDP), as CIDRs such as `0.0.0.0/0` or `10.0.0.0/8`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(c, c.size() <= 64 && isCIDR(c))").message("mediaCIDRs entries must be CIDRs such as 203.0.113.0/24"))]
+    #[serde(rename = "mediaCIDRs")]
+    pub media_cidrs: Vec<String>,
+
+    /// Extra destinations media nodes may reach over TLS (443), as CIDRs: normally the
+    /// KMS and S3 endpoints of the tenant's region. DNS is always allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(c, c.size() <= 64 && isCIDR(c))").message("egressCIDRs entries must be CIDRs such as 52.94.0.0/16"))]
+    #[serde(rename = "egressCIDRs")]
+    pub egress_cidrs: Vec<String>,
+}
+
+/// Observed state of a tenant, written only by the operator.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoTenantStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus) and one condition per part.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The tenant namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The recordings bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// ARN of the tenant's KMS key (an identifier, never key material).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_arn: Option<String>,
+    /// Version of the wrapped tenant key currently used for new recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<i32>,
+    /// Ready and desired media nodes per region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub regions: Vec<RegionStatus>,
+    /// `ready/desired` media nodes over all regions, for `kubectl get vt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_nodes: Option<String>,
+    /// When the last backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_time: Option<Time>,
+    /// Outcome of the last backup (`Succeeded` or `Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_outcome: Option<String>,
+    /// Id of the last audit record written for this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_audit_record: Option<String>,
+}
+
+/// Media nodes of one region.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionStatus {
+    /// Region name.
+    pub name: String,
+    /// Media nodes the Deployment wants.
+    pub desired: i32,
+    /// Media nodes ready to take sessions.
+    pub ready: i32,
+}
+
+impl VideoTenant {
+    /// The tenant namespace: `spec.namespace`, or `vt-<name>` when unset.
+    pub fn namespace_name(&self) -> String {
+        self.spec.namespace.clone().unwrap_or_else(|| format!("vt-{}", kube::ResourceExt::name_any(self)))
+    }
+}
