@@ -21,7 +21,13 @@ pub const MEDIA_READY: &str = "MediaReady";
 pub const BACKUP_SCHEDULED: &str = "BackupScheduled";
 
 /// Every per-part condition type, in the order status lists them.
-pub const PART_TYPES: [&str; 5] = [KEY_READY, BUCKET_READY, NETWORK_ISOLATED, MEDIA_READY, BACKUP_SCHEDULED];
+pub const PART_TYPES: [&str; 5] = [
+    KEY_READY,
+    BUCKET_READY,
+    NETWORK_ISOLATED,
+    MEDIA_READY,
+    BACKUP_SCHEDULED,
+];
 
 /// Reasons carried by conditions; `PascalCase` as the API conventions ask.
 pub mod reasons {

@@ -4,17 +4,21 @@
 //! a cluster: the operator, the media node and the e2e tests all depend on it.
 
 #![forbid(unsafe_code)]
+// `printcolumn(type_ = ...)` repeats by design in kube's derive; clippy reads it as a duplicate.
+#![allow(clippy::duplicated_attributes)]
 
 pub mod conditions;
 pub mod labels;
 pub mod recording;
 pub mod tenant;
 
-pub use recording::{Consent, ConsentMethod, Recording, RecordingPhase, RecordingSpec, RecordingStatus};
+pub use recording::{
+    Consent, ConsentMethod, Recording, RecordingPhase, RecordingSpec, RecordingStatus,
+};
 pub use tenant::{
-    AutoscalingSpec, BackupDestination, BackupSpec, EncryptionSpec, KeyProvider, MediaSpec, NetworkSpec,
-    ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec, RegionStatus, StorageSpec, VideoTenant,
-    VideoTenantSpec, VideoTenantStatus,
+    AutoscalingSpec, BackupDestination, BackupSpec, EncryptionSpec, KeyProvider, MediaSpec,
+    NetworkSpec, ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec, RegionStatus,
+    StorageSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
 };
 
 /// API group shared by every Sanctum resource, so RBAC and CRD names stay consistent.

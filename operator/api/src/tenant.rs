@@ -53,7 +53,10 @@ pub struct VideoTenantSpec {
     /// Namespace that holds the tenant's workloads. Defaults to `vt-<tenant name>`.
     /// Immutable after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub namespace: Option<String>,
 
     /// How the tenant's encryption key is held.
@@ -81,7 +84,7 @@ pub struct VideoTenantSpec {
 }
 
 /// Key management for the tenant's recordings.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.keyArn) || self.provider == 'aws'").message("keyArn can only be used with provider 'aws'").field_path(".keyArn"),
@@ -95,13 +98,26 @@ pub struct EncryptionSpec {
 
     /// Existing KMS key to use instead of creating one (`arn:aws:kms:<region>:<account>:key/<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), regex(pattern = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"))]
+    #[schemars(
+        length(max = 256),
+        regex(pattern = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
+    )]
     pub key_arn: Option<String>,
 
     /// Days between automatic key rotations (90 to 2560, as KMS allows).
     #[serde(default = "default_rotation_days")]
     #[schemars(range(min = 90, max = 2560))]
     pub rotation_days: i32,
+}
+
+impl Default for EncryptionSpec {
+    fn default() -> Self {
+        Self {
+            provider: KeyProvider::default(),
+            key_arn: None,
+            rotation_days: default_rotation_days(),
+        }
+    }
 }
 
 fn default_rotation_days() -> i32 {
@@ -131,13 +147,19 @@ pub struct StorageSpec {
     /// Bucket name. Defaults to a name derived from the tenant, unique and DNS-safe.
     /// Dots are not allowed so TLS certificates always match. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    )]
     #[x_kube(validation = Rule::new("!self.startsWith('xn--') && !self.endsWith('-s3alias') && !self.endsWith('--ol-s3')").message("bucket names cannot start with 'xn--' or end with '-s3alias' or '--ol-s3'"))]
     pub bucket: Option<String>,
 
     /// AWS region of the bucket, for example `us-east-1`. Defaults to the operator's region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"))]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$")
+    )]
     pub region: Option<String>,
 
     /// Days a recording is kept before it is deleted (1 to 36500). Default 2190 (six years).
@@ -152,7 +174,12 @@ pub struct StorageSpec {
 
 impl Default for StorageSpec {
     fn default() -> Self {
-        Self { bucket: None, region: None, retention_days: DEFAULT_RETENTION_DAYS, object_lock: None }
+        Self {
+            bucket: None,
+            region: None,
+            retention_days: DEFAULT_RETENTION_DAYS,
+            object_lock: None,
+        }
     }
 }
 
@@ -228,7 +255,10 @@ fn default_idle_timeout_seconds() -> i32 {
 )]
 pub struct RegionSpec {
     /// Region name, a DNS label of at most 20 characters (for example `us-east` or `eu-west-1`).
-    #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 20),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Media nodes in this region when autoscaling is off (0 to 100).
@@ -284,7 +314,10 @@ pub struct RecordingPolicy {
 
 impl Default for RecordingPolicy {
     fn default() -> Self {
-        Self { enabled: false, require_consent: true }
+        Self {
+            enabled: false,
+            require_consent: true,
+        }
     }
 }
 
@@ -325,11 +358,17 @@ fn default_keep() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct BackupDestination {
     /// Destination bucket name.
-    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    )]
     pub bucket: String,
     /// Destination region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"))]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$")
+    )]
     pub region: Option<String>,
 }
 
@@ -340,13 +379,13 @@ pub struct NetworkSpec {
     /// Namespaces whose pods may reach signaling (HTTPS): normally the ingress controller's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(validation = Rule::new("self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && n.size() <= 63)").message("signalingFrom entries must be namespace names"))]
+    #[schemars(extend("items" = {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}))]
     pub signaling_from: Vec<String>,
 
     /// Client networks allowed to send media (UDP), as CIDRs such as `0.0.0.0/0` or `10.0.0.0/8`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.all(c, c.size() <= 64 && isCIDR(c))").message("mediaCIDRs entries must be CIDRs such as 203.0.113.0/24"))]
+    #[schemars(extend("items" = {"type": "string", "maxLength": 64, "x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "mediaCIDRs entries must be CIDRs such as 203.0.113.0/24"}]}))]
     #[serde(rename = "mediaCIDRs")]
     pub media_cidrs: Vec<String>,
 
@@ -354,7 +393,7 @@ pub struct NetworkSpec {
     /// KMS and S3 endpoints of the tenant's region. DNS is always allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.all(c, c.size() <= 64 && isCIDR(c))").message("egressCIDRs entries must be CIDRs such as 52.94.0.0/16"))]
+    #[schemars(extend("items" = {"type": "string", "maxLength": 64, "x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "egressCIDRs entries must be CIDRs such as 52.94.0.0/16"}]}))]
     #[serde(rename = "egressCIDRs")]
     pub egress_cidrs: Vec<String>,
 }
@@ -415,6 +454,9 @@ pub struct RegionStatus {
 impl VideoTenant {
     /// The tenant namespace: `spec.namespace`, or `vt-<name>` when unset.
     pub fn namespace_name(&self) -> String {
-        self.spec.namespace.clone().unwrap_or_else(|| format!("vt-{}", kube::ResourceExt::name_any(self)))
+        self.spec
+            .namespace
+            .clone()
+            .unwrap_or_else(|| format!("vt-{}", kube::ResourceExt::name_any(self)))
     }
 }

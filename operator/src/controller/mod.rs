@@ -1,0 +1,163 @@
+//! Controllers: the watch loops and the shared context they reconcile with.
+
+pub mod conditions;
+pub mod ssa;
+pub mod tenant;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::ListParams;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use sanctum_api::VideoTenant;
+use sanctum_api::labels;
+use serde::de::DeserializeOwned;
+
+use crate::metrics::Metrics;
+
+/// Everything a reconcile needs besides the object itself.
+pub struct Context {
+    /// Kubernetes client (counts its requests in `metrics`).
+    pub client: Client,
+    /// Shared metrics.
+    pub metrics: Metrics,
+    /// Publishes `events.k8s.io/v1` Events on the reconciled objects.
+    pub recorder: Recorder,
+    /// Settings from the command line.
+    pub config: RunConfig,
+    /// Consecutive failures per tenant, for exponential retry backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Builds a context; the client should count its requests into `metrics`.
+    pub fn new(client: Client, metrics: Metrics, config: RunConfig) -> Self {
+        let reporter = Reporter {
+            controller: crate::CONTROLLER_NAME.to_string(),
+            instance: config.instance.clone(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            config,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Delay before retrying `key` after one more failure: 1 s doubling up to 5 minutes.
+    pub fn next_backoff(&self, key: &str) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .expect("backoff map lock is never poisoned");
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn reset_backoff(&self, key: &str) {
+        self.failures
+            .lock()
+            .expect("backoff map lock is never poisoned")
+            .remove(key);
+    }
+}
+
+/// Operator settings that shape reconciles.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Namespace the operator runs in; tenants may not use it.
+    pub operator_namespace: String,
+    /// Only reconcile tenants matching this label selector (for sharding and tests).
+    pub tenant_selector: Option<String>,
+    /// Periodic re-check of converged tenants, to repair drift no watch reports.
+    pub resync: Duration,
+    /// Identity of this replica in Events (normally the pod name).
+    pub instance: Option<String>,
+}
+
+/// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.
+pub async fn run(
+    client: Client,
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    config: RunConfig,
+) -> anyhow::Result<()> {
+    let tenants = Api::<VideoTenant>::all(client.clone());
+    if let Err(e) = tenants.list(&ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list VideoTenants ({e}); are the CRDs installed? Install them with `sanctum crds | kubectl apply --server-side -f -`"
+        );
+    }
+    let mut tenant_watch = watcher::Config::default();
+    if let Some(selector) = &config.tenant_selector {
+        tenant_watch = tenant_watch.labels(selector);
+    }
+    let ctx = Arc::new(Context::new(client.clone(), metrics, config));
+    let controller = Controller::new(tenants, tenant_watch);
+    let controller = watch_owned::<Namespace>(controller, &client);
+    let controller = watch_owned::<NetworkPolicy>(controller, &client);
+    let controller = watch_owned::<ResourceQuota>(controller, &client);
+    let controller = watch_owned::<LimitRange>(controller, &client);
+    let controller = watch_owned::<ServiceAccount>(controller, &client);
+    let controller = watch_owned::<Role>(controller, &client);
+    let controller = watch_owned::<RoleBinding>(controller, &client);
+    let controller = watch_owned::<Deployment>(controller, &client);
+    let controller = watch_owned::<Service>(controller, &client);
+    let controller = watch_owned::<PodDisruptionBudget>(controller, &client);
+    let controller = watch_owned::<HorizontalPodAutoscaler>(controller, &client);
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("videotenant controller started");
+    controller
+        .shutdown_on_signal()
+        .run(tenant::reconcile, tenant::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile loop reported an error");
+            }
+        })
+        .await;
+    tracing::info!("videotenant controller stopped");
+    Ok(())
+}
+
+/// Re-reconciles the owning tenant when an object it owns changes.
+///
+/// `Controller::owns` cannot be used: it maps owner references into the child's
+/// namespace, which never matches a cluster-scoped `VideoTenant`.
+fn watch_owned<K>(controller: Controller<VideoTenant>, client: &Client) -> Controller<VideoTenant>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    controller.watches(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().labels(&selector),
+        |obj: K| {
+            obj.labels()
+                .get(labels::TENANT)
+                .map(|tenant| ObjectRef::<VideoTenant>::new(tenant))
+        },
+    )
+}

@@ -1,0 +1,328 @@
+//! The media-node Deployment of one region: hardened, spread, and configured by the tenant.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use sanctum_api::RegionSpec;
+
+use super::signing_key::PUBLIC_KEY_FILE;
+use super::{
+    MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, media_selector,
+    media_selector_labels, region_meta,
+};
+use crate::controller::tenant::validate::Validated;
+
+/// Unprivileged uid/gid the media node runs as (the distroless `nonroot` user).
+pub const MEDIA_UID: i64 = 65532;
+/// Where the join-token public key is mounted.
+pub const SIGNING_KEY_DIR: &str = "/etc/sanctum/join-token";
+
+/// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales.
+pub fn build_deployment(v: &Validated, region: &RegionSpec, public_key: &ConfigMap) -> Deployment {
+    let replicas = if region.autoscaling.is_some() {
+        None
+    } else {
+        Some(region.replicas)
+    };
+    let mut pod_labels = super::common_labels(v);
+    pod_labels.extend(media_selector_labels(v, region));
+    Deployment {
+        metadata: region_meta(v, region),
+        spec: Some(DeploymentSpec {
+            replicas,
+            selector: media_selector(v, region),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(v, region, public_key)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_spec(v: &Validated, region: &RegionSpec, public_key: &ConfigMap) -> PodSpec {
+    PodSpec {
+        service_account_name: Some(MEDIA_SERVICE_ACCOUNT.into()),
+        automount_service_account_token: Some(true),
+        enable_service_links: Some(false),
+        node_selector: (!region.node_selector.is_empty()).then(|| region.node_selector.clone()),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(MEDIA_UID),
+            run_as_group: Some(MEDIA_UID),
+            fs_group: Some(MEDIA_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        topology_spread_constraints: Some(
+            ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+                .into_iter()
+                .map(|key| TopologySpreadConstraint {
+                    max_skew: 1,
+                    topology_key: key.into(),
+                    when_unsatisfiable: "ScheduleAnyway".into(),
+                    label_selector: Some(media_selector(v, region)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        termination_grace_period_seconds: Some(60),
+        containers: vec![container(v, region)],
+        volumes: Some(vec![
+            Volume {
+                name: "join-token-key".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: public_key.name_any(),
+                    default_mode: Some(0o444),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: Some("Memory".into()),
+                    size_limit: Some(Quantity("64Mi".into())),
+                }),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    }
+}
+
+fn container(v: &Validated, region: &RegionSpec) -> Container {
+    let media = &v.spec.media;
+    let env = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..Default::default()
+    };
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let port = |name: &str, port: i32, protocol: &str| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some(protocol.into()),
+        ..Default::default()
+    };
+    Container {
+        name: "media-node".into(),
+        image: Some(media.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        env: Some(vec![
+            env("SANCTUM_TENANT", v.name.clone()),
+            env("SANCTUM_REGION", region.name.clone()),
+            env(
+                "SANCTUM_MAX_SESSION_MINUTES",
+                media.max_session_minutes.to_string(),
+            ),
+            env(
+                "SANCTUM_IDLE_TIMEOUT_SECONDS",
+                media.idle_timeout_seconds.to_string(),
+            ),
+            env(
+                "SANCTUM_JOIN_TOKEN_PUBLIC_KEY",
+                format!("{SIGNING_KEY_DIR}/{PUBLIC_KEY_FILE}"),
+            ),
+            env(
+                "SANCTUM_SIGNALING_ADDR",
+                format!("0.0.0.0:{SIGNALING_PORT}"),
+            ),
+            env(
+                "SANCTUM_MEDIA_UDP_ADDR",
+                format!("0.0.0.0:{MEDIA_UDP_PORT}"),
+            ),
+            env("SANCTUM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
+        ]),
+        ports: Some(vec![
+            port("https", SIGNALING_PORT, "TCP"),
+            port("media", MEDIA_UDP_PORT, "UDP"),
+            port("metrics", METRICS_PORT, "TCP"),
+        ]),
+        resources: Some(media.resources.clone().unwrap_or_else(default_resources)),
+        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(probe("/healthz")),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "join-token-key".into(),
+                mount_path: SIGNING_KEY_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), q("500m")),
+            ("memory".into(), q("256Mi")),
+        ])),
+        limits: Some(BTreeMap::from([
+            ("cpu".into(), q("2")),
+            ("memory".into(), q("1Gi")),
+        ])),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::tenant::build::signing_key::build_public_key_config_map;
+    use crate::controller::tenant::fixtures;
+    use sanctum_api::labels;
+
+    fn deployment(region: usize) -> Deployment {
+        let v = fixtures::validated("clinic-a");
+        let cm = build_public_key_config_map(&v, "PEM");
+        build_deployment(&v, &v.spec.media.regions[region], &cm)
+    }
+
+    #[test]
+    fn pods_are_hardened_as_restricted_pod_security_requires() {
+        let d = deployment(0);
+        let pod = d.spec.expect("spec").template.spec.expect("pod");
+        let psc = pod.security_context.expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(MEDIA_UID));
+        assert_eq!(
+            psc.seccomp_profile.expect("seccomp").type_,
+            "RuntimeDefault"
+        );
+        for c in &pod.containers {
+            let sc = c
+                .security_context
+                .as_ref()
+                .expect("container security context");
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            assert_eq!(sc.privileged, Some(false));
+            assert_eq!(
+                sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+                Some(vec!["ALL".to_string()])
+            );
+            assert!(
+                sc.capabilities
+                    .as_ref()
+                    .and_then(|c| c.add.clone())
+                    .is_none()
+            );
+        }
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some(MEDIA_SERVICE_ACCOUNT)
+        );
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+    }
+
+    #[test]
+    fn pods_spread_and_carry_tenant_settings() {
+        let d = deployment(0);
+        assert_eq!(d.metadata.name.as_deref(), Some("media-us-east"));
+        let spec = d.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        let selector = spec.selector.match_labels.expect("labels");
+        assert_eq!(selector[labels::REGION], "us-east");
+        let pod = spec.template.spec.expect("pod");
+        let spread = pod.topology_spread_constraints.expect("spread");
+        assert_eq!(spread.len(), 2);
+        assert!(spread.iter().all(|s| {
+            s.label_selector
+                .as_ref()
+                .and_then(|l| l.match_labels.clone())
+                == Some(selector.clone())
+        }));
+        let env = pod.containers[0].env.clone().expect("env");
+        let get = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(get("SANCTUM_TENANT").as_deref(), Some("clinic-a"));
+        assert_eq!(get("SANCTUM_MAX_SESSION_MINUTES").as_deref(), Some("240"));
+        assert_eq!(get("SANCTUM_IDLE_TIMEOUT_SECONDS").as_deref(), Some("300"));
+        let volumes = pod.volumes.expect("volumes");
+        assert_eq!(
+            volumes[0].config_map.as_ref().expect("cm").name,
+            "join-token-public-key"
+        );
+        let template_labels = spec
+            .template
+            .metadata
+            .expect("meta")
+            .labels
+            .expect("labels");
+        for (k, val) in &selector {
+            assert_eq!(
+                template_labels.get(k),
+                Some(val),
+                "template matches selector"
+            );
+        }
+    }
+
+    #[test]
+    fn autoscaled_regions_leave_replicas_to_the_hpa() {
+        let d = deployment(1);
+        assert_eq!(d.spec.expect("spec").replicas, None);
+    }
+}

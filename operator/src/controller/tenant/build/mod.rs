@@ -1,0 +1,196 @@
+//! Pure builders: from a validated tenant to the typed objects it should own.
+//!
+//! This is where the tenant's security lives (security contexts, network rules, RBAC),
+//! so every builder is a plain function, tested without a cluster.
+
+mod deployment;
+mod hpa;
+mod namespace;
+mod network_policy;
+mod pdb;
+mod quota;
+mod rbac;
+mod service;
+pub mod signing_key;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use sanctum_api::{RegionSpec, labels};
+
+pub use deployment::build_deployment;
+pub use hpa::build_hpa;
+pub use namespace::build_namespace;
+pub use network_policy::build_network_policies;
+pub use pdb::build_pdb;
+pub use quota::{build_limit_range, build_resource_quota};
+pub use rbac::{build_role, build_role_binding, build_service_account};
+pub use service::build_service;
+
+use super::validate::Validated;
+
+/// Component label value of media nodes.
+pub const MEDIA_COMPONENT: &str = "media-node";
+/// Service account the media nodes run as.
+pub const MEDIA_SERVICE_ACCOUNT: &str = "media-node";
+/// HTTPS signaling port (WHIP/WHEP) inside the pod.
+pub const SIGNALING_PORT: i32 = 8443;
+/// UDP port all WebRTC media is multiplexed on.
+pub const MEDIA_UDP_PORT: i32 = 10000;
+/// Health and metrics port.
+pub const METRICS_PORT: i32 = 9090;
+
+/// Objects that make the namespace safe before any workload runs in it.
+pub struct Foundation {
+    /// The tenant namespace.
+    pub namespace: Namespace,
+    /// Default deny plus the allowances of `spec.network`.
+    pub network_policies: Vec<NetworkPolicy>,
+    /// Bounds on what the namespace may consume.
+    pub quota: ResourceQuota,
+    /// Default and maximum container resources.
+    pub limit_range: LimitRange,
+    /// Identity of the media nodes.
+    pub service_account: ServiceAccount,
+    /// What the media nodes may do in the API.
+    pub role: Role,
+    /// Grants `role` to `service_account`.
+    pub role_binding: RoleBinding,
+}
+
+/// The media nodes of one region.
+pub struct RegionObjects {
+    /// Region name.
+    pub region: String,
+    /// The media-node Deployment.
+    pub deployment: Deployment,
+    /// Signaling and media Service.
+    pub service: Service,
+    /// Keeps all but one node up during voluntary disruptions.
+    pub pdb: PodDisruptionBudget,
+    /// Present when the region autoscales.
+    pub hpa: Option<HorizontalPodAutoscaler>,
+}
+
+/// Builds the namespace-level objects.
+pub fn foundation(v: &Validated) -> Foundation {
+    Foundation {
+        namespace: build_namespace(v),
+        network_policies: build_network_policies(v),
+        quota: build_resource_quota(v),
+        limit_range: build_limit_range(v),
+        service_account: build_service_account(v),
+        role: build_role(v),
+        role_binding: build_role_binding(v),
+    }
+}
+
+/// Builds the per-region media objects; `public_key` is the ConfigMap holding the join-token key.
+pub fn regions(v: &Validated, public_key: &ConfigMap) -> Vec<RegionObjects> {
+    v.spec
+        .media
+        .regions
+        .iter()
+        .map(|region| RegionObjects {
+            region: region.name.clone(),
+            deployment: build_deployment(v, region, public_key),
+            service: build_service(v, region),
+            pdb: build_pdb(v, region),
+            hpa: build_hpa(v, region),
+        })
+        .collect()
+}
+
+/// Name of a region's Deployment, Service, PDB and HPA.
+pub fn region_object_name(region: &RegionSpec) -> String {
+    format!("media-{}", region.name)
+}
+
+/// Labels every object of the tenant carries.
+pub fn common_labels(v: &Validated) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_string(), "sanctum".to_string()),
+        (labels::INSTANCE.to_string(), v.name.clone()),
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+        (labels::TENANT.to_string(), v.name.clone()),
+    ])
+}
+
+/// Labels selecting the media nodes of one region (stable: part of Deployment selectors).
+pub fn media_selector_labels(v: &Validated, region: &RegionSpec) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::TENANT.to_string(), v.name.clone()),
+        (labels::COMPONENT.to_string(), MEDIA_COMPONENT.to_string()),
+        (labels::REGION.to_string(), region.name.clone()),
+    ])
+}
+
+/// Selector of one region's media nodes.
+pub fn media_selector(v: &Validated, region: &RegionSpec) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(media_selector_labels(v, region)),
+        ..Default::default()
+    }
+}
+
+/// Selector of all media nodes of the tenant.
+pub fn all_media_selector(v: &Validated) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([
+            (labels::TENANT.to_string(), v.name.clone()),
+            (labels::COMPONENT.to_string(), MEDIA_COMPONENT.to_string()),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// Metadata of an object in the tenant namespace, owned by the tenant.
+pub fn namespaced_meta(v: &Validated, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(v.namespace.clone()),
+        labels: Some(common_labels(v)),
+        owner_references: Some(vec![v.owner.clone()]),
+        ..Default::default()
+    }
+}
+
+/// Like [`namespaced_meta`], for one region's objects.
+pub fn region_meta(v: &Validated, region: &RegionSpec) -> ObjectMeta {
+    let mut meta = namespaced_meta(v, &region_object_name(region));
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.extend(media_selector_labels(v, region));
+    meta
+}
+
+/// Label selector string matching every object of the tenant, for pruning.
+pub fn tenant_selector(v: &Validated) -> String {
+    format!(
+        "{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE,
+        labels::TENANT,
+        v.name
+    )
+}
+
+/// Label selector string matching the tenant's per-region media objects, for pruning.
+pub fn media_objects_selector(v: &Validated) -> String {
+    format!(
+        "{},{}={}",
+        tenant_selector(v),
+        labels::COMPONENT,
+        MEDIA_COMPONENT
+    )
+}

@@ -1,0 +1,377 @@
+//! The `VideoTenant` reconciler: validate → build → apply → status, behind a finalizer.
+//!
+//! Only this module and `apply` talk to the API; validation and building are pure.
+//! It must never regenerate key material, adopt a namespace it does not own, or write
+//! when nothing changed.
+
+mod apply;
+pub mod build;
+#[cfg(test)]
+mod fixtures;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use sanctum_api::conditions::reasons;
+use sanctum_api::{Recording, VideoTenant, VideoTenantStatus, labels};
+use tracing::{info, instrument, warn};
+
+use super::Context;
+use build::signing_key::KeyError;
+use validate::Invalid;
+
+/// Finalizer that runs cleanup before a tenant disappears.
+pub const FINALIZER: &str = "sanctum.dev/cleanup";
+/// Controller label in metrics.
+const CONTROLLER: &str = "videotenant";
+/// Longest an Event note may be.
+const MAX_NOTE: usize = 1000;
+
+/// Why a tenant reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec cannot be reconciled as written.
+    #[error("tenant {tenant} is invalid: {source}")]
+    InvalidSpec {
+        /// Tenant name.
+        tenant: String,
+        /// What is wrong.
+        source: Invalid,
+    },
+    /// Another owner's namespace has the tenant's namespace name.
+    #[error("namespace {namespace} already exists and is not managed by tenant {tenant}")]
+    NamespaceConflict {
+        /// Tenant name.
+        tenant: String,
+        /// The namespace.
+        namespace: String,
+    },
+    /// Reading an object failed.
+    #[error("failed to read {what} for tenant {tenant}: {source}")]
+    Read {
+        /// Tenant name.
+        tenant: String,
+        /// What was read.
+        what: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// A server-side apply failed.
+    #[error("failed to apply {kind} {name} for tenant {tenant}: {source}")]
+    Apply {
+        /// Tenant name.
+        tenant: String,
+        /// Object kind.
+        kind: String,
+        /// Object name.
+        name: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// Deleting objects the tenant no longer wants failed.
+    #[error("failed to delete stale {kind} objects of tenant {tenant}: {source}")]
+    Prune {
+        /// Tenant name.
+        tenant: String,
+        /// Object kind.
+        kind: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// The join-token key could not be made or read.
+    #[error("join-token signing key of tenant {tenant}: {source}")]
+    SigningKey {
+        /// Tenant name.
+        tenant: String,
+        /// What went wrong.
+        source: KeyError,
+    },
+    /// Writing the status failed.
+    #[error("failed to update the status of tenant {tenant}: {source}")]
+    PatchStatus {
+        /// Tenant name.
+        tenant: String,
+        /// API error.
+        source: kube::Error,
+    },
+    /// Deleting a tenant with recordings under legal hold is refused.
+    #[error("tenant {tenant} cannot be deleted: {count} recordings are under legal hold")]
+    LegalHold {
+        /// Tenant name.
+        tenant: String,
+        /// Recordings on hold.
+        count: usize,
+    },
+    /// Deletion waits for the namespace to finish terminating.
+    #[error("waiting for namespace {namespace} to terminate")]
+    NamespaceTerminating {
+        /// The namespace.
+        namespace: String,
+    },
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer of tenant {tenant}: {message}")]
+    Finalizer {
+        /// Tenant name.
+        tenant: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Short category for the Event reason and the failure metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec { .. } => reasons::INVALID_SPEC,
+            Error::NamespaceConflict { .. } => "NamespaceConflict",
+            Error::Read { .. } => "ReadFailed",
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Prune { .. } => "PruneFailed",
+            Error::SigningKey { .. } => "SigningKeyFailed",
+            Error::PatchStatus { .. } => "StatusFailed",
+            Error::LegalHold { .. } => "LegalHold",
+            Error::NamespaceTerminating { .. } => "NamespaceTerminating",
+            Error::Finalizer { .. } => "FinalizerFailed",
+        }
+    }
+
+    /// Errors a retry cannot fix: they wait for a person to change something.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::InvalidSpec { .. }
+            | Error::NamespaceConflict { .. }
+            | Error::LegalHold { .. } => true,
+            Error::SigningKey { source, .. } => matches!(source, KeyError::Unreadable),
+            Error::Apply { source, .. } => is_rejected(source),
+            _ => false,
+        }
+    }
+
+    /// Expected waits, not failures: no Warning Event.
+    fn is_waiting(&self) -> bool {
+        matches!(self, Error::NamespaceTerminating { .. })
+    }
+
+    fn from_finalizer(tenant: &str, error: finalizer::Error<Error>) -> Self {
+        match error {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer {
+                tenant: tenant.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// An API error that retrying the same request cannot fix (the server refused the object).
+fn is_rejected(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 422 || s.code == 403 || s.code == 400)
+}
+
+/// Reconciles one tenant; the entry point the controller calls.
+#[instrument(skip(tenant, ctx), fields(tenant = %tenant.name_any()))]
+pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let name = tenant.name_any();
+    let api = Api::<VideoTenant>::all(ctx.client.clone());
+    let deleting = tenant.meta().deletion_timestamp.is_some();
+    let first = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_none();
+    let result = async {
+        if first && !deleting {
+            write_status(&api, &tenant, status::initial(&tenant, &now())).await?;
+        }
+        finalizer(&api, FINALIZER, tenant.clone(), |event| async {
+            match event {
+                finalizer::Event::Apply(t) => apply::apply(&t, &ctx).await,
+                finalizer::Event::Cleanup(t) => cleanup(&t, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::from_finalizer(&name, e))
+    }
+    .await;
+    match &result {
+        Ok(_) => ctx.reset_backoff(&name),
+        Err(error) => {
+            ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
+            if !error.is_waiting() {
+                warn!(%error, reason = error.reason(), "reconcile failed");
+                publish(
+                    &ctx,
+                    &tenant,
+                    EventType::Warning,
+                    error.reason(),
+                    "Reconcile",
+                    error.to_string(),
+                )
+                .await;
+                if !deleting {
+                    let failed = status::failed(&tenant, error, &now());
+                    if let Err(e) = write_status(&api, &tenant, failed).await {
+                        warn!(error = %e, "could not record the failure in status");
+                    }
+                }
+            }
+        }
+    }
+    result
+}
+
+/// What to do after a failed reconcile: wait for a change, or retry with backoff.
+pub fn error_policy(tenant: Arc<VideoTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_waiting() {
+        return Action::requeue(Duration::from_secs(2));
+    }
+    if matches!(error, Error::InvalidSpec { .. }) {
+        return Action::await_change();
+    }
+    if error.is_permanent() {
+        return Action::requeue(ctx.config.resync);
+    }
+    Action::requeue(ctx.next_backoff(&tenant.name_any()))
+}
+
+/// Deletion: refuse while recordings are on legal hold, then remove the namespace and
+/// wait until it is gone so the finalizer is released only after cleanup completed.
+async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
+    let name = tenant.name_any();
+    let namespace = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.namespace.clone())
+        .unwrap_or_else(|| tenant.namespace_name());
+    let read_err = |what: &str| {
+        let (tenant, what) = (name.clone(), what.to_string());
+        move |source| Error::Read {
+            tenant,
+            what,
+            source,
+        }
+    };
+    let recordings = Api::<Recording>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(read_err("recordings"))?;
+    let held = recordings
+        .items
+        .iter()
+        .filter(|r| r.spec.legal_hold)
+        .count();
+    if held > 0 {
+        return Err(Error::LegalHold {
+            tenant: name,
+            count: held,
+        });
+    }
+    let namespaces = Api::<Namespace>::all(ctx.client.clone());
+    if let Some(ns) = namespaces
+        .get_opt(&namespace)
+        .await
+        .map_err(read_err("namespace"))?
+        && ns.labels().get(labels::TENANT) == Some(&name)
+    {
+        if ns.metadata.deletion_timestamp.is_none() {
+            namespaces
+                .delete(&namespace, &DeleteParams::foreground())
+                .await
+                .map_err(read_err("namespace"))?;
+            info!(%namespace, "deleting tenant namespace");
+            publish(
+                ctx,
+                tenant,
+                EventType::Normal,
+                "Deleting",
+                "Cleanup",
+                format!("deleting namespace {namespace}"),
+            )
+            .await;
+        }
+        return Err(Error::NamespaceTerminating { namespace });
+    }
+    info!("tenant cleaned up");
+    publish(
+        ctx,
+        tenant,
+        EventType::Normal,
+        "Deleted",
+        "Cleanup",
+        format!("namespace {namespace} removed"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Writes `status` unless it equals what is stored: a converged reconcile writes nothing.
+async fn write_status(
+    api: &Api<VideoTenant>,
+    tenant: &VideoTenant,
+    status: VideoTenantStatus,
+) -> Result<bool, Error> {
+    if tenant.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": "sanctum.dev/v1alpha1",
+        "kind": "VideoTenant",
+        "status": status,
+    });
+    api.patch_status(
+        &tenant.name_any(),
+        &PatchParams::apply(crate::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus {
+        tenant: tenant.name_any(),
+        source,
+    })?;
+    Ok(true)
+}
+
+/// Publishes an Event on the tenant; a failure to publish is logged, never fatal.
+async fn publish(
+    ctx: &Context,
+    tenant: &VideoTenant,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let mut note = note;
+    if note.len() > MAX_NOTE {
+        let mut cut = MAX_NOTE - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+        warn!(%error, "could not publish event");
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}

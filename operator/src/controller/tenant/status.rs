@@ -1,0 +1,372 @@
+//! Tenant status: conditions as kstatus and Argo CD read them, and per-region counts.
+//!
+//! Pure functions from what a reconcile observed to the status it should publish;
+//! `mod.rs` writes the result only when it differs from what is stored.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use sanctum_api::conditions::{self as c, reasons};
+use sanctum_api::{RegionStatus, VideoTenant, VideoTenantStatus};
+
+use super::Error;
+use super::validate::Validated;
+use crate::controller::conditions::{Desired, merge};
+
+/// What a successful reconcile observed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Per-region media-node counts, in spec order.
+    pub regions: Vec<RegionStatus>,
+    /// Regions whose Deployment has not finished rolling out.
+    pub rolling_out: Vec<String>,
+    /// NetworkPolicies in force.
+    pub network_policies: usize,
+}
+
+/// Counts of one region, read from its live Deployment.
+pub fn observe_region(region: &str, deployment: &Deployment) -> (RegionStatus, bool) {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    let rolled_out = status.observed_generation == deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) == desired
+        && status.replicas.unwrap_or(0) == desired
+        && ready == desired;
+    (
+        RegionStatus {
+            name: region.to_string(),
+            desired,
+            ready,
+        },
+        rolled_out,
+    )
+}
+
+/// Status written on the very first reconcile, before anything exists: an empty status
+/// would read as Current to kstatus and let a GitOps sync pass too early.
+pub fn initial(tenant: &VideoTenant, now: &Time) -> VideoTenantStatus {
+    let mut desired = vec![
+        Desired::no(c::READY, reasons::PROGRESSING, "reconcile started"),
+        Desired::yes(
+            c::RECONCILING,
+            reasons::PROGRESSING,
+            "creating the tenant's resources",
+        ),
+        Desired::no(c::STALLED, reasons::PROGRESSING, "reconcile started"),
+    ];
+    desired.extend(
+        c::PART_TYPES
+            .iter()
+            .map(|t| Desired::unknown(t, reasons::PROGRESSING, "not reconciled yet")),
+    );
+    VideoTenantStatus {
+        observed_generation: tenant.metadata.generation,
+        conditions: merge(&[], &desired, tenant.metadata.generation, now),
+        namespace: Some(tenant.namespace_name()),
+        ..Default::default()
+    }
+}
+
+/// Status after a reconcile that applied everything.
+pub fn converged(
+    tenant: &VideoTenant,
+    v: &Validated,
+    observed: &Observed,
+    now: &Time,
+) -> VideoTenantStatus {
+    let mut parts = vec![
+        Desired::no(
+            c::KEY_READY,
+            reasons::NOT_IMPLEMENTED,
+            "per-tenant KMS keys are not available in this release",
+        ),
+        Desired::no(
+            c::BUCKET_READY,
+            reasons::NOT_IMPLEMENTED,
+            "recording buckets are not available in this release",
+        ),
+        Desired::yes(
+            c::NETWORK_ISOLATED,
+            reasons::APPLIED,
+            format!(
+                "default deny and {} allowances in force",
+                observed.network_policies.saturating_sub(1)
+            ),
+        ),
+    ];
+    let (ready, desired): (i32, i32) = observed
+        .regions
+        .iter()
+        .fold((0, 0), |(r, d), s| (r + s.ready, d + s.desired));
+    parts.push(if observed.rolling_out.is_empty() {
+        Desired::yes(
+            c::MEDIA_READY,
+            reasons::RECONCILED,
+            format!(
+                "{ready}/{desired} media nodes ready in {} regions",
+                observed.regions.len()
+            ),
+        )
+    } else {
+        Desired::no(
+            c::MEDIA_READY,
+            reasons::WAITING_FOR_MEDIA,
+            format!(
+                "{ready}/{desired} media nodes ready; waiting for {}",
+                observed.rolling_out.join(", ")
+            ),
+        )
+    });
+    parts.push(match &v.spec.backup {
+        None => Desired::yes(
+            c::BACKUP_SCHEDULED,
+            reasons::NOT_CONFIGURED,
+            "spec.backup is not set: no backups are taken",
+        ),
+        Some(_) => Desired::no(
+            c::BACKUP_SCHEDULED,
+            reasons::NOT_IMPLEMENTED,
+            "scheduled backups are not available in this release",
+        ),
+    });
+
+    let not_ready: Vec<&Desired> = parts.iter().filter(|p| !p.is_true()).collect();
+    let blocked: Vec<&str> = not_ready
+        .iter()
+        .filter(|p| p.reason == reasons::NOT_IMPLEMENTED)
+        .map(|p| p.type_.as_str())
+        .collect();
+    let progressing = !observed.rolling_out.is_empty();
+    let mut desired_conditions = vec![
+        if not_ready.is_empty() {
+            Desired::yes(c::READY, reasons::RECONCILED, "the tenant is converged")
+        } else {
+            let list: Vec<String> = not_ready
+                .iter()
+                .map(|p| format!("{} ({})", p.type_, p.reason))
+                .collect();
+            Desired::no(
+                c::READY,
+                reasons::PARTS_NOT_READY,
+                format!("not ready: {}", list.join(", ")),
+            )
+        },
+        if progressing {
+            Desired::yes(
+                c::RECONCILING,
+                reasons::WAITING_FOR_MEDIA,
+                "waiting for media nodes to become ready",
+            )
+        } else {
+            Desired::no(c::RECONCILING, reasons::RECONCILED, "all changes applied")
+        },
+        if blocked.is_empty() {
+            Desired::no(c::STALLED, reasons::RECONCILED, "no blocking problem")
+        } else {
+            Desired::yes(
+                c::STALLED,
+                reasons::NOT_IMPLEMENTED,
+                format!(
+                    "cannot become Ready: {} not available in this release",
+                    blocked.join(", ")
+                ),
+            )
+        },
+    ];
+    desired_conditions.extend(parts);
+    let current = tenant.status.clone().unwrap_or_default();
+    VideoTenantStatus {
+        observed_generation: tenant.metadata.generation,
+        conditions: merge(
+            &current.conditions,
+            &desired_conditions,
+            tenant.metadata.generation,
+            now,
+        ),
+        namespace: Some(v.namespace.clone()),
+        media_nodes: Some(format!("{ready}/{desired}")),
+        regions: observed.regions.clone(),
+        ..current
+    }
+}
+
+/// Status after a failed reconcile: the error is named; parts keep what was last known.
+pub fn failed(tenant: &VideoTenant, error: &Error, now: &Time) -> VideoTenantStatus {
+    let current = tenant.status.clone().unwrap_or_default();
+    let known = |t: &str| {
+        current
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(Desired::from_condition)
+    };
+    let message = error.to_string();
+    let mut desired = if error.is_permanent() {
+        vec![
+            Desired::no(c::READY, error.reason(), message.clone()),
+            Desired::no(
+                c::RECONCILING,
+                error.reason(),
+                "waiting for the spec or the cluster to change",
+            ),
+            Desired::yes(c::STALLED, error.reason(), message),
+        ]
+    } else {
+        vec![
+            known(c::READY)
+                .unwrap_or_else(|| Desired::no(c::READY, reasons::RETRYING, message.clone())),
+            Desired::yes(c::RECONCILING, reasons::RETRYING, message.clone()),
+            Desired::no(c::STALLED, reasons::RETRYING, "retrying a transient error"),
+        ]
+    };
+    desired.extend(c::PART_TYPES.iter().map(|t| {
+        known(t).unwrap_or_else(|| Desired::unknown(t, reasons::PROGRESSING, "not reconciled yet"))
+    }));
+    VideoTenantStatus {
+        observed_generation: tenant.metadata.generation,
+        conditions: merge(
+            &current.conditions,
+            &desired,
+            tenant.metadata.generation,
+            now,
+        ),
+        namespace: current
+            .namespace
+            .clone()
+            .or_else(|| Some(tenant.namespace_name())),
+        ..current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::conditions::is_true;
+    use crate::controller::tenant::fixtures;
+    use crate::controller::tenant::validate::Invalid;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_800_000_000).expect("valid"))
+    }
+
+    fn observed(rolling_out: &[&str]) -> Observed {
+        Observed {
+            regions: vec![
+                RegionStatus {
+                    name: "us-east".into(),
+                    desired: 2,
+                    ready: if rolling_out.is_empty() { 2 } else { 1 },
+                },
+                RegionStatus {
+                    name: "eu-west".into(),
+                    desired: 1,
+                    ready: 1,
+                },
+            ],
+            rolling_out: rolling_out.iter().map(|s| s.to_string()).collect(),
+            network_policies: 5,
+        }
+    }
+
+    fn types(s: &VideoTenantStatus) -> Vec<&str> {
+        s.conditions.iter().map(|c| c.type_.as_str()).collect()
+    }
+
+    #[test]
+    fn first_status_is_not_ready_and_reconciling_with_generation() {
+        let t = fixtures::tenant("clinic-a");
+        let s = initial(&t, &now());
+        assert_eq!(s.observed_generation, Some(1));
+        assert!(is_true(&s.conditions, c::RECONCILING));
+        assert!(!is_true(&s.conditions, c::READY));
+        assert_eq!(
+            types(&s),
+            [
+                "Ready",
+                "Reconciling",
+                "Stalled",
+                "KeyReady",
+                "BucketReady",
+                "NetworkIsolated",
+                "MediaReady",
+                "BackupScheduled"
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_is_never_claimed_without_keys_and_buckets() {
+        let t = fixtures::tenant("clinic-a");
+        let v = fixtures::validated("clinic-a");
+        let s = converged(&t, &v, &observed(&[]), &now());
+        assert!(is_true(&s.conditions, c::MEDIA_READY));
+        assert!(is_true(&s.conditions, c::NETWORK_ISOLATED));
+        assert!(!is_true(&s.conditions, c::KEY_READY));
+        assert!(!is_true(&s.conditions, c::READY));
+        assert!(
+            is_true(&s.conditions, c::STALLED),
+            "not implemented parts block progress"
+        );
+        assert!(!is_true(&s.conditions, c::RECONCILING));
+        assert_eq!(s.media_nodes.as_deref(), Some("3/3"));
+        let mut sorted = types(&s);
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), s.conditions.len(), "one condition per type");
+    }
+
+    #[test]
+    fn rolling_out_media_is_reconciling() {
+        let t = fixtures::tenant("clinic-a");
+        let v = fixtures::validated("clinic-a");
+        let s = converged(&t, &v, &observed(&["us-east"]), &now());
+        assert!(is_true(&s.conditions, c::RECONCILING));
+        assert!(!is_true(&s.conditions, c::MEDIA_READY));
+        assert_eq!(s.media_nodes.as_deref(), Some("2/3"));
+    }
+
+    #[test]
+    fn an_unchanged_outcome_yields_an_identical_status() {
+        let mut t = fixtures::tenant("clinic-a");
+        let v = fixtures::validated("clinic-a");
+        let first = converged(&t, &v, &observed(&[]), &now());
+        t.status = Some(first.clone());
+        let later = Time(Timestamp::from_second(1_900_000_000).expect("valid"));
+        assert_eq!(
+            converged(&t, &v, &observed(&[]), &later),
+            first,
+            "no status write when nothing changed"
+        );
+    }
+
+    #[test]
+    fn permanent_errors_stall_and_transient_errors_retry() {
+        let t = fixtures::tenant("clinic-a");
+        let invalid = Error::InvalidSpec {
+            tenant: "clinic-a".into(),
+            source: Invalid::MissingUid,
+        };
+        let s = failed(&t, &invalid, &now());
+        assert!(is_true(&s.conditions, c::STALLED));
+        assert!(!is_true(&s.conditions, c::RECONCILING));
+        let msg = &s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == c::STALLED)
+            .expect("stalled")
+            .message;
+        assert!(msg.contains("metadata.uid"), "{msg}");
+
+        let transient = Error::NamespaceTerminating {
+            namespace: "vt-clinic-a".into(),
+        };
+        let s = failed(&t, &transient, &now());
+        assert!(!is_true(&s.conditions, c::STALLED));
+        assert!(is_true(&s.conditions, c::RECONCILING));
+    }
+}
