@@ -24,8 +24,12 @@ pub fn build_network_policies(v: &Validated) -> Vec<NetworkPolicy> {
         v,
         DEFAULT_DENY,
         LabelSelector::default(),
+        // Empty rule lists are set, not omitted, so the operator owns them: a rule someone
+        // adds by hand conflicts with this apply and is removed instead of kept beside it.
         NetworkPolicySpec {
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(Vec::new()),
+            egress: Some(Vec::new()),
             ..Default::default()
         },
     )];
@@ -176,10 +180,8 @@ mod tests {
             deny.policy_types.as_deref(),
             Some(&["Ingress".to_string(), "Egress".to_string()][..])
         );
-        assert!(
-            deny.ingress.is_none() && deny.egress.is_none(),
-            "deny has no allow rules"
-        );
+        assert_eq!(deny.ingress, Some(vec![]), "deny has no ingress rule");
+        assert_eq!(deny.egress, Some(vec![]), "deny has no egress rule");
         assert_eq!(
             policies[0].metadata.name.as_deref(),
             Some(DEFAULT_DENY),

@@ -1,0 +1,108 @@
+//! Invalid tenants are rejected by the API server itself (schema + CEL), with a message
+//! a person can act on, and nothing is stored.
+
+use anyhow::{Context, Result, bail, ensure};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use sanctum_api::{AutoscalingSpec, VideoTenant};
+use sanctum_e2e::{Cluster, example_tenant, unique};
+
+async fn rejected(api: &Api<VideoTenant>, tenant: &VideoTenant) -> Result<String> {
+    match api.create(&PostParams::default(), tenant).await {
+        Ok(_) => bail!("tenant {:?} was admitted", tenant.metadata.name),
+        Err(kube::Error::Api(status)) => {
+            ensure!(
+                status.code == 422,
+                "expected 422 Invalid, got {}: {}",
+                status.code,
+                status.message
+            );
+            Ok(status.message)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn invalid_tenants_are_rejected_with_cel_messages() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let api = Api::<VideoTenant>::all(cluster.client.clone());
+    let run = unique("adm");
+
+    let mut t = example_tenant(&unique("adm-minmax"), &run)?;
+    t.spec.media.regions[1].autoscaling = Some(AutoscalingSpec {
+        min: 5,
+        max: 2,
+        target_cpu: 70,
+    });
+    let msg = rejected(&api, &t).await?;
+    ensure!(
+        msg.contains("autoscaling.min must be less than or equal to autoscaling.max"),
+        "{msg}"
+    );
+
+    let mut t = example_tenant(&unique("adm-cron"), &run)?;
+    t.spec.backup = Some(serde_json::from_value(serde_json::json!({
+        "schedule": "every day at noon", "destination": {"bucket": "backups-a"}
+    }))?);
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("schedule must be a cron expression"), "{msg}");
+
+    let mut t = example_tenant(&unique("adm-cidr"), &run)?;
+    t.spec.network.media_cidrs = vec!["10.0.0.0/33".into()];
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("mediaCIDRs entries must be CIDRs"), "{msg}");
+
+    let mut t = example_tenant(&unique("adm-retention"), &run)?;
+    t.spec.storage.retention_days = 0;
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("retentionDays"), "{msg}");
+
+    let mut t = example_tenant(&unique("adm-region"), &run)?;
+    t.spec.media.regions[0].name = "US_East".into();
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("regions[0].name"), "{msg}");
+
+    let mut t = example_tenant(&unique("adm-dup"), &run)?;
+    let duplicate = t.spec.media.regions[0].clone();
+    t.spec.media.regions.push(duplicate);
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("Duplicate value"), "{msg}");
+
+    let t = example_tenant(&format!("adm-{}", "x".repeat(45)), &run)?;
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("at most 40 characters"), "{msg}");
+
+    let mut t = example_tenant(&unique("adm-keyarn"), &run)?;
+    t.spec.encryption.key_arn = Some("arn:aws:kms:us-east-1:123456789012:key/abc".into());
+    let msg = rejected(&api, &t).await?;
+    ensure!(
+        msg.contains("keyArn can only be used with provider 'aws'"),
+        "{msg}"
+    );
+
+    // Immutable namespace: accepted on create, refused on change. No operator runs for
+    // this run label, so nothing reconciles the tenant.
+    let name = unique("adm-immutable");
+    api.create(&PostParams::default(), &example_tenant(&name, &run)?)
+        .await?;
+    let change = serde_json::json!({"spec": {"namespace": "elsewhere"}});
+    let result = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&change))
+        .await;
+    let stored = api.get(&name).await.context("tenant was stored")?;
+    api.delete(&name, &Default::default()).await?;
+    match result {
+        Err(kube::Error::Api(status)) => ensure!(
+            status.message.contains("spec.namespace is immutable"),
+            "{}",
+            status.message
+        ),
+        other => bail!("namespace change was not refused: {other:?}"),
+    }
+    ensure!(
+        stored.spec.namespace.is_none(),
+        "nothing of the refused change was stored"
+    );
+    Ok(())
+}
