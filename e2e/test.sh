@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of the repository: formatting, lints, unit tests, then the e2e suite
+# against a real Kubernetes control plane and AWS emulator.
+#
+# Without KUBECONFIG, a local control plane is built (first run only) and started by
+# e2e/controlplane/cluster.sh, and stopped again at the end. With KUBECONFIG set, the
+# e2e suite runs against that cluster instead.
+#
+# A missing prerequisite is an error, never a skipped test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+need() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "error: '$tool' is required but not installed" >&2; exit 1; }
+  done
+}
+need cargo go python3 curl
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "unit tests"
+cargo test --workspace --exclude sanctum-e2e --locked
+
+if [ -n "${KUBECONFIG:-}" ]; then
+  step "e2e against the cluster in KUBECONFIG ($KUBECONFIG)"
+else
+  CLUSTER="sanctum-test-$$"
+  export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4567}"
+  cleanup() { "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" || true; }
+  trap cleanup EXIT
+  step "local control plane ($CLUSTER)"
+  eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
+fi
+
+step "e2e tests"
+cargo test -p sanctum-e2e --locked -- --test-threads 4
