@@ -30,7 +30,15 @@ build_one() { # module-dir output package [ldflags]
   if [ -x "$BIN/$out" ]; then return; fi
   log "building $out (first run only; this takes several minutes)"
   local start=$SECONDS
-  (cd "$HERE/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$out.tmp" "$pkg")
+  (cd "$HERE/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$out.tmp" "$pkg") &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    if kill -0 "$pid" 2>/dev/null && [ $(((SECONDS - start) % 30)) -lt 5 ]; then
+      log "  still building $out ($((SECONDS - start))s)"
+    fi
+  done
+  wait "$pid" || { log "building $out failed"; exit 1; }
   mv "$BIN/$out.tmp" "$BIN/$out"
   log "built $out in $((SECONDS - start))s"
 }

@@ -21,12 +21,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
 use sanctum_api::VideoTenant;
+use serde::Deserialize;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 
@@ -100,28 +104,72 @@ impl Cluster {
 }
 
 async fn install_crds(client: Client) -> Result<()> {
-    let api = Api::<CustomResourceDefinition>::all(client);
     let dir = repo_root().join("crds");
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&path)?)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        let name = crd.metadata.name.clone().context("CRD has a name")?;
-        api.patch(
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(document)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            match value["kind"].as_str() {
+                Some("CustomResourceDefinition") => {
+                    apply_crd(&client, serde_json::from_value(value)?).await?
+                }
+                Some("ValidatingAdmissionPolicy") => {
+                    apply_cluster::<ValidatingAdmissionPolicy>(
+                        &client,
+                        serde_json::from_value(value)?,
+                    )
+                    .await?;
+                }
+                Some("ValidatingAdmissionPolicyBinding") => {
+                    apply_cluster::<ValidatingAdmissionPolicyBinding>(
+                        &client,
+                        serde_json::from_value(value)?,
+                    )
+                    .await?;
+                }
+                other => bail!("{}: unexpected kind {other:?}", path.display()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_crd(client: &Client, crd: CustomResourceDefinition) -> Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = apply_cluster(client, crd).await?;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api, &name, conditions::is_crd_established()),
+    )
+    .await
+    .with_context(|| format!("CRD {name} not established"))??;
+    Ok(())
+}
+
+async fn apply_cluster<K>(client: &Client, object: K) -> Result<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().context("object has a name")?;
+    Api::<K>::all(client.clone())
+        .patch(
             &name,
             &PatchParams::apply("sanctum-e2e").force(),
-            &Patch::Apply(&crd),
+            &Patch::Apply(&object),
         )
         .await
         .with_context(|| format!("installing {name}"))?;
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not established"))??;
-    }
-    Ok(())
+    Ok(name)
 }
 
 /// The repository root (parent of `e2e/`).

@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Run the operator's controllers.
     Run(RunArgs),
-    /// Print the CustomResourceDefinitions (or write one file per CRD with --write).
+    /// Print the CRDs and admission policy (or write the files of `crds/` with --write).
     Crds {
         /// Directory to write `<plural>.yaml` files into instead of printing.
         #[arg(long)]
@@ -67,9 +67,9 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crds { write: None } => print!("{}", crds::to_yaml_stream()?),
         Command::Crds { write: Some(dir) } => {
-            for (file, crd) in crds::all() {
+            for (file, objects) in crds::all() {
                 let path = dir.join(file);
-                std::fs::write(&path, crds::to_yaml(&crd)?)
+                std::fs::write(&path, crds::to_yaml(&objects)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
