@@ -32,7 +32,7 @@ say "building the operator"
 cargo build -p sanctum-operator
 
 say "installing the CRDs"
-kubectl apply --server-side -f crds/
+kubectl apply --server-side --force-conflicts --field-manager sanctum-install -f crds/
 
 say "starting the operator (log: $STATE/operator.log)"
 stop_operator

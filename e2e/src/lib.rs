@@ -164,7 +164,7 @@ where
     Api::<K>::all(client.clone())
         .patch(
             &name,
-            &PatchParams::apply("sanctum-e2e").force(),
+            &PatchParams::apply("sanctum-install").force(),
             &Patch::Apply(&object),
         )
         .await
