@@ -34,6 +34,8 @@ cargo build -p sanctum-operator
 say "installing the CRDs"
 kubectl apply --server-side --force-conflicts --field-manager sanctum-install -f crds/
 
+kubectl create namespace sanctum-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+
 say "starting the operator (log: $STATE/operator.log)"
 stop_operator
 setsid target/debug/sanctum run --log-format text --http-addr 127.0.0.1:18080 >"$STATE/operator.log" 2>&1 </dev/null &
@@ -45,11 +47,10 @@ kubectl apply -f docs/examples/videotenant.yaml
 say "waiting for the tenant to converge (kubectl get vt)"
 last=""
 for _ in $(seq 1 120); do
-  now="$(kubectl get vt clinic-a 2>/dev/null || true)"
-  if [ "$now" != "$last" ]; then echo "$now"; last="$now"; fi
-  media="$(kubectl get vt clinic-a -o jsonpath='{.status.conditions[?(@.type=="MediaReady")].status}' 2>/dev/null || true)"
+  now="$(kubectl get vt clinic-a --no-headers -o custom-columns=R:.status.conditions[0].status,S:.status.conditions[0].reason,M:.status.mediaNodes 2>/dev/null || true)"
+  if [ "$now" != "$last" ]; then kubectl get vt clinic-a; last="$now"; fi
   ready="$(kubectl get vt clinic-a -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
-  if [ "$ready" = True ] || [ "$media" = True ]; then break; fi
+  if [ "$ready" = True ]; then break; fi
   sleep 1
 done
 

@@ -31,14 +31,15 @@ cargo build --workspace --all-targets --locked
 step "unit tests"
 cargo test --workspace --exclude sanctum-e2e --locked
 
+CLUSTER="sanctum-test-$$"
+export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4567}"
+cleanup() { "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" || true; }
+trap cleanup EXIT
 if [ -n "${KUBECONFIG:-}" ]; then
-  step "e2e against the cluster in KUBECONFIG ($KUBECONFIG)"
+  step "e2e against the cluster in KUBECONFIG ($KUBECONFIG), with a local AWS emulator"
+  eval "$("$ROOT/e2e/controlplane/cluster.sh" moto "$CLUSTER")"
 else
-  CLUSTER="sanctum-test-$$"
-  export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4567}"
-  cleanup() { "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" || true; }
-  trap cleanup EXIT
-  step "local control plane ($CLUSTER)"
+  step "local control plane and AWS emulator ($CLUSTER)"
   eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
 fi
 

@@ -9,6 +9,7 @@
 #   cluster.sh up [NAME]    build if needed, start cluster + emulator, print env
 #   cluster.sh down [NAME]  stop everything, leave no process behind
 #   cluster.sh env [NAME]   print KUBECONFIG / AWS endpoint exports
+#   cluster.sh moto [NAME]  start only the AWS emulator (for an existing cluster)
 set -euo pipefail
 
 K8S_VERSION=v1.36.3
@@ -70,12 +71,19 @@ CLUSTER_DIR="$KWOK_WORKDIR/clusters/$NAME"
 KUBECONFIG_PATH="$CACHE/$NAME.kubeconfig"
 MOTO_PID="$CACHE/$NAME.moto.pid"
 
+print_aws_env() {
+  # moto accepts any credentials; these never reach AWS.
+  echo "export SANCTUM_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
+  echo "export SANCTUM_S3_PATH_STYLE=true"
+  echo "export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+}
+
 print_env() {
   echo "export KUBECONFIG=$KUBECONFIG_PATH"
   echo "export SANCTUM_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log"
   echo "export SANCTUM_E2E_KUBECTL=$BIN/kubectl"
-  echo "export SANCTUM_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
   echo "export PATH=$BIN:\$PATH"
+  print_aws_env
 }
 
 up() {
@@ -137,6 +145,12 @@ down() {
 case "${1:-}" in
   build) build ;;
   up) up ;;
+  moto) # only the AWS emulator, for e2e runs against an existing cluster
+    if [ ! -x "$CACHE/moto/bin/moto_server" ]; then
+      python3 -m venv "$CACHE/moto"
+      "$CACHE/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    fi
+    start_moto; print_aws_env ;;
   down) down ;;
   env) print_env ;;
   *) echo "usage: $0 build|up|down|env [NAME]" >&2; exit 2 ;;

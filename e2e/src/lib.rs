@@ -104,6 +104,10 @@ impl Cluster {
 }
 
 async fn install_crds(client: Client) -> Result<()> {
+    // The operator's own namespace, where the local key provider keeps its master key.
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "sanctum-system"}}))?;
+    apply_cluster(&client, namespace).await?;
     let dir = repo_root().join("crds");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -214,6 +218,7 @@ impl Operator {
             .arg(format!("{RUN_LABEL}={run}"))
             .env("RUST_LOG", "info,sanctum_operator=debug,kube=warn")
             .env("RUST_BACKTRACE", "0")
+            .env("SANCTUM_RESYNC_SECONDS", "3")
             .stdout(file.try_clone()?)
             .stderr(file)
             .stdin(Stdio::null())
@@ -421,4 +426,18 @@ pub async fn wait_condition(
     })
     .await?;
     Ok(api.get(name).await?)
+}
+
+/// KMS and S3 clients for the emulator the operator under test talks to.
+pub async fn cloud() -> Result<sanctum_operator::cloud::Cloud> {
+    let endpoint = std::env::var("SANCTUM_AWS_ENDPOINT")
+        .context("SANCTUM_AWS_ENDPOINT is set by e2e/test.sh")?;
+    Ok(
+        sanctum_operator::cloud::Cloud::new(&sanctum_operator::cloud::CloudConfig {
+            endpoint: Some(endpoint),
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            force_path_style: true,
+        })
+        .await,
+    )
 }

@@ -55,10 +55,11 @@ async fn restart_after_kill_converges_and_keeps_the_signing_key() -> Result<()> 
         let all = secrets
             .list(&ListParams::default().labels(&format!("sanctum.dev/tenant={name}")))
             .await?;
+        let mut names: Vec<String> = all.items.iter().map(|s| s.name_any()).collect();
+        names.sort();
         ensure!(
-            all.items.len() == 1,
-            "exactly one signing key Secret, found {}",
-            all.items.len()
+            names == ["join-token-signing-key", "tenant-data-key"],
+            "exactly one signing key and one data key Secret, found {names:?}"
         );
 
         // The key stays; the public half is re-published if someone deletes it.

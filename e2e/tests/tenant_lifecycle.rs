@@ -1,5 +1,5 @@
-//! A tenant from creation to deletion: media nodes run, a converged reconcile writes
-//! nothing, and deletion removes the namespace.
+//! A tenant from creation to deletion: keys, bucket and media nodes become ready, a
+//! converged reconcile writes nothing, and deletion removes the namespace.
 
 use std::time::Duration;
 
@@ -29,14 +29,7 @@ async fn body(cluster: &Cluster, op: &Operator, run: &str) -> Result<()> {
         .await?;
 
     // Media nodes run: 2 in us-east, 1 in eu-west (HPA-managed, starts at 1).
-    let tenant = wait_condition(
-        &tenants,
-        &name,
-        "MediaReady",
-        "True",
-        Duration::from_secs(120),
-    )
-    .await?;
+    let tenant = wait_condition(&tenants, &name, "Ready", "True", Duration::from_secs(120)).await?;
     let status = tenant.status.clone().unwrap_or_default();
     let namespace = status.namespace.clone().unwrap_or_default();
     ensure!(
@@ -75,13 +68,22 @@ async fn body(cluster: &Cluster, op: &Operator, run: &str) -> Result<()> {
             pod.name_any()
         );
     }
-    // kstatus view: generation observed, Ready not claimed while keys and buckets do not exist.
+    // kstatus view: generation observed, every part ready, nothing stalled or in progress.
     ensure!(status.observed_generation == tenant.metadata.generation);
-    let ready = sanctum_e2e::condition(&tenant, "Ready").map(|c| c.status.clone());
-    ensure!(
-        ready.as_deref() == Some("False"),
-        "Ready must not be claimed yet: {ready:?}"
-    );
+    for (type_, want) in [
+        ("KeyReady", "True"),
+        ("BucketReady", "True"),
+        ("NetworkIsolated", "True"),
+        ("MediaReady", "True"),
+        ("Stalled", "False"),
+        ("Reconciling", "False"),
+    ] {
+        let got = sanctum_e2e::condition(&tenant, type_).map(|c| c.status.clone());
+        ensure!(
+            got.as_deref() == Some(want),
+            "{type_} is {got:?}, expected {want}"
+        );
+    }
     let policies = Api::<NetworkPolicy>::namespaced(cluster.client.clone(), &namespace)
         .list(&ListParams::default())
         .await?;

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cloud;
 pub mod controller;
 pub mod crds;
 pub mod http;

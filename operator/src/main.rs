@@ -14,6 +14,7 @@ use http::HeaderValue;
 use http::header::USER_AGENT;
 use kube::Client;
 use kube::client::ClientBuilder;
+use sanctum_operator::cloud::{Cloud, CloudConfig};
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
 use sanctum_operator::http::{HttpState, serve};
@@ -57,6 +58,15 @@ struct RunArgs {
     /// Seconds between re-checks of converged tenants.
     #[arg(long, env = "SANCTUM_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
+    /// S3/KMS endpoint for S3-compatible stores or an emulator; AWS when unset.
+    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// Default AWS region for keys and buckets.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    aws_region: String,
+    /// Use path-style S3 addressing (most S3-compatible stores need it).
+    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
+    s3_path_style: bool,
     /// This replica's name in Events (normally the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -96,8 +106,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds),
         instance: args.instance,
     };
+    let cloud = Cloud::new(&CloudConfig {
+        endpoint: args.aws_endpoint,
+        region: args.aws_region,
+        force_path_style: args.s3_path_style,
+    })
+    .await;
     tokio::select! {
-        result = controller::run(client, metrics, ready, config) => result,
+        result = controller::run(client, metrics, ready, config, cloud) => result,
         result = http => Err(anyhow::anyhow!("HTTP endpoint stopped: {:?}", result)),
     }
 }

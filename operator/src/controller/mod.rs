@@ -26,6 +26,7 @@ use sanctum_api::VideoTenant;
 use sanctum_api::labels;
 use serde::de::DeserializeOwned;
 
+use crate::cloud::Cloud;
 use crate::metrics::Metrics;
 
 /// Everything a reconcile needs besides the object itself.
@@ -38,13 +39,15 @@ pub struct Context {
     pub recorder: Recorder,
     /// Settings from the command line.
     pub config: RunConfig,
+    /// KMS and S3 clients.
+    pub cloud: Cloud,
     /// Consecutive failures per tenant, for exponential retry backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// Builds a context; the client should count its requests into `metrics`.
-    pub fn new(client: Client, metrics: Metrics, config: RunConfig) -> Self {
+    pub fn new(client: Client, metrics: Metrics, config: RunConfig, cloud: Cloud) -> Self {
         let reporter = Reporter {
             controller: crate::CONTROLLER_NAME.to_string(),
             instance: config.instance.clone(),
@@ -54,6 +57,7 @@ impl Context {
             client,
             metrics,
             config,
+            cloud,
             failures: Mutex::default(),
         }
     }
@@ -97,6 +101,7 @@ pub async fn run(
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     config: RunConfig,
+    cloud: Cloud,
 ) -> anyhow::Result<()> {
     let tenants = Api::<VideoTenant>::all(client.clone());
     if let Err(e) = tenants.list(&ListParams::default().limit(1)).await {
@@ -108,7 +113,7 @@ pub async fn run(
     if let Some(selector) = &config.tenant_selector {
         tenant_watch = tenant_watch.labels(selector);
     }
-    let ctx = Arc::new(Context::new(client.clone(), metrics, config));
+    let ctx = Arc::new(Context::new(client.clone(), metrics, config, cloud));
     let controller = Controller::new(tenants, tenant_watch);
     let controller = watch_owned::<Namespace>(controller, &client);
     let controller = watch_owned::<NetworkPolicy>(controller, &client);

@@ -15,17 +15,23 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use sanctum_api::{VideoTenant, labels};
+use sanctum_api::{KeyProvider, VideoTenant, labels};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::build::{self, signing_key};
+use super::build::{self, TenantKeyRef, signing_key, tenant_key};
 use super::status::{self, Observed};
 use super::validate::{Validated, validate};
 use super::{Error, now, publish, write_status};
+use crate::cloud::buckets::{self, DesiredBucket};
+use crate::cloud::keys::{self, LocalKeyError};
 use crate::controller::Context;
 use crate::controller::ssa;
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
 
 /// Reconciles a tenant that is not being deleted.
 pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
@@ -62,11 +68,16 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     let config_map = signing_key::build_public_key_config_map(&v, &public_pem);
     let config_map = run.apply(&run.api::<ConfigMap>(), config_map).await?;
 
+    let key = run.ensure_tenant_key().await?;
+    let bucket = run.ensure_bucket(tenant, &key).await?;
+
     let mut observed = Observed {
         network_policies: policies,
+        key: Some(key.clone()),
+        bucket: Some(bucket),
         ..Default::default()
     };
-    let regions = build::regions(&v, &config_map);
+    let regions = build::regions(&v, &config_map, &key);
     let media = build::media_objects_selector(&v);
     let keep_hpas: BTreeSet<String> = regions
         .iter()
@@ -111,6 +122,9 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     }
     Ok(Action::requeue(ctx.config.resync))
 }
+
+/// Secret of the operator's namespace holding the local provider's master key.
+pub const LOCAL_MASTER_KEY: &str = "sanctum-local-master-key";
 
 /// One reconcile's view of the tenant namespace, and the changes it made.
 struct Run<'a> {
@@ -243,5 +257,194 @@ impl Run<'_> {
             }
         };
         signing_key::public_key_pem(&secret).map_err(key_error)
+    }
+
+    /// Finds or makes the tenant's key-encryption key and its first wrapped data key.
+    /// The data-key Secret is created once; later reconciles only read it.
+    async fn ensure_tenant_key(&mut self) -> Result<TenantKeyRef, Error> {
+        let name = self.v.name.clone();
+        let spec = &self.v.spec.encryption;
+        let cloud = &self.ctx.cloud;
+        let key_err = |source| Error::Key {
+            tenant: name.clone(),
+            source,
+        };
+        let local_err = |source| Error::LocalKey {
+            tenant: name.clone(),
+            source,
+        };
+        let (arn, master) = match spec.provider {
+            KeyProvider::Aws => {
+                let key = keys::ensure_kms_key(
+                    cloud,
+                    &name,
+                    &self.v.owner.uid,
+                    spec.key_arn.as_deref(),
+                    spec.rotation_days,
+                )
+                .await
+                .map_err(key_err)?;
+                (key.arn, None)
+            }
+            KeyProvider::Local => ("local".to_string(), Some(self.local_master_key().await?)),
+        };
+        let mut key = TenantKeyRef {
+            provider: spec.provider,
+            arn,
+            version: 1,
+            secret: tenant_key::SECRET_NAME.into(),
+        };
+        let secrets = self.api::<Secret>();
+        let secret = match secrets
+            .get_opt(tenant_key::SECRET_NAME)
+            .await
+            .map_err(self.read_error("tenant key"))?
+        {
+            Some(existing) => existing,
+            None => {
+                let wrapped = match &master {
+                    Some(master) => keys::new_local_data_key(master, &name).map_err(local_err)?,
+                    None => keys::new_kms_data_key(
+                        cloud,
+                        &keys::TenantKey {
+                            arn: key.arn.clone(),
+                        },
+                        &name,
+                    )
+                    .await
+                    .map_err(key_err)?,
+                };
+                let fresh = tenant_key::build_tenant_key_secret(self.v, &key, wrapped);
+                let created =
+                    ssa::create_once(&secrets, &fresh)
+                        .await
+                        .map_err(|source| Error::Apply {
+                            tenant: name.clone(),
+                            kind: "Secret".to_string(),
+                            name: tenant_key::SECRET_NAME.to_string(),
+                            source,
+                        })?;
+                if created.changed {
+                    self.changes
+                        .push(format!("created Secret/{}", tenant_key::SECRET_NAME));
+                }
+                created.object
+            }
+        };
+        key.version = tenant_key::current_version(&secret).ok_or_else(|| Error::LocalKey {
+            tenant: name.clone(),
+            source: LocalKeyError::Unwrap,
+        })?;
+        Ok(key)
+    }
+
+    /// The local provider's master key, made on first use in the operator's namespace.
+    async fn local_master_key(&mut self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let namespace = &self.ctx.config.operator_namespace;
+        let secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), namespace);
+        let existing = match secrets
+            .get_opt(LOCAL_MASTER_KEY)
+            .await
+            .map_err(self.read_error("local master key"))?
+        {
+            Some(secret) => secret,
+            None => {
+                let key = keys::random_key().map_err(|source| Error::LocalKey {
+                    tenant: self.v.name.clone(),
+                    source,
+                })?;
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(LOCAL_MASTER_KEY.into()),
+                        namespace: Some(namespace.clone()),
+                        labels: Some(BTreeMap::from([(
+                            labels::MANAGED_BY.into(),
+                            labels::MANAGED_BY_VALUE.into(),
+                        )])),
+                        ..Default::default()
+                    },
+                    immutable: Some(true),
+                    data: Some(BTreeMap::from([(
+                        "key".to_string(),
+                        ByteString(key.to_vec()),
+                    )])),
+                    ..Default::default()
+                };
+                ssa::create_once(&secrets, &secret)
+                    .await
+                    .map_err(|source| Error::Apply {
+                        tenant: self.v.name.clone(),
+                        kind: "Secret".into(),
+                        name: LOCAL_MASTER_KEY.into(),
+                        source,
+                    })?
+                    .object
+            }
+        };
+        let bytes = existing
+            .data
+            .as_ref()
+            .and_then(|d| d.get("key"))
+            .map(|b| Zeroizing::new(b.0.clone()));
+        bytes
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| Error::LocalKey {
+                tenant: self.v.name.clone(),
+                source: LocalKeyError::BadMasterKey,
+            })
+    }
+
+    /// Provisions the recordings bucket; a setting found changed by hand is repaired and
+    /// reported with a Warning Event.
+    async fn ensure_bucket(
+        &mut self,
+        tenant: &VideoTenant,
+        key: &TenantKeyRef,
+    ) -> Result<String, Error> {
+        let storage = &self.v.spec.storage;
+        let cloud = &self.ctx.cloud;
+        let name = storage
+            .bucket
+            .clone()
+            .unwrap_or_else(|| buckets::default_name(&self.v.name, &self.v.owner.uid));
+        let want = DesiredBucket {
+            name: name.clone(),
+            region: storage
+                .region
+                .clone()
+                .unwrap_or_else(|| cloud.region.clone()),
+            tenant: self.v.name.clone(),
+            kms_key_arn: (key.provider == KeyProvider::Aws).then(|| key.arn.clone()),
+            retention_days: storage.retention_days,
+            object_lock: storage.object_lock.clone(),
+        };
+        let report = buckets::ensure_bucket(cloud, &want)
+            .await
+            .map_err(|source| Error::Bucket {
+                tenant: self.v.name.clone(),
+                bucket: name.clone(),
+                source,
+            })?;
+        if report.created {
+            self.changes.push(format!("created bucket {name}"));
+        }
+        if !report.repaired.is_empty() {
+            let note = format!(
+                "bucket {name} had drifted; repaired: {}",
+                report.repaired.join(", ")
+            );
+            warn!(bucket = %name, repaired = ?report.repaired, "bucket drift repaired");
+            publish(
+                self.ctx,
+                tenant,
+                EventType::Warning,
+                "BucketDriftRepaired",
+                "Reconcile",
+                note,
+            )
+            .await;
+            self.changes.push(format!("repaired bucket {name}"));
+        }
+        Ok(name)
     }
 }

@@ -1,6 +1,8 @@
 //! Test fixtures: the documented example tenant, as the API server would return it.
 
-use sanctum_api::VideoTenant;
+use sanctum_api::{KeyProvider, VideoTenant};
+
+use super::build::TenantKeyRef;
 
 use super::validate::{Validated, validate};
 
@@ -18,4 +20,14 @@ pub fn tenant(name: &str) -> VideoTenant {
 /// [`tenant`], validated.
 pub fn validated(name: &str) -> Validated {
     validate(&tenant(name), "sanctum-system").expect("the example tenant is valid")
+}
+
+/// The key reference a local-provider tenant gets.
+pub fn key() -> TenantKeyRef {
+    TenantKeyRef {
+        provider: KeyProvider::Local,
+        arn: "local".into(),
+        version: 1,
+        secret: "tenant-data-key".into(),
+    }
 }

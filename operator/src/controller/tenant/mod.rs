@@ -27,6 +27,8 @@ use sanctum_api::{Recording, VideoTenant, VideoTenantStatus, labels};
 use tracing::{info, instrument, warn};
 
 use super::Context;
+use crate::cloud::CloudError;
+use crate::cloud::keys::LocalKeyError;
 use build::signing_key::KeyError;
 use validate::Invalid;
 
@@ -96,6 +98,32 @@ pub enum Error {
         /// What went wrong.
         source: KeyError,
     },
+    /// The tenant key could not be found or made in KMS.
+    #[error("KMS key of tenant {tenant}: {source}")]
+    Key {
+        /// Tenant name.
+        tenant: String,
+        /// What KMS said.
+        source: CloudError,
+    },
+    /// The local key provider failed.
+    #[error("local key of tenant {tenant}: {source}")]
+    LocalKey {
+        /// Tenant name.
+        tenant: String,
+        /// What failed.
+        source: LocalKeyError,
+    },
+    /// The recordings bucket could not be provisioned.
+    #[error("bucket {bucket} of tenant {tenant}: {source}")]
+    Bucket {
+        /// Tenant name.
+        tenant: String,
+        /// Bucket name.
+        bucket: String,
+        /// What S3 said.
+        source: CloudError,
+    },
     /// Writing the status failed.
     #[error("failed to update the status of tenant {tenant}: {source}")]
     PatchStatus {
@@ -118,6 +146,12 @@ pub enum Error {
         /// The namespace.
         namespace: String,
     },
+    /// The object changed between read and write; the next pass reads it again.
+    #[error("tenant {tenant} changed while being reconciled")]
+    StaleRead {
+        /// Tenant name.
+        tenant: String,
+    },
     /// Adding or removing the finalizer failed.
     #[error("finalizer of tenant {tenant}: {message}")]
     Finalizer {
@@ -139,8 +173,11 @@ impl Error {
             Error::Prune { .. } => "PruneFailed",
             Error::SigningKey { .. } => "SigningKeyFailed",
             Error::PatchStatus { .. } => "StatusFailed",
+            Error::Key { .. } | Error::LocalKey { .. } => "KeyFailed",
+            Error::Bucket { .. } => "BucketFailed",
             Error::LegalHold { .. } => "LegalHold",
             Error::NamespaceTerminating { .. } => "NamespaceTerminating",
+            Error::StaleRead { .. } => "StaleRead",
             Error::Finalizer { .. } => "FinalizerFailed",
         }
     }
@@ -153,18 +190,31 @@ impl Error {
             | Error::LegalHold { .. } => true,
             Error::SigningKey { source, .. } => matches!(source, KeyError::Unreadable),
             Error::Apply { source, .. } => is_rejected(source),
+            Error::Key { source, .. } | Error::Bucket { source, .. } => source.is_permanent(),
+            Error::LocalKey { source, .. } => !matches!(source, LocalKeyError::Random),
             _ => false,
         }
     }
 
     /// Expected waits, not failures: no Warning Event.
     fn is_waiting(&self) -> bool {
-        matches!(self, Error::NamespaceTerminating { .. })
+        matches!(
+            self,
+            Error::NamespaceTerminating { .. } | Error::StaleRead { .. }
+        )
     }
 
     fn from_finalizer(tenant: &str, error: finalizer::Error<Error>) -> Self {
         match error {
             finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            // The finalizer patch tests the finalizer list it read; a 422 means the object
+            // changed since (usually: this controller added the finalizer a moment ago and
+            // the watch had not delivered it yet). Retry with the fresh object.
+            finalizer::Error::AddFinalizer(kube::Error::Api(status)) if status.code == 422 => {
+                Error::StaleRead {
+                    tenant: tenant.to_string(),
+                }
+            }
             other => Error::Finalizer {
                 tenant: tenant.to_string(),
                 message: other.to_string(),
@@ -233,6 +283,9 @@ pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Ac
 
 /// What to do after a failed reconcile: wait for a change, or retry with backoff.
 pub fn error_policy(tenant: Arc<VideoTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    if matches!(error, Error::StaleRead { .. }) {
+        return Action::requeue(Duration::from_millis(200));
+    }
     if error.is_waiting() {
         return Action::requeue(Duration::from_secs(2));
     }

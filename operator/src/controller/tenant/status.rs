@@ -9,6 +9,7 @@ use sanctum_api::conditions::{self as c, reasons};
 use sanctum_api::{RegionStatus, VideoTenant, VideoTenantStatus};
 
 use super::Error;
+use super::build::TenantKeyRef;
 use super::validate::Validated;
 use crate::controller::conditions::{Desired, merge};
 
@@ -21,6 +22,10 @@ pub struct Observed {
     pub rolling_out: Vec<String>,
     /// NetworkPolicies in force.
     pub network_policies: usize,
+    /// The tenant key, once it exists.
+    pub key: Option<TenantKeyRef>,
+    /// The recordings bucket, once it is provisioned.
+    pub bucket: Option<String>,
 }
 
 /// Counts of one region, read from its live Deployment.
@@ -79,16 +84,30 @@ pub fn converged(
     now: &Time,
 ) -> VideoTenantStatus {
     let mut parts = vec![
-        Desired::no(
-            c::KEY_READY,
-            reasons::NOT_IMPLEMENTED,
-            "per-tenant KMS keys are not available in this release",
-        ),
-        Desired::no(
-            c::BUCKET_READY,
-            reasons::NOT_IMPLEMENTED,
-            "recording buckets are not available in this release",
-        ),
+        match &observed.key {
+            Some(key) => Desired::yes(
+                c::KEY_READY,
+                reasons::RECONCILED,
+                format!("data key v{} wrapped by {}", key.version, key.arn),
+            ),
+            None => Desired::no(
+                c::KEY_READY,
+                reasons::PROGRESSING,
+                "the tenant key is not made yet",
+            ),
+        },
+        match &observed.bucket {
+            Some(bucket) => Desired::yes(
+                c::BUCKET_READY,
+                reasons::RECONCILED,
+                format!("bucket {bucket} is private, encrypted, versioned, with retention"),
+            ),
+            None => Desired::no(
+                c::BUCKET_READY,
+                reasons::PROGRESSING,
+                "the bucket is not provisioned yet",
+            ),
+        },
         Desired::yes(
             c::NETWORK_ISOLATED,
             reasons::APPLIED,
@@ -190,6 +209,9 @@ pub fn converged(
         namespace: Some(v.namespace.clone()),
         media_nodes: Some(format!("{ready}/{desired}")),
         regions: observed.regions.clone(),
+        key_arn: observed.key.as_ref().map(|k| k.arn.clone()),
+        key_version: observed.key.as_ref().map(|k| k.version),
+        bucket: observed.bucket.clone(),
         ..current
     }
 }
@@ -270,6 +292,8 @@ mod tests {
             ],
             rolling_out: rolling_out.iter().map(|s| s.to_string()).collect(),
             network_policies: 5,
+            key: Some(fixtures::key()),
+            bucket: Some("sanctum-clinic-a-1234abcd".into()),
         }
     }
 
@@ -300,24 +324,49 @@ mod tests {
     }
 
     #[test]
-    fn ready_is_never_claimed_without_keys_and_buckets() {
+    fn ready_when_every_part_is_ready() {
         let t = fixtures::tenant("clinic-a");
         let v = fixtures::validated("clinic-a");
         let s = converged(&t, &v, &observed(&[]), &now());
-        assert!(is_true(&s.conditions, c::MEDIA_READY));
-        assert!(is_true(&s.conditions, c::NETWORK_ISOLATED));
-        assert!(!is_true(&s.conditions, c::KEY_READY));
-        assert!(!is_true(&s.conditions, c::READY));
-        assert!(
-            is_true(&s.conditions, c::STALLED),
-            "not implemented parts block progress"
-        );
+        for part in c::PART_TYPES {
+            assert!(is_true(&s.conditions, part), "{part}");
+        }
+        assert!(is_true(&s.conditions, c::READY));
+        assert!(!is_true(&s.conditions, c::STALLED));
         assert!(!is_true(&s.conditions, c::RECONCILING));
         assert_eq!(s.media_nodes.as_deref(), Some("3/3"));
+        assert_eq!(s.key_arn.as_deref(), Some("local"));
+        assert_eq!(s.key_version, Some(1));
+        assert_eq!(s.bucket.as_deref(), Some("sanctum-clinic-a-1234abcd"));
         let mut sorted = types(&s);
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), s.conditions.len(), "one condition per type");
+    }
+
+    #[test]
+    fn ready_is_never_claimed_for_what_does_not_exist() {
+        let t = fixtures::tenant("clinic-a");
+        let mut v = fixtures::validated("clinic-a");
+        let mut o = observed(&[]);
+        o.key = None;
+        let s = converged(&t, &v, &o, &now());
+        assert!(!is_true(&s.conditions, c::KEY_READY));
+        assert!(!is_true(&s.conditions, c::READY));
+
+        v.spec.backup = Some(
+            serde_json::from_value(serde_json::json!({
+                "schedule": "@daily", "destination": {"bucket": "backups-a"}
+            }))
+            .expect("backup spec"),
+        );
+        let s = converged(&t, &v, &observed(&[]), &now());
+        assert!(!is_true(&s.conditions, c::BACKUP_SCHEDULED));
+        assert!(!is_true(&s.conditions, c::READY));
+        assert!(
+            is_true(&s.conditions, c::STALLED),
+            "backups are not implemented: the tenant says so"
+        );
     }
 
     #[test]

@@ -8,29 +8,36 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, TopologySpreadConstraint, Volume,
-    VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use sanctum_api::RegionSpec;
+use sanctum_api::{KeyProvider, RegionSpec};
 
 use super::signing_key::PUBLIC_KEY_FILE;
 use super::{
-    MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, media_selector,
-    media_selector_labels, region_meta,
+    MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, TenantKeyRef,
+    media_selector, media_selector_labels, region_meta,
 };
 use crate::controller::tenant::validate::Validated;
 
 /// Unprivileged uid/gid the media node runs as (the distroless `nonroot` user).
 pub const MEDIA_UID: i64 = 65532;
+/// Where the wrapped tenant data keys are mounted (one file per version).
+pub const TENANT_KEY_DIR: &str = "/etc/sanctum/tenant-key";
 /// Where the join-token public key is mounted.
 pub const SIGNING_KEY_DIR: &str = "/etc/sanctum/join-token";
 
 /// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales.
-pub fn build_deployment(v: &Validated, region: &RegionSpec, public_key: &ConfigMap) -> Deployment {
+pub fn build_deployment(
+    v: &Validated,
+    region: &RegionSpec,
+    public_key: &ConfigMap,
+    key: &TenantKeyRef,
+) -> Deployment {
     let replicas = if region.autoscaling.is_some() {
         None
     } else {
@@ -55,7 +62,7 @@ pub fn build_deployment(v: &Validated, region: &RegionSpec, public_key: &ConfigM
                     labels: Some(pod_labels),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(v, region, public_key)),
+                spec: Some(pod_spec(v, region, public_key, key)),
             },
             ..Default::default()
         }),
@@ -63,7 +70,12 @@ pub fn build_deployment(v: &Validated, region: &RegionSpec, public_key: &ConfigM
     }
 }
 
-fn pod_spec(v: &Validated, region: &RegionSpec, public_key: &ConfigMap) -> PodSpec {
+fn pod_spec(
+    v: &Validated,
+    region: &RegionSpec,
+    public_key: &ConfigMap,
+    key: &TenantKeyRef,
+) -> PodSpec {
     PodSpec {
         service_account_name: Some(MEDIA_SERVICE_ACCOUNT.into()),
         automount_service_account_token: Some(true),
@@ -93,13 +105,22 @@ fn pod_spec(v: &Validated, region: &RegionSpec, public_key: &ConfigMap) -> PodSp
                 .collect(),
         ),
         termination_grace_period_seconds: Some(60),
-        containers: vec![container(v, region)],
+        containers: vec![container(v, region, key)],
         volumes: Some(vec![
             Volume {
                 name: "join-token-key".into(),
                 config_map: Some(ConfigMapVolumeSource {
                     name: public_key.name_any(),
                     default_mode: Some(0o444),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "tenant-key".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(key.secret.clone()),
+                    default_mode: Some(0o440),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -117,7 +138,7 @@ fn pod_spec(v: &Validated, region: &RegionSpec, public_key: &ConfigMap) -> PodSp
     }
 }
 
-fn container(v: &Validated, region: &RegionSpec) -> Container {
+fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Container {
     let media = &v.spec.media;
     let env = |name: &str, value: String| EnvVar {
         name: name.into(),
@@ -154,6 +175,15 @@ fn container(v: &Validated, region: &RegionSpec) -> Container {
             env(
                 "SANCTUM_IDLE_TIMEOUT_SECONDS",
                 media.idle_timeout_seconds.to_string(),
+            ),
+            env(
+                "SANCTUM_KEY_PROVIDER",
+                provider_name(key.provider).to_string(),
+            ),
+            env("SANCTUM_KMS_KEY_ARN", key.arn.clone()),
+            env(
+                "SANCTUM_TENANT_KEY_FILE",
+                format!("{TENANT_KEY_DIR}/v{}", key.version),
             ),
             env(
                 "SANCTUM_JOIN_TOKEN_PUBLIC_KEY",
@@ -200,12 +230,25 @@ fn container(v: &Validated, region: &RegionSpec) -> Container {
                 ..Default::default()
             },
             VolumeMount {
+                name: "tenant-key".into(),
+                mount_path: TENANT_KEY_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
                 name: "tmp".into(),
                 mount_path: "/tmp".into(),
                 ..Default::default()
             },
         ]),
         ..Default::default()
+    }
+}
+
+fn provider_name(provider: KeyProvider) -> &'static str {
+    match provider {
+        KeyProvider::Aws => "aws",
+        KeyProvider::Local => "local",
     }
 }
 
@@ -234,7 +277,7 @@ mod tests {
     fn deployment(region: usize) -> Deployment {
         let v = fixtures::validated("clinic-a");
         let cm = build_public_key_config_map(&v, "PEM");
-        build_deployment(&v, &v.spec.media.regions[region], &cm)
+        build_deployment(&v, &v.spec.media.regions[region], &cm, &fixtures::key())
     }
 
     #[test]

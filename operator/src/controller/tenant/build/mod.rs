@@ -12,6 +12,7 @@ mod quota;
 mod rbac;
 mod service;
 pub mod signing_key;
+pub mod tenant_key;
 
 use std::collections::BTreeMap;
 
@@ -24,7 +25,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use sanctum_api::{RegionSpec, labels};
+use sanctum_api::{KeyProvider, RegionSpec, labels};
 
 pub use deployment::build_deployment;
 pub use hpa::build_hpa;
@@ -93,15 +94,28 @@ pub fn foundation(v: &Validated) -> Foundation {
     }
 }
 
+/// Where the tenant's wrapped data key is and how media nodes unwrap it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantKeyRef {
+    /// Key provider.
+    pub provider: KeyProvider,
+    /// KMS key ARN (`local` for the local provider).
+    pub arn: String,
+    /// Current data-key version.
+    pub version: i32,
+    /// Secret in the tenant namespace holding the wrapped versions.
+    pub secret: String,
+}
+
 /// Builds the per-region media objects; `public_key` is the ConfigMap holding the join-token key.
-pub fn regions(v: &Validated, public_key: &ConfigMap) -> Vec<RegionObjects> {
+pub fn regions(v: &Validated, public_key: &ConfigMap, key: &TenantKeyRef) -> Vec<RegionObjects> {
     v.spec
         .media
         .regions
         .iter()
         .map(|region| RegionObjects {
             region: region.name.clone(),
-            deployment: build_deployment(v, region, public_key),
+            deployment: build_deployment(v, region, public_key, key),
             service: build_service(v, region),
             pdb: build_pdb(v, region),
             hpa: build_hpa(v, region),

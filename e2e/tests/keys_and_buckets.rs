@@ -1,0 +1,234 @@
+//! Per-tenant keys and buckets against the S3/KMS emulator: both key providers, every
+//! bucket protection, drift repair, and adoption of a key a crashed attempt left behind.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use aws_sdk_s3::types::PublicAccessBlockConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use sanctum_api::{KeyProvider, VideoTenant};
+use sanctum_e2e::{
+    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
+};
+use sanctum_operator::cloud::buckets::{DesiredBucket, ensure_bucket};
+use sanctum_operator::cloud::keys::{self, unwrap_kms, unwrap_local};
+
+async fn wrapped_key(cluster: &Cluster, namespace: &str) -> Result<Vec<u8>> {
+    let secret = Api::<Secret>::namespaced(cluster.client.clone(), namespace)
+        .get("tenant-data-key")
+        .await?;
+    Ok(secret
+        .data
+        .context("data")?
+        .get("v1")
+        .context("version 1")?
+        .0
+        .clone())
+}
+
+#[tokio::test]
+async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("local");
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        tenants
+            .create(&PostParams::default(), &example_tenant(&run, &run)?)
+            .await?;
+        let t = wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let status = t.status.clone().context("status")?;
+        let namespace = status.namespace.clone().context("namespace")?;
+        let bucket = status.bucket.clone().context("bucket in status")?;
+        ensure!(status.key_arn.as_deref() == Some("local") && status.key_version == Some(1));
+
+        // The wrapped key opens only with the master key and this tenant's context.
+        let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+            .get("sanctum-local-master-key")
+            .await?
+            .data
+            .context("master key data")?["key"]
+            .0
+            .clone();
+        let wrapped = wrapped_key(&cluster, &namespace).await?;
+        ensure!(unwrap_local(&master, &wrapped, &run)?.len() == 32);
+        ensure!(
+            unwrap_local(&master, &wrapped, "another-tenant").is_err(),
+            "context binds the tenant"
+        );
+
+        // Every protection is in place: asking for the same bucket again repairs nothing.
+        let cloud = cloud().await?;
+        let want = DesiredBucket {
+            name: bucket.clone(),
+            region: "us-east-1".into(),
+            tenant: run.clone(),
+            kms_key_arn: None,
+            retention_days: t.spec.storage.retention_days,
+            object_lock: None,
+        };
+        let report = ensure_bucket(&cloud, &want).await?;
+        ensure!(
+            !report.created && report.repaired.is_empty(),
+            "bucket settings differ: {report:?}"
+        );
+
+        // Someone turns public access back on; the operator turns it off and says so.
+        cloud
+            .s3
+            .put_public_access_block()
+            .bucket(&bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(false)
+                    .ignore_public_acls(false)
+                    .block_public_policy(false)
+                    .restrict_public_buckets(false)
+                    .build(),
+            )
+            .send()
+            .await?;
+        let s3 = cloud.s3.clone();
+        wait_for(
+            "public access to be blocked again",
+            Duration::from_secs(60),
+            || async {
+                let out = s3.get_public_access_block().bucket(&bucket).send().await?;
+                Ok(out
+                    .public_access_block_configuration()
+                    .and_then(|c| c.block_public_acls())
+                    == Some(true))
+            },
+        )
+        .await?;
+        let events = Api::<Event>::all(cluster.client.clone());
+        wait_for(
+            "a BucketDriftRepaired warning",
+            Duration::from_secs(30),
+            || async {
+                let list = events
+                    .list(&ListParams::default().fields(&format!("regarding.name={run}")))
+                    .await?;
+                Ok(list.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("BucketDriftRepaired")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("public access block"))
+                }))
+            },
+        )
+        .await?;
+        tenants.delete(&run, &Default::default()).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("kms");
+    let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+    let mut tenant = example_tenant(&run, &run)?;
+    tenant.spec.encryption.provider = KeyProvider::Aws;
+    // Created before any operator runs, so its uid is known...
+    let created = tenants.create(&PostParams::default(), &tenant).await?;
+    let uid = created.uid().context("uid")?;
+    // ...and a key exists as if an earlier attempt died between CreateKey and CreateAlias.
+    let cloud = cloud().await?;
+    let orphan = cloud
+        .kms
+        .create_key()
+        .description(format!("Sanctum tenant {run} ({uid})"))
+        .send()
+        .await?
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .context("orphan arn")?
+        .to_string();
+
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
+        let t = wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let status = t.status.clone().context("status")?;
+        ensure!(
+            status.key_arn.as_deref() == Some(orphan.as_str()),
+            "the orphaned key was adopted: {:?}",
+            status.key_arn
+        );
+        let alias = cloud
+            .kms
+            .describe_key()
+            .key_id(keys::alias(&run))
+            .send()
+            .await?;
+        ensure!(
+            alias.key_metadata().and_then(|m| m.arn()) == Some(orphan.as_str()),
+            "alias points at it"
+        );
+        let rotation = cloud
+            .kms
+            .get_key_rotation_status()
+            .key_id(&orphan)
+            .send()
+            .await?;
+        ensure!(rotation.key_rotation_enabled(), "automatic rotation is on");
+
+        // Exactly one key for the tenant.
+        let mut matching = 0;
+        let keys = cloud.kms.list_keys().limit(1000).send().await?;
+        for key in keys.keys() {
+            let described = cloud
+                .kms
+                .describe_key()
+                .key_id(key.key_id().unwrap_or_default())
+                .send()
+                .await?;
+            if described.key_metadata().and_then(|m| m.description())
+                == Some(format!("Sanctum tenant {run} ({uid})").as_str())
+            {
+                matching += 1;
+            }
+        }
+        ensure!(matching == 1, "{matching} keys for the tenant");
+
+        // The data key unwraps through KMS only with the tenant's context.
+        let namespace = status.namespace.clone().context("namespace")?;
+        let wrapped = wrapped_key(&cluster, &namespace).await?;
+        ensure!(unwrap_kms(&cloud, &wrapped, &run).await?.len() == 32);
+        ensure!(
+            unwrap_kms(&cloud, &wrapped, "another-tenant")
+                .await
+                .is_err(),
+            "context binds the tenant"
+        );
+
+        // The bucket defaults to SSE-KMS under the tenant key with bucket keys.
+        let bucket = status.bucket.clone().context("bucket")?;
+        let enc = cloud
+            .s3
+            .get_bucket_encryption()
+            .bucket(&bucket)
+            .send()
+            .await?;
+        let rule = enc
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first().cloned())
+            .context("rule")?;
+        let default = rule
+            .apply_server_side_encryption_by_default()
+            .context("default encryption")?;
+        ensure!(
+            default.kms_master_key_id() == Some(orphan.as_str()),
+            "SSE-KMS with the tenant key"
+        );
+        ensure!(rule.bucket_key_enabled() == Some(true), "bucket keys on");
+        tenants.delete(&run, &Default::default()).await?;
+        Ok(())
+    })
+    .await
+}
