@@ -5,16 +5,33 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use aws_sdk_s3::types::PublicAccessBlockConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use sanctum_api::{KeyProvider, VideoTenant};
+use sanctum_api::{DeletionPolicy, KeyProvider, VideoTenant};
 use sanctum_e2e::{
     Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
 };
 use sanctum_operator::cloud::buckets::{DesiredBucket, ensure_bucket};
 use sanctum_operator::cloud::keys::{self, unwrap_kms, unwrap_local};
+
+/// Data of the escrow Secrets kept for `tenant` in the operator's namespace.
+async fn escrowed(
+    cluster: &Cluster,
+    tenant: &str,
+) -> Result<Vec<std::collections::BTreeMap<String, k8s_openapi::ByteString>>> {
+    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+        .list(&ListParams::default().labels(&format!("sanctum.dev/tenant={tenant}")))
+        .await?;
+    Ok(secrets
+        .items
+        .into_iter()
+        .map(|s| s.data.unwrap_or_default())
+        .collect())
+}
 
 async fn wrapped_key(cluster: &Cluster, namespace: &str) -> Result<Vec<u8>> {
     let secret = Api::<Secret>::namespaced(cluster.client.clone(), namespace)
@@ -122,7 +139,17 @@ async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
             },
         )
         .await?;
+        // Retain (the default): after deletion the escrowed wrapped key is still there.
         tenants.delete(&run, &Default::default()).await?;
+        wait_for("tenant to be deleted", Duration::from_secs(120), || async {
+            Ok(tenants.get_opt(&run).await?.is_none())
+        })
+        .await?;
+        let escrow = escrowed(&cluster, &run).await?;
+        ensure!(
+            escrow.len() == 1 && escrow[0].contains_key("v1"),
+            "escrowed wrapped key kept: {escrow:?}"
+        );
         Ok(())
     })
     .await
@@ -228,6 +255,65 @@ async fn aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it() -
         );
         ensure!(rule.bucket_key_enabled() == Some(true), "bucket keys on");
         tenants.delete(&run, &Default::default()).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("shred");
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        let mut tenant = example_tenant(&run, &run)?;
+        tenant.spec.encryption.provider = KeyProvider::Aws;
+        tenant.spec.encryption.deletion_policy = DeletionPolicy::CryptoShred;
+        tenants.create(&PostParams::default(), &tenant).await?;
+        let t = wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let status = t.status.clone().context("status")?;
+        let namespace = status.namespace.clone().context("namespace")?;
+        let arn = status.key_arn.clone().context("key arn")?;
+        let cloud = cloud().await?;
+        ensure!(escrowed(&cluster, &run).await?.len() == 1, "v1 escrowed");
+
+        // Ask for a rotation: version 2 becomes current, version 1 stays for old recordings.
+        let poke = serde_json::json!({"metadata": {"annotations": {"sanctum.dev/rotate-data-key": "drill-1"}}});
+        tenants.patch(&run, &PatchParams::default(), &Patch::Merge(&poke)).await?;
+        wait_for("key version 2", Duration::from_secs(60), || async {
+            Ok(tenants.get(&run).await?.status.and_then(|s| s.key_version) == Some(2))
+        })
+        .await?;
+        let secret = Api::<Secret>::namespaced(cluster.client.clone(), &namespace).get("tenant-data-key").await?;
+        let data = secret.data.context("data")?;
+        for version in ["v1", "v2"] {
+            let wrapped = &data.get(version).context("both versions kept")?.0;
+            ensure!(unwrap_kms(&cloud, wrapped, &run).await?.len() == 32, "{version} unwraps");
+        }
+        ensure!(data["v1"].0 != data["v2"].0, "a new key, not a copy");
+        wait_for("v2 escrowed", Duration::from_secs(30), || async {
+            Ok(escrowed(&cluster, &run).await?.first().is_some_and(|d| d.contains_key("v1") && d.contains_key("v2")))
+        })
+        .await?;
+        let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace);
+        wait_for("media nodes to use v2", Duration::from_secs(60), || async {
+            let d = deployments.get("media-us-east").await?;
+            let env = d.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].env.clone().unwrap_or_default()).unwrap_or_default();
+            Ok(env.iter().any(|e| e.name == "SANCTUM_TENANT_KEY_FILE" && e.value.as_deref() == Some("/etc/sanctum/tenant-key/v2")))
+        })
+        .await?;
+
+        // Deletion shreds: the KMS key is scheduled for deletion, no escrowed copy survives.
+        tenants.delete(&run, &Default::default()).await?;
+        wait_for("tenant to be deleted", Duration::from_secs(120), || async { Ok(tenants.get_opt(&run).await?.is_none()) }).await?;
+        let state = cloud.kms.describe_key().key_id(&arn).send().await?;
+        ensure!(
+            state.key_metadata().and_then(|m| m.key_state()) == Some(&aws_sdk_kms::types::KeyState::PendingDeletion),
+            "key state: {:?}",
+            state.key_metadata().and_then(|m| m.key_state())
+        );
+        ensure!(escrowed(&cluster, &run).await?.is_empty(), "no escrowed key remains");
         Ok(())
     })
     .await

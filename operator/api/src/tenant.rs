@@ -104,10 +104,28 @@ pub struct EncryptionSpec {
     )]
     pub key_arn: Option<String>,
 
-    /// Days between automatic key rotations (90 to 2560, as KMS allows).
+    /// Days between automatic key rotations (90 to 2560, as KMS allows). The tenant data
+    /// key gets a new version on the same schedule, or when the tenant's
+    /// `sanctum.dev/rotate-data-key` annotation changes.
     #[serde(default = "default_rotation_days")]
     #[schemars(range(min = 90, max = 2560))]
     pub rotation_days: i32,
+
+    /// What happens to the keys when the tenant is deleted: `Retain` keeps them (recordings
+    /// stay readable), `CryptoShred` destroys them (recordings become unreadable).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Fate of a tenant's keys when the tenant is deleted.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the KMS key and an escrowed copy of the wrapped data keys in the bucket.
+    #[default]
+    Retain,
+    /// Schedule the KMS key for deletion (7 days) and delete every escrowed wrapped data
+    /// key: the recordings can never be decrypted again (HIPAA 164.310(d)(2)(i) disposal).
+    CryptoShred,
 }
 
 impl Default for EncryptionSpec {
@@ -116,6 +134,7 @@ impl Default for EncryptionSpec {
             provider: KeyProvider::default(),
             key_arn: None,
             rotation_days: default_rotation_days(),
+            deletion_policy: DeletionPolicy::default(),
         }
     }
 }

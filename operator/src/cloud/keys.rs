@@ -165,6 +165,61 @@ async fn find_orphan(cloud: &Cloud, wanted: &str) -> Result<Option<String>, Clou
     }
 }
 
+/// Crypto-shredding: removes the tenant alias and schedules the key for deletion after the
+/// shortest waiting period KMS allows (7 days). Repeating it is harmless.
+pub async fn schedule_key_deletion(
+    cloud: &Cloud,
+    tenant: &str,
+    arn: &str,
+) -> Result<(), CloudError> {
+    if let Err(e) = cloud
+        .kms
+        .delete_alias()
+        .alias_name(alias(tenant))
+        .send()
+        .await
+    {
+        let error = CloudError::from_sdk("DeleteAlias", &e);
+        if !error.is_not_found() {
+            return Err(error);
+        }
+    }
+    // Scheduled by key id: some KMS-compatible services (moto) accept only the id here.
+    let key_id = match cloud.kms.describe_key().key_id(arn).send().await {
+        Ok(out) => out
+            .key_metadata()
+            .map(|m| m.key_id().to_string())
+            .unwrap_or_else(|| arn.to_string()),
+        Err(e) => {
+            let error = CloudError::from_sdk("DescribeKey", &e);
+            return if error.is_not_found() {
+                Ok(())
+            } else {
+                Err(error)
+            };
+        }
+    };
+    match cloud
+        .kms
+        .schedule_key_deletion()
+        .key_id(&key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let error = CloudError::from_sdk("ScheduleKeyDeletion", &e);
+            // Already pending deletion, or already gone.
+            if error.code.as_deref() == Some("KMSInvalidStateException") || error.is_not_found() {
+                Ok(())
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
 /// A new tenant data key wrapped by KMS; the plaintext never leaves KMS.
 pub async fn new_kms_data_key(
     cloud: &Cloud,

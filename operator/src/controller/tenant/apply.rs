@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -68,8 +70,9 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     let config_map = signing_key::build_public_key_config_map(&v, &public_pem);
     let config_map = run.apply(&run.api::<ConfigMap>(), config_map).await?;
 
-    let key = run.ensure_tenant_key().await?;
+    let key = run.ensure_tenant_key(tenant).await?;
     let bucket = run.ensure_bucket(tenant, &key).await?;
+    run.escrow_data_key().await?;
 
     let mut observed = Observed {
         network_policies: policies,
@@ -259,17 +262,15 @@ impl Run<'_> {
         signing_key::public_key_pem(&secret).map_err(key_error)
     }
 
-    /// Finds or makes the tenant's key-encryption key and its first wrapped data key.
-    /// The data-key Secret is created once; later reconciles only read it.
-    async fn ensure_tenant_key(&mut self) -> Result<TenantKeyRef, Error> {
+    /// Finds or makes the tenant's key-encryption key and its wrapped data key. The
+    /// data-key Secret is created once; a new version is added when `rotationDays` have
+    /// passed or the tenant's `sanctum.dev/rotate-data-key` annotation asks for one, and
+    /// old versions stay for decrypting older recordings.
+    async fn ensure_tenant_key(&mut self, tenant: &VideoTenant) -> Result<TenantKeyRef, Error> {
         let name = self.v.name.clone();
         let spec = &self.v.spec.encryption;
         let cloud = &self.ctx.cloud;
         let key_err = |source| Error::Key {
-            tenant: name.clone(),
-            source,
-        };
-        let local_err = |source| Error::LocalKey {
             tenant: name.clone(),
             source,
         };
@@ -294,48 +295,120 @@ impl Run<'_> {
             version: 1,
             secret: tenant_key::SECRET_NAME.into(),
         };
+        let now = Timestamp::now();
         let secrets = self.api::<Secret>();
-        let secret = match secrets
+        let existing = secrets
             .get_opt(tenant_key::SECRET_NAME)
             .await
-            .map_err(self.read_error("tenant key"))?
-        {
-            Some(existing) => existing,
-            None => {
-                let wrapped = match &master {
-                    Some(master) => keys::new_local_data_key(master, &name).map_err(local_err)?,
-                    None => keys::new_kms_data_key(
-                        cloud,
-                        &keys::TenantKey {
-                            arn: key.arn.clone(),
-                        },
-                        &name,
-                    )
+            .map_err(self.read_error("tenant key"))?;
+        let Some(secret) = existing else {
+            let wrapped = self
+                .wrap_new_data_key(&key, master.as_ref().map(|m| m.as_slice()))
+                .await?;
+            let fresh =
+                tenant_key::build_tenant_key_secret(self.v, &key, wrapped, &now.to_string());
+            let created =
+                ssa::create_once(&secrets, &fresh)
                     .await
-                    .map_err(key_err)?,
-                };
-                let fresh = tenant_key::build_tenant_key_secret(self.v, &key, wrapped);
-                let created =
-                    ssa::create_once(&secrets, &fresh)
-                        .await
-                        .map_err(|source| Error::Apply {
-                            tenant: name.clone(),
-                            kind: "Secret".to_string(),
-                            name: tenant_key::SECRET_NAME.to_string(),
-                            source,
-                        })?;
-                if created.changed {
-                    self.changes
-                        .push(format!("created Secret/{}", tenant_key::SECRET_NAME));
-                }
-                created.object
+                    .map_err(|source| Error::Apply {
+                        tenant: name.clone(),
+                        kind: "Secret".to_string(),
+                        name: tenant_key::SECRET_NAME.to_string(),
+                        source,
+                    })?;
+            if created.changed {
+                self.changes
+                    .push(format!("created Secret/{}", tenant_key::SECRET_NAME));
             }
+            key.version = tenant_key::current_version(&created.object).unwrap_or(1);
+            return Ok(key);
         };
         key.version = tenant_key::current_version(&secret).ok_or_else(|| Error::LocalKey {
             tenant: name.clone(),
             source: LocalKeyError::Unwrap,
         })?;
+        let requested = tenant.annotations().get(tenant_key::ROTATE_REQUEST);
+        if tenant_key::rotation_due(&secret, key.version, requested, spec.rotation_days, now) {
+            let next = TenantKeyRef {
+                version: key.version + 1,
+                ..key.clone()
+            };
+            let wrapped = self
+                .wrap_new_data_key(&next, master.as_ref().map(|m| m.as_slice()))
+                .await?;
+            let patch =
+                tenant_key::rotation_patch(&secret, &next, wrapped, requested, &now.to_string());
+            match secrets
+                .patch(
+                    tenant_key::SECRET_NAME,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    return Err(Error::StaleRead { tenant: name });
+                }
+                Err(source) => {
+                    return Err(Error::Apply {
+                        tenant: name,
+                        kind: "Secret".into(),
+                        name: tenant_key::SECRET_NAME.into(),
+                        source,
+                    });
+                }
+            }
+            info!(version = next.version, "rotated the tenant data key");
+            self.changes
+                .push(format!("rotated the tenant data key to v{}", next.version));
+            key = next;
+        }
         Ok(key)
+    }
+
+    async fn wrap_new_data_key(
+        &self,
+        key: &TenantKeyRef,
+        master: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
+        let name = &self.v.name;
+        match master {
+            Some(master) => {
+                keys::new_local_data_key(master, name).map_err(|source| Error::LocalKey {
+                    tenant: name.clone(),
+                    source,
+                })
+            }
+            None => keys::new_kms_data_key(
+                &self.ctx.cloud,
+                &keys::TenantKey {
+                    arn: key.arn.clone(),
+                },
+                name,
+            )
+            .await
+            .map_err(|source| Error::Key {
+                tenant: name.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Keeps a copy of every wrapped data-key version in the operator's namespace, so
+    /// recordings stay readable after the tenant namespace is gone (deletion policy
+    /// `Retain`). Only ciphertext is copied: it is useless without the KMS or master key.
+    async fn escrow_data_key(&mut self) -> Result<(), Error> {
+        let secret = self
+            .api::<Secret>()
+            .get(tenant_key::SECRET_NAME)
+            .await
+            .map_err(self.read_error("tenant key"))?;
+        let namespace = self.ctx.config.operator_namespace.clone();
+        let escrow = tenant_key::build_escrow_secret(self.v, &namespace, &secret);
+        let api = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
+        self.apply(&api, escrow).await?;
+        Ok(())
     }
 
     /// The local provider's master key, made on first use in the operator's namespace.

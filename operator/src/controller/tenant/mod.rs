@@ -23,13 +23,16 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use sanctum_api::conditions::reasons;
-use sanctum_api::{Recording, VideoTenant, VideoTenantStatus, labels};
+use sanctum_api::{DeletionPolicy, KeyProvider, Recording, VideoTenant, VideoTenantStatus, labels};
 use tracing::{info, instrument, warn};
 
 use super::Context;
 use crate::cloud::CloudError;
+use crate::cloud::keys;
 use crate::cloud::keys::LocalKeyError;
+use crate::controller::ssa;
 use build::signing_key::KeyError;
+use k8s_openapi::api::core::v1::Secret;
 use validate::Invalid;
 
 /// Finalizer that runs cleanup before a tenant disappears.
@@ -330,6 +333,9 @@ async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
             count: held,
         });
     }
+    if tenant.spec.encryption.deletion_policy == DeletionPolicy::CryptoShred {
+        crypto_shred(tenant, ctx).await?;
+    }
     let namespaces = Api::<Namespace>::all(ctx.client.clone());
     if let Some(ns) = namespaces
         .get_opt(&namespace)
@@ -366,6 +372,54 @@ async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Destroys every copy of the tenant's keys that the operator made: the escrowed wrapped
+/// data keys and, for a KMS key Sanctum created, the KMS key itself (the wrapped key in the
+/// tenant namespace goes with the namespace). Idempotent, so a crash midway is finished by
+/// the next attempt.
+async fn crypto_shred(tenant: &VideoTenant, ctx: &Context) -> Result<(), Error> {
+    let name = tenant.name_any();
+    let status = tenant.status.clone().unwrap_or_default();
+    let escrow = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
+    let selector = format!(
+        "{}={name},sanctum.dev/tenant-uid={}",
+        labels::TENANT,
+        tenant.uid().unwrap_or_default()
+    );
+    let deleted = ssa::prune(&escrow, &selector, &Default::default())
+        .await
+        .map_err(|source| Error::Prune {
+            tenant: name.clone(),
+            kind: "Secret".into(),
+            source,
+        })?;
+    if !deleted.is_empty() {
+        info!(secrets = ?deleted, "deleted escrowed data keys");
+    }
+    let own_kms_key = tenant.spec.encryption.provider == KeyProvider::Aws
+        && tenant.spec.encryption.key_arn.is_none();
+    if let (true, Some(arn)) = (own_kms_key, &status.key_arn) {
+        keys::schedule_key_deletion(&ctx.cloud, &name, arn)
+            .await
+            .map_err(|source| Error::Key {
+                tenant: name.clone(),
+                source,
+            })?;
+        let note = format!(
+            "KMS key {arn} scheduled for deletion in 7 days; recordings are crypto-shredded"
+        );
+        publish(
+            ctx,
+            tenant,
+            EventType::Normal,
+            "KeyDeletionScheduled",
+            "Cleanup",
+            note,
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Writes `status` unless it equals what is stored: a converged reconcile writes nothing.
