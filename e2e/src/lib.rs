@@ -441,3 +441,14 @@ pub async fn cloud() -> Result<sanctum_operator::cloud::Cloud> {
         .await,
     )
 }
+
+/// Waits until `name` no longer exists (finalizers done, object gone).
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(&format!("{name} to be deleted"), timeout, || async {
+        Ok(api.get_opt(name).await?.is_none())
+    })
+    .await
+}

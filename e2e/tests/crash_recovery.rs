@@ -23,10 +23,10 @@ async fn restart_after_kill_converges_and_keeps_the_signing_key() -> Result<()> 
     tenants
         .create(&PostParams::default(), &example_tenant(&name, &run)?)
         .await?;
-    // Kill as soon as the first objects exist: the reconcile is cut off part-way.
+    // Kill as soon as the first write landed: the reconcile is cut off part-way.
     with_logs(&first, || {
         wait_for(
-            "the namespace to be created",
+            "the first status write",
             Duration::from_secs(60),
             || async {
                 Ok(tenants

@@ -13,7 +13,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use sanctum_api::{DeletionPolicy, KeyProvider, VideoTenant};
 use sanctum_e2e::{
-    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
+    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, wait_gone,
+    with_logs,
 };
 use sanctum_operator::cloud::buckets::{DesiredBucket, ensure_bucket};
 use sanctum_operator::cloud::keys::{self, unwrap_kms, unwrap_local};
@@ -141,10 +142,7 @@ async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
         .await?;
         // Retain (the default): after deletion the escrowed wrapped key is still there.
         tenants.delete(&run, &Default::default()).await?;
-        wait_for("tenant to be deleted", Duration::from_secs(120), || async {
-            Ok(tenants.get_opt(&run).await?.is_none())
-        })
-        .await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await?;
         let escrow = escrowed(&cluster, &run).await?;
         ensure!(
             escrow.len() == 1 && escrow[0].contains_key("v1"),
@@ -306,7 +304,7 @@ async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<(
 
         // Deletion shreds: the KMS key is scheduled for deletion, no escrowed copy survives.
         tenants.delete(&run, &Default::default()).await?;
-        wait_for("tenant to be deleted", Duration::from_secs(120), || async { Ok(tenants.get_opt(&run).await?.is_none()) }).await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await?;
         let state = cloud.kms.describe_key().key_id(&arn).send().await?;
         ensure!(
             state.key_metadata().and_then(|m| m.key_state()) == Some(&aws_sdk_kms::types::KeyState::PendingDeletion),

@@ -11,7 +11,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use sanctum_api::VideoTenant;
 use sanctum_e2e::{
-    Cluster, Operator, condition, example_tenant, unique, wait_condition, with_logs,
+    Cluster, Operator, condition, example_tenant, unique, wait_condition, wait_gone, with_logs,
 };
 
 #[tokio::test]
@@ -74,10 +74,7 @@ async fn foreign_namespace_stalls_the_tenant_and_stays_untouched() -> Result<()>
 
         // Deleting the stalled tenant must not delete the foreign namespace.
         tenants.delete(&run, &Default::default()).await?;
-        sanctum_e2e::wait_for("tenant to be deleted", Duration::from_secs(60), || async {
-            Ok(tenants.get_opt(&run).await?.is_none())
-        })
-        .await?;
+        wait_gone(&tenants, &run, Duration::from_secs(60)).await?;
         ensure!(
             namespaces
                 .get_opt(&foreign)

@@ -8,6 +8,7 @@
 pub mod cloud;
 pub mod controller;
 pub mod crds;
+pub mod hash;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;

@@ -13,7 +13,6 @@ use aws_sdk_s3::types::{
 };
 use sanctum_api::{ObjectLockMode, ObjectLockSpec};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::keys::TENANT_TAG;
 use super::{Cloud, CloudError};
@@ -50,9 +49,10 @@ pub struct BucketReport {
 /// Default bucket name: the tenant name and a hash of its uid, so it is unique, DNS-safe
 /// and the same on every retry (a crashed attempt never leaves a second bucket).
 pub fn default_name(tenant: &str, uid: &str) -> String {
-    let digest = Sha256::digest(uid.as_bytes());
-    let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("sanctum-{tenant}-{suffix}")
+    format!(
+        "sanctum-{tenant}-{}",
+        crate::hash::short_sha256(uid.as_bytes(), 4)
+    )
 }
 
 /// The bucket policy: no access without TLS, no upload without server-side encryption.

@@ -4,8 +4,6 @@
 //! Plaintext keys exist only in memory, in zeroizing buffers; the operator stores only
 //! wrapped keys. `unwrap_local` and `unwrap_kms` are what media nodes call at start.
 
-use std::collections::BTreeMap;
-
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType, Tag};
@@ -340,11 +338,6 @@ pub fn unwrap_local(
         .open_in_place(nonce, Aad::from(aad(tenant)), &mut buffer)
         .map_err(|_| LocalKeyError::Unwrap)?;
     Ok(Zeroizing::new(plain.to_vec()))
-}
-
-/// Tags as a map, for comparisons.
-pub fn tenant_tags(tenant: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(TENANT_TAG.to_string(), tenant.to_string())])
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ impl CloudError {
         let message = error
             .message()
             .map(str::to_string)
-            .unwrap_or_else(|| aws_smithy_types_display(error));
+            .unwrap_or_else(|| error_chain(error));
         Self {
             operation,
             code: error.code().map(str::to_string),
@@ -120,7 +120,7 @@ impl CloudError {
     }
 }
 
-fn aws_smithy_types_display<E: std::error::Error>(error: &E) -> String {
+fn error_chain<E: std::error::Error>(error: &E) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

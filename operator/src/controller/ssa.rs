@@ -15,7 +15,6 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Annotation holding the hash of the last applied configuration.
 pub const APPLIED_HASH: &str = "sanctum.dev/applied-hash";
@@ -106,8 +105,7 @@ where
 /// Stable hash of an object's desired configuration (hex, 16 characters).
 pub fn config_hash<K: Serialize>(desired: &K) -> String {
     let bytes = serde_json::to_vec(desired).expect("Kubernetes objects serialize to JSON");
-    let digest = Sha256::digest(bytes);
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hash::short_sha256(&bytes, 8)
 }
 
 /// True when every field set in `desired` holds the same value in `live`.

@@ -70,9 +70,9 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     let config_map = signing_key::build_public_key_config_map(&v, &public_pem);
     let config_map = run.apply(&run.api::<ConfigMap>(), config_map).await?;
 
-    let key = run.ensure_tenant_key(tenant).await?;
+    let (key, key_secret) = run.ensure_tenant_key(tenant).await?;
     let bucket = run.ensure_bucket(tenant, &key).await?;
-    run.escrow_data_key().await?;
+    run.escrow_data_key(&key_secret).await?;
 
     let mut observed = Observed {
         network_policies: policies,
@@ -266,7 +266,10 @@ impl Run<'_> {
     /// data-key Secret is created once; a new version is added when `rotationDays` have
     /// passed or the tenant's `sanctum.dev/rotate-data-key` annotation asks for one, and
     /// old versions stay for decrypting older recordings.
-    async fn ensure_tenant_key(&mut self, tenant: &VideoTenant) -> Result<TenantKeyRef, Error> {
+    async fn ensure_tenant_key(
+        &mut self,
+        tenant: &VideoTenant,
+    ) -> Result<(TenantKeyRef, Secret), Error> {
         let name = self.v.name.clone();
         let spec = &self.v.spec.encryption;
         let cloud = &self.ctx.cloud;
@@ -301,7 +304,7 @@ impl Run<'_> {
             .get_opt(tenant_key::SECRET_NAME)
             .await
             .map_err(self.read_error("tenant key"))?;
-        let Some(secret) = existing else {
+        let Some(mut secret) = existing else {
             let wrapped = self
                 .wrap_new_data_key(&key, master.as_ref().map(|m| m.as_slice()))
                 .await?;
@@ -321,7 +324,7 @@ impl Run<'_> {
                     .push(format!("created Secret/{}", tenant_key::SECRET_NAME));
             }
             key.version = tenant_key::current_version(&created.object).unwrap_or(1);
-            return Ok(key);
+            return Ok((key, created.object));
         };
         key.version = tenant_key::current_version(&secret).ok_or_else(|| Error::LocalKey {
             tenant: name.clone(),
@@ -346,7 +349,7 @@ impl Run<'_> {
                 )
                 .await
             {
-                Ok(_) => {}
+                Ok(rotated) => secret = rotated,
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     return Err(Error::StaleRead { tenant: name });
                 }
@@ -364,7 +367,7 @@ impl Run<'_> {
                 .push(format!("rotated the tenant data key to v{}", next.version));
             key = next;
         }
-        Ok(key)
+        Ok((key, secret))
     }
 
     async fn wrap_new_data_key(
@@ -398,14 +401,9 @@ impl Run<'_> {
     /// Keeps a copy of every wrapped data-key version in the operator's namespace, so
     /// recordings stay readable after the tenant namespace is gone (deletion policy
     /// `Retain`). Only ciphertext is copied: it is useless without the KMS or master key.
-    async fn escrow_data_key(&mut self) -> Result<(), Error> {
-        let secret = self
-            .api::<Secret>()
-            .get(tenant_key::SECRET_NAME)
-            .await
-            .map_err(self.read_error("tenant key"))?;
+    async fn escrow_data_key(&mut self, secret: &Secret) -> Result<(), Error> {
         let namespace = self.ctx.config.operator_namespace.clone();
-        let escrow = tenant_key::build_escrow_secret(self.v, &namespace, &secret);
+        let escrow = tenant_key::build_escrow_secret(self.v, &namespace, secret);
         let api = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
         self.apply(&api, escrow).await?;
         Ok(())

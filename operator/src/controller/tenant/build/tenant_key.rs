@@ -9,7 +9,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use sha2::{Digest, Sha256};
 
 use super::{TenantKeyRef, namespaced_meta};
 use crate::controller::tenant::validate::Validated;
@@ -127,8 +126,7 @@ pub fn rotation_patch(
 /// Name of the escrow copy in the operator's namespace: tenant name and a hash of its uid,
 /// so a later tenant of the same name never shares it.
 pub fn escrow_name(v: &Validated) -> String {
-    let digest = Sha256::digest(v.owner.uid.as_bytes());
-    let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = crate::hash::short_sha256(v.owner.uid.as_bytes(), 4);
     format!("tenant-key-escrow-{}-{suffix}", v.name)
 }
 
