@@ -1,9 +1,283 @@
-//! The Sanctum media node (WebRTC SFU). Placeholder until the media-node work lands:
-//! the operator already deploys it with its configuration and keys mounted.
+//! `sanctum-media-node`: `serve` runs the node; `mint-token` and `keygen` serve tests and
+//! local development.
 
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("sanctum-media-node: not implemented in this release");
-    std::process::exit(1);
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use sanctum_media_node::keys::{KeyConfig, Provider};
+use sanctum_media_node::server::{self, ServeConfig, Tls};
+use sanctum_media_node::token::{self, Grant, RoleClaim};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Sanctum media node: WebRTC SFU with WHIP/WHEP signaling and signed join tokens.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the media node (configured from the environment the operator's Deployment sets).
+    Serve(Box<ServeArgs>),
+    /// Print a join token signed with a tenant's private key (tests, local use).
+    MintToken(MintArgs),
+    /// Write a join-token key pair, a local master key and a wrapped tenant key (local use).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Tenant this node serves: the join tokens' audience and the key's encryption context.
+    #[arg(long, env = "SANCTUM_TENANT")]
+    tenant: String,
+    /// Region label of this node (informational).
+    #[arg(long, env = "SANCTUM_REGION")]
+    region: Option<String>,
+    /// WHIP/WHEP listen address (HTTPS unless --insecure-http).
+    #[arg(long, env = "SANCTUM_SIGNALING_ADDR", default_value = "0.0.0.0:8443")]
+    signaling_addr: SocketAddr,
+    /// UDP address for all WebRTC media (one socket, demultiplexed per session).
+    #[arg(long, env = "SANCTUM_MEDIA_UDP_ADDR", default_value = "0.0.0.0:10000")]
+    media_udp_addr: SocketAddr,
+    /// Address peers send media to (ICE host candidate); port 0 means the bound port.
+    #[arg(long, env = "SANCTUM_MEDIA_ADVERTISE_ADDR")]
+    media_advertise_addr: Option<SocketAddr>,
+    /// Pod IP, used as the advertised media address when none is set.
+    #[arg(long, env = "POD_IP")]
+    pod_ip: Option<IpAddr>,
+    /// Plain-HTTP address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "SANCTUM_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    metrics_addr: SocketAddr,
+    /// TLS certificate chain (PEM) for signaling; reloaded when the file changes.
+    #[arg(
+        long,
+        env = "SANCTUM_TLS_CERT_FILE",
+        required_unless_present = "insecure_http"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM) for signaling.
+    #[arg(
+        long,
+        env = "SANCTUM_TLS_KEY_FILE",
+        required_unless_present = "insecure_http"
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Serve signaling over plain HTTP. Only for local tests: tokens would cross in clear.
+    #[arg(long, env = "SANCTUM_INSECURE_HTTP", default_value_t = false)]
+    insecure_http: bool,
+    /// End sessions with no media and no signaling for this many seconds.
+    #[arg(long, env = "SANCTUM_IDLE_TIMEOUT_SECONDS", default_value_t = 300)]
+    idle_timeout_seconds: u64,
+    /// End sessions after this many minutes.
+    #[arg(long, env = "SANCTUM_MAX_SESSION_MINUTES", default_value_t = 240)]
+    max_session_minutes: u64,
+    /// Refuse join tokens whose lifetime (exp - iat) exceeds this many seconds.
+    #[arg(
+        long,
+        env = "SANCTUM_MAX_TOKEN_LIFETIME_SECONDS",
+        default_value_t = 3600
+    )]
+    max_token_lifetime_seconds: u64,
+    /// Join-token public key (SPKI PEM) the operator mounts.
+    #[arg(
+        long,
+        env = "SANCTUM_JOIN_TOKEN_PUBLIC_KEY",
+        default_value = "/etc/sanctum/join-token/public.pem"
+    )]
+    join_token_public_key: PathBuf,
+    /// Service that unwraps the tenant data key.
+    #[arg(long, env = "SANCTUM_KEY_PROVIDER", value_enum)]
+    key_provider: Provider,
+    /// The wrapped tenant data key the operator mounts (one version file).
+    #[arg(long, env = "SANCTUM_TENANT_KEY_FILE")]
+    tenant_key_file: PathBuf,
+    /// KMS key ARN of the tenant (informational; the wrapped key names its key).
+    #[arg(long, env = "SANCTUM_KMS_KEY_ARN")]
+    kms_key_arn: Option<String>,
+    /// Master key file of the local provider.
+    #[arg(long, env = "SANCTUM_LOCAL_MASTER_KEY_FILE")]
+    local_master_key_file: Option<PathBuf>,
+    /// KMS endpoint override (emulators, VPC endpoints).
+    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// AWS region of the KMS key.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    aws_region: String,
+    /// Web origins allowed to call signaling from a browser (comma-separated).
+    #[arg(long, env = "SANCTUM_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// On SIGTERM, wait this long for sessions to end before ending them.
+    #[arg(long, env = "SANCTUM_DRAIN_SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "SANCTUM_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::Args)]
+struct MintArgs {
+    /// Tenant's private join-token key (PKCS#8 PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Tenant (audience).
+    #[arg(long)]
+    tenant: String,
+    /// Room.
+    #[arg(long)]
+    room: String,
+    /// Opaque user id.
+    #[arg(long)]
+    user: String,
+    /// Role.
+    #[arg(long, value_enum, default_value = "participant")]
+    role: RoleClaim,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 600)]
+    ttl_seconds: u64,
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Directory to write `private.pem`, `public.pem`, `master.key` and `tenant-key` into.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Tenant the wrapped key is bound to.
+    #[arg(long)]
+    tenant: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(*args).await,
+        Command::MintToken(a) => {
+            let pem = std::fs::read(&a.key).with_context(|| format!("reading {:?}", a.key))?;
+            let grant = Grant {
+                tenant: a.tenant,
+                room: a.room,
+                user: a.user,
+                role: a.role,
+                ttl: Duration::from_secs(a.ttl_seconds),
+            };
+            println!(
+                "{}",
+                token::mint(&pem, &grant).context("signing the token")?
+            );
+            Ok(())
+        }
+        Command::Keygen(a) => keygen(&a),
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
+            .init(),
+        LogFormat::Text => registry.with(fmt::layer().compact()).init(),
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    init_logs(a.log_format);
+    let tls = match (a.insecure_http, a.tls_cert_file, a.tls_key_file) {
+        (true, _, _) => Tls::InsecureHttp,
+        (false, Some(cert), Some(key)) => Tls::Files { cert, key },
+        _ => anyhow::bail!("set --tls-cert-file and --tls-key-file (or --insecure-http for tests)"),
+    };
+    let advertise_addr = a.media_advertise_addr.or_else(|| {
+        a.pod_ip
+            .map(|ip| SocketAddr::new(ip, a.media_udp_addr.port()))
+    });
+    tracing::info!(
+        region = a.region.as_deref().unwrap_or(""),
+        kms_key = a.kms_key_arn.as_deref().unwrap_or(""),
+        "starting"
+    );
+    let running = server::start(ServeConfig {
+        signaling_addr: a.signaling_addr,
+        media_addr: a.media_udp_addr,
+        advertise_addr,
+        metrics_addr: a.metrics_addr,
+        tls,
+        keys: KeyConfig {
+            tenant: a.tenant,
+            public_key: a.join_token_public_key,
+            max_token_lifetime: Duration::from_secs(a.max_token_lifetime_seconds),
+            provider: a.key_provider,
+            tenant_key_file: a.tenant_key_file,
+            local_master_key_file: a.local_master_key_file,
+            aws_endpoint: a.aws_endpoint,
+            aws_region: a.aws_region,
+        },
+        idle_timeout: Duration::from_secs(a.idle_timeout_seconds),
+        max_session: Duration::from_secs(a.max_session_minutes * 60),
+        cors_origins: a.cors_origins,
+        drain: Duration::from_secs(a.drain_seconds),
+    })
+    .await?;
+    wait_for_signal().await?;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}
+
+fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.dir)?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let path = a.dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {path:?}"))
+    };
+    write("private.pem", key.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
+    write(
+        "public.pem",
+        key.verifying_key()
+            .to_public_key_pem(LineEnding::LF)?
+            .as_bytes(),
+    )?;
+    let master = sanctum_keywrap::random_key()?;
+    write("master.key", &master)?;
+    write(
+        "tenant-key",
+        &sanctum_keywrap::new_local_data_key(&master, &a.tenant)?,
+    )?;
+    println!(
+        "wrote private.pem, public.pem, master.key and tenant-key to {:?}",
+        a.dir
+    );
+    Ok(())
 }

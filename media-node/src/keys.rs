@@ -1,0 +1,123 @@
+//! Loads what the node needs before it is ready: the join-token public key and the
+//! tenant data key, unwrapped (KMS with the tenant's encryption context, or the local
+//! provider's master key) and held in memory only.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_kms::primitives::Blob;
+use sanctum_keywrap::{CONTEXT_KEY, unwrap_local};
+use zeroize::Zeroizing;
+
+use crate::token::Verifier;
+
+/// Which service unwraps the tenant data key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    /// AWS KMS (or a KMS-compatible endpoint).
+    Aws,
+    /// A local master key file (development and tests).
+    Local,
+}
+
+/// Where the keys are.
+#[derive(Clone, Debug)]
+pub struct KeyConfig {
+    /// Tenant name: token audience and encryption context.
+    pub tenant: String,
+    /// SPKI PEM of the join-token public key.
+    pub public_key: PathBuf,
+    /// Longest token lifetime accepted.
+    pub max_token_lifetime: Duration,
+    /// Key provider.
+    pub provider: Provider,
+    /// The wrapped tenant data key (one version).
+    pub tenant_key_file: PathBuf,
+    /// Master key for the local provider.
+    pub local_master_key_file: Option<PathBuf>,
+    /// KMS endpoint override (emulators, VPC endpoints).
+    pub aws_endpoint: Option<String>,
+    /// AWS region.
+    pub aws_region: String,
+}
+
+/// The loaded keys.
+pub struct Keys {
+    /// Join-token verifier.
+    pub verifier: Verifier,
+    /// Plaintext tenant data key (32 bytes), zeroized on drop; never logged.
+    pub tenant_key: Zeroizing<Vec<u8>>,
+}
+
+/// Why keys could not be loaded; the node retries and stays unready meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key file is missing or unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The public key is not an Ed25519 SPKI PEM.
+    #[error("the join-token public key is not an Ed25519 PEM key")]
+    PublicKey,
+    /// The local provider needs a master key file.
+    #[error("the local key provider needs --local-master-key-file")]
+    NoMasterKey,
+    /// The wrapped key does not open for this tenant.
+    #[error("the tenant key does not unwrap: {0}")]
+    Unwrap(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads and unwraps the keys.
+pub async fn load(cfg: &KeyConfig) -> Result<Keys, KeyError> {
+    let public = read(&cfg.public_key)?;
+    let verifier = Verifier::from_public_pem(&public, &cfg.tenant, cfg.max_token_lifetime)
+        .map_err(|_| KeyError::PublicKey)?;
+    let wrapped = read(&cfg.tenant_key_file)?;
+    let tenant_key = match cfg.provider {
+        Provider::Local => {
+            let path = cfg
+                .local_master_key_file
+                .as_ref()
+                .ok_or(KeyError::NoMasterKey)?;
+            let master = Zeroizing::new(read(path)?);
+            unwrap_local(&master, &wrapped, &cfg.tenant)
+                .map_err(|e| KeyError::Unwrap(e.to_string()))?
+        }
+        Provider::Aws => unwrap_kms(cfg, wrapped).await?,
+    };
+    Ok(Keys {
+        verifier,
+        tenant_key,
+    })
+}
+
+async fn unwrap_kms(cfg: &KeyConfig, wrapped: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(cfg.aws_region.clone()));
+    if let Some(endpoint) = &cfg.aws_endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let kms = aws_sdk_kms::Client::new(&loader.load().await);
+    let out = kms
+        .decrypt()
+        .ciphertext_blob(Blob::new(wrapped))
+        .encryption_context(CONTEXT_KEY, &cfg.tenant)
+        .send()
+        .await
+        .map_err(|e| KeyError::Unwrap(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
+    let plain = out
+        .plaintext()
+        .ok_or_else(|| KeyError::Unwrap("KMS returned no plaintext".into()))?;
+    Ok(Zeroizing::new(plain.as_ref().to_vec()))
+}

@@ -1,0 +1,11 @@
+//! The Sanctum media node: a WebRTC SFU (see `sanctum-media-core`) behind WHIP/WHEP
+//! signaling with signed join tokens, session limits, a session log and metrics.
+
+#![forbid(unsafe_code)]
+
+pub mod keys;
+pub mod media;
+pub mod metrics;
+pub mod server;
+pub mod signaling;
+pub mod token;

@@ -1,0 +1,123 @@
+//! Prometheus metrics of the media node, under `sanctum_media_`.
+//!
+//! Counts and gauges only: no label carries a room, user or address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Traffic direction label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabels {
+    /// `in` (received) or `out` (sent).
+    pub direction: &'static str,
+}
+
+/// Reason label (auth failures, ended sessions).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Short stable reason.
+    pub reason: &'static str,
+}
+
+/// All media-node metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Rooms with at least one session.
+    pub rooms: Gauge,
+    /// Live sessions.
+    pub peers: Gauge,
+    /// UDP datagrams by direction.
+    pub packets: Family<DirLabels, Counter>,
+    /// UDP payload bytes by direction.
+    pub bytes: Family<DirLabels, Counter>,
+    /// Time from a frame's arrival to its hand-off to each subscriber.
+    pub forward_latency: Histogram,
+    /// Refused tokens by reason.
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    /// Ended sessions by reason.
+    pub sessions_ended: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sanctum_media");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            rooms: Gauge::default(),
+            peers: Gauge::default(),
+            packets: Family::default(),
+            bytes: Family::default(),
+            forward_latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            auth_failures: Family::default(),
+            sessions_ended: Family::default(),
+        };
+        registry.register("rooms", "Rooms with at least one session", m.rooms.clone());
+        registry.register("peers", "Live WebRTC sessions", m.peers.clone());
+        registry.register("packets", "UDP datagrams, by direction", m.packets.clone());
+        registry.register("bytes", "UDP payload bytes, by direction", m.bytes.clone());
+        registry.register(
+            "forward_latency_seconds",
+            "Time from a frame's arrival to its hand-off to a subscriber",
+            m.forward_latency.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Requests refused for their join token, by reason",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "sessions_ended",
+            "Sessions ended, by reason",
+            m.sessions_ended.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts datagrams and bytes moved in one direction.
+    pub fn traffic(&self, direction: &'static str, packets: u64, bytes: u64) {
+        let labels = DirLabels { direction };
+        self.packets.get_or_create(&labels).inc_by(packets);
+        self.bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// Records one forwarding delay.
+    pub fn forwarded(&self, latency: Duration) {
+        self.forward_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Counts a refused token.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts an ended session.
+    pub fn session_ended(&self, reason: &'static str) {
+        self.sessions_ended
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

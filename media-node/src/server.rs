@@ -1,0 +1,321 @@
+//! Starting and stopping a media node: sockets, key loading, signaling over TLS, the
+//! health and metrics endpoint, and the drain on shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use sanctum_media_core::EndReason;
+use tokio::net::UdpSocket;
+
+use crate::keys::{self, KeyConfig, Keys};
+use crate::media::{self, MediaHandle};
+use crate::metrics::Metrics;
+use crate::signaling::{self, AppState};
+
+/// How signaling is served.
+#[derive(Clone, Debug)]
+pub enum Tls {
+    /// HTTPS with this certificate chain and key (PEM files, reloaded when they change).
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// Plain HTTP: local tests only.
+    InsecureHttp,
+}
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Signaling listen address.
+    pub signaling_addr: SocketAddr,
+    /// Media UDP listen address.
+    pub media_addr: SocketAddr,
+    /// Address peers reach the media socket at; `None` uses the bound address.
+    pub advertise_addr: Option<SocketAddr>,
+    /// Health and metrics listen address.
+    pub metrics_addr: SocketAddr,
+    /// Signaling transport.
+    pub tls: Tls,
+    /// Keys to load.
+    pub keys: KeyConfig,
+    /// Idle limit.
+    pub idle_timeout: Duration,
+    /// Session length limit.
+    pub max_session: Duration,
+    /// Web origins allowed to call signaling.
+    pub cors_origins: Vec<String>,
+    /// Longest wait for sessions to end after SIGTERM before they are ended.
+    pub drain: Duration,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error("cannot load the TLS certificate: {0}")]
+    Tls(std::io::Error),
+    /// The media socket is bound to a wildcard address and no advertised address is set.
+    #[error("set --media-advertise-addr (or POD_IP): peers cannot reach {0}")]
+    NoAdvertiseAddr(SocketAddr),
+}
+
+/// A started node.
+pub struct Running {
+    /// Where signaling listens.
+    pub signaling_addr: SocketAddr,
+    /// Where media is received.
+    pub media_addr: SocketAddr,
+    /// Where health and metrics listen.
+    pub metrics_addr: SocketAddr,
+    /// Metrics, for tests and benchmarks.
+    pub metrics: Metrics,
+    /// The SFU driver.
+    pub media: MediaHandle,
+    draining: Arc<AtomicBool>,
+    drain: Duration,
+    signaling: Handle<SocketAddr>,
+    health: Handle<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn bind_tcp(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok(l)
+}
+
+/// Binds every socket, starts loading keys, and serves.
+pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
+    // One process-wide TLS provider: aws-lc-rs, as everywhere in Sanctum.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let udp = UdpSocket::bind(cfg.media_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.media_addr,
+            source,
+        })?;
+    let media_addr = udp.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.media_addr,
+        source,
+    })?;
+    let advertised = match cfg.advertise_addr {
+        Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), media_addr.port()),
+        Some(a) => a,
+        None if media_addr.ip().is_unspecified() => {
+            return Err(StartError::NoAdvertiseAddr(media_addr));
+        }
+        None => media_addr,
+    };
+    let metrics = Metrics::default();
+    let (media, driver) = media::spawn(
+        udp,
+        advertised,
+        cfg.idle_timeout,
+        cfg.max_session,
+        metrics.clone(),
+    );
+
+    let keys: Arc<OnceLock<Keys>> = Arc::new(OnceLock::new());
+    let loader = tokio::spawn(load_keys(cfg.keys.clone(), keys.clone()));
+    let draining = Arc::new(AtomicBool::new(false));
+
+    let state = AppState {
+        media: media.clone(),
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        draining: draining.clone(),
+    };
+    let app = signaling::router(state, &cfg.cors_origins);
+    let listener = bind_tcp(cfg.signaling_addr)?;
+    let signaling_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.signaling_addr,
+        source,
+    })?;
+    let signaling = Handle::new();
+    let mut tasks = vec![driver, loader];
+    match &cfg.tls {
+        Tls::Files { cert, key } => {
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(StartError::Tls)?;
+            tasks.push(tokio::spawn(reload_certificates(
+                tls.clone(),
+                cert.clone(),
+                key.clone(),
+            )));
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(StartError::Tls)?
+                .handle(signaling.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "signaling server failed");
+                }
+            }));
+        }
+        Tls::InsecureHttp => {
+            tracing::warn!("signaling over plain HTTP: local tests only");
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| StartError::Bind {
+                    addr: signaling_addr,
+                    source,
+                })?
+                .handle(signaling.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "signaling server failed");
+                }
+            }));
+        }
+    }
+
+    let health_listener = bind_tcp(cfg.metrics_addr)?;
+    let metrics_addr = health_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: cfg.metrics_addr,
+            source,
+        })?;
+    let health = Handle::new();
+    let health_app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(HealthState {
+            keys,
+            draining: draining.clone(),
+            metrics: metrics.clone(),
+        });
+    let health_server = axum_server::from_tcp(health_listener)
+        .map_err(|source| StartError::Bind {
+            addr: metrics_addr,
+            source,
+        })?
+        .handle(health.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = health_server.serve(health_app.into_make_service()).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    }));
+    tracing::info!(%signaling_addr, %media_addr, %metrics_addr, "media node started");
+    Ok(Running {
+        signaling_addr,
+        media_addr,
+        metrics_addr,
+        metrics,
+        media,
+        draining,
+        drain: cfg.drain,
+        signaling,
+        health,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Graceful stop: refuse new sessions, wait up to the drain time for live ones to
+    /// end, end the rest (peers get RTCP BYE and DTLS close_notify), then stop serving.
+    pub async fn shutdown(self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let live = self.media.sessions.live();
+        tracing::info!(live, "draining sessions");
+        while self.media.sessions.live() > 0 && started.elapsed() < self.drain {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.media.end_all(EndReason::Shutdown).await;
+        self.signaling
+            .graceful_shutdown(Some(Duration::from_secs(5)));
+        self.health.graceful_shutdown(Some(Duration::from_secs(1)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for t in self.tasks {
+            t.abort();
+        }
+        tracing::info!("media node stopped");
+    }
+}
+
+/// Retries until the keys load; the node is unready meanwhile.
+async fn load_keys(cfg: KeyConfig, slot: Arc<OnceLock<Keys>>) {
+    loop {
+        match keys::load(&cfg).await {
+            Ok(k) => {
+                let _ = slot.set(k);
+                tracing::info!("join-token and tenant keys loaded");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "keys not loaded; retrying in 5s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Picks up a renewed certificate (cert-manager rotates the mounted Secret).
+async fn reload_certificates(tls: RustlsConfig, cert: PathBuf, key: PathBuf) {
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = (modified(&cert), modified(&key));
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let now = (modified(&cert), modified(&key));
+        if now != last {
+            match tls.reload_from_pem_file(&cert, &key).await {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::warn!(error = %e, "TLS certificate reload failed"),
+            }
+            last = now;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HealthState {
+    keys: Arc<OnceLock<Keys>>,
+    draining: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
+    if s.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if s.keys.get().is_none() {
+        (StatusCode::SERVICE_UNAVAILABLE, "keys not loaded")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+async fn metrics_text(State(s): State<HealthState>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}

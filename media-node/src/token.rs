@@ -1,0 +1,372 @@
+//! Join tokens: short-lived JWTs (RFC 7519) signed with the tenant's Ed25519 key (`EdDSA`).
+//!
+//! The media node only verifies; the tenant's application (or `mint-token` in tests) signs
+//! with the private key the operator keeps in the tenant namespace. Tokens and their
+//! claims never reach a log: failures are reported by reason only.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sanctum_media_core::Role;
+use serde::{Deserialize, Serialize};
+
+/// Issuer every Sanctum join token carries.
+pub const ISSUER: &str = "sanctum";
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+/// What a join token says. `aud` is the tenant; `sub` an opaque user id, never a name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Always [`ISSUER`].
+    pub iss: String,
+    /// Tenant the token is for.
+    pub aud: String,
+    /// Opaque user id.
+    pub sub: String,
+    /// Room the token admits to.
+    pub room: String,
+    /// What the holder may do.
+    pub role: RoleClaim,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Not before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Unique token id, for correlating an audit record with the token that was used.
+    pub jti: String,
+}
+
+/// Role as spelled in the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleClaim {
+    /// Runs the room.
+    Host,
+    /// Publishes and subscribes.
+    Participant,
+    /// Only subscribes.
+    Observer,
+}
+
+impl From<RoleClaim> for Role {
+    fn from(r: RoleClaim) -> Role {
+        match r {
+            RoleClaim::Host => Role::Host,
+            RoleClaim::Participant => Role::Participant,
+            RoleClaim::Observer => Role::Observer,
+        }
+    }
+}
+
+/// Why a request's token was refused; `reason()` labels logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    Missing,
+    /// Not a JWT, wrong algorithm, missing or ill-formed claims.
+    #[error("the token is malformed")]
+    Malformed,
+    /// Not signed by this tenant's key.
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    /// Past its `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Before its `nbf` or issued in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// Lives longer than the node accepts.
+    #[error("the token's lifetime exceeds the maximum")]
+    TooLong,
+    /// For another tenant.
+    #[error("the token is for another tenant")]
+    WrongTenant,
+    /// For another room.
+    #[error("the token is for another room")]
+    WrongRoom,
+    /// The role may not do this (an observer publishing, a participant ending others).
+    #[error("the token's role does not allow this")]
+    Forbidden,
+}
+
+impl TokenError {
+    /// Stable label for logs and the `reason` metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing",
+            TokenError::Malformed => "malformed",
+            TokenError::BadSignature => "bad-signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not-yet-valid",
+            TokenError::TooLong => "lifetime-too-long",
+            TokenError::WrongTenant => "wrong-tenant",
+            TokenError::WrongRoom => "wrong-room",
+            TokenError::Forbidden => "role-forbidden",
+        }
+    }
+
+    /// RFC 6750: bad credentials are 401 `invalid_token`, good ones without the right
+    /// scope are 403 `insufficient_scope`.
+    pub fn is_scope(self) -> bool {
+        matches!(self, TokenError::WrongRoom | TokenError::Forbidden)
+    }
+}
+
+/// Checks join tokens for one tenant.
+pub struct Verifier {
+    key: DecodingKey,
+    tenant: String,
+    max_lifetime: Duration,
+}
+
+impl Verifier {
+    /// A verifier for `tenant` from the SPKI PEM public key the operator publishes.
+    pub fn from_public_pem(
+        pem: &[u8],
+        tenant: &str,
+        max_lifetime: Duration,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        Ok(Verifier {
+            key: DecodingKey::from_ed_pem(pem)?,
+            tenant: tenant.to_string(),
+            max_lifetime,
+        })
+    }
+
+    /// Verifies signature, issuer, tenant, times and id syntax, then the room.
+    pub fn verify(&self, token: &str, room: &str) -> Result<Claims, TokenError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&[&self.tenant]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        let claims = jsonwebtoken::decode::<Claims>(token.as_bytes(), &self.key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidAudience => TokenError::WrongTenant,
+                _ => TokenError::Malformed,
+            })?
+            .claims;
+        let now = unix_now();
+        if claims.iat > now + LEEWAY_SECONDS {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime.as_secs() {
+            return Err(TokenError::TooLong);
+        }
+        if !is_opaque_id(&claims.sub) || !is_opaque_id(&claims.room) || claims.jti.len() > 128 {
+            return Err(TokenError::Malformed);
+        }
+        if claims.room != room {
+            return Err(TokenError::WrongRoom);
+        }
+        Ok(claims)
+    }
+}
+
+/// Room and user ids: 1 to 64 URL-safe characters, so they can be path segments and log
+/// fields without escaping, and too short to carry a name and date of birth.
+pub fn is_opaque_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// What to put in a new token.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Tenant (`aud`).
+    pub tenant: String,
+    /// Room.
+    pub room: String,
+    /// Opaque user id (`sub`).
+    pub user: String,
+    /// Role.
+    pub role: RoleClaim,
+    /// Lifetime from now.
+    pub ttl: Duration,
+}
+
+/// Signs a token with the tenant's PKCS#8 PEM private key.
+pub fn mint(private_pem: &[u8], grant: &Grant) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_at(private_pem, grant, unix_now())
+}
+
+/// [`mint`] with an explicit issue time (tests of expiry and clock skew).
+pub fn mint_at(
+    private_pem: &[u8],
+    grant: &Grant,
+    iat: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti).map_err(|_| ErrorKind::Signing("no randomness".into()))?;
+    let claims = Claims {
+        iss: ISSUER.into(),
+        aud: grant.tenant.clone(),
+        sub: grant.user.clone(),
+        room: grant.room.clone(),
+        role: grant.role,
+        iat,
+        nbf: None,
+        exp: iat + grant.ttl.as_secs(),
+        jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims,
+        &EncodingKey::from_ed_pem(private_pem)?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+
+    use super::*;
+
+    fn keypair() -> (Vec<u8>, Vec<u8>) {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("random");
+        let key = SigningKey::from_bytes(&seed);
+        (
+            key.to_pkcs8_pem(LineEnding::LF)
+                .expect("pem")
+                .as_bytes()
+                .to_vec(),
+            key.verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .expect("pem")
+                .into_bytes(),
+        )
+    }
+
+    fn grant(role: RoleClaim) -> Grant {
+        Grant {
+            tenant: "clinic-a".into(),
+            room: "room-1".into(),
+            user: "u-123".into(),
+            role,
+            ttl: Duration::from_secs(300),
+        }
+    }
+
+    fn verifier(public: &[u8]) -> Verifier {
+        Verifier::from_public_pem(public, "clinic-a", Duration::from_secs(3600)).expect("key")
+    }
+
+    #[test]
+    fn a_valid_token_verifies() {
+        let (private, public) = keypair();
+        let token = mint(&private, &grant(RoleClaim::Host)).expect("mint");
+        let claims = verifier(&public).verify(&token, "room-1").expect("valid");
+        assert_eq!(claims.sub, "u-123");
+        assert_eq!(claims.role, RoleClaim::Host);
+    }
+
+    #[test]
+    fn every_kind_of_bad_token_is_refused_for_its_reason() {
+        let (private, public) = keypair();
+        let (other_private, _) = keypair();
+        let v = verifier(&public);
+        let now = unix_now();
+        let cases: Vec<(String, &str, TokenError)> = vec![
+            ("not a token".into(), "room-1", TokenError::Malformed),
+            (
+                mint(&other_private, &grant(RoleClaim::Host)).expect("mint"),
+                "room-1",
+                TokenError::BadSignature,
+            ),
+            (
+                mint_at(&private, &grant(RoleClaim::Host), now - 3600).expect("mint"),
+                "room-1",
+                TokenError::Expired,
+            ),
+            (
+                mint_at(&private, &grant(RoleClaim::Host), now + 600).expect("mint"),
+                "room-1",
+                TokenError::NotYetValid,
+            ),
+            (
+                mint(
+                    &private,
+                    &Grant {
+                        tenant: "clinic-b".into(),
+                        ..grant(RoleClaim::Host)
+                    },
+                )
+                .expect("mint"),
+                "room-1",
+                TokenError::WrongTenant,
+            ),
+            (
+                mint(&private, &grant(RoleClaim::Host)).expect("mint"),
+                "room-2",
+                TokenError::WrongRoom,
+            ),
+            (
+                mint(
+                    &private,
+                    &Grant {
+                        ttl: Duration::from_secs(86_400),
+                        ..grant(RoleClaim::Host)
+                    },
+                )
+                .expect("mint"),
+                "room-1",
+                TokenError::TooLong,
+            ),
+            (
+                mint(
+                    &private,
+                    &Grant {
+                        user: "Jane Doe 1970-01-01".into(),
+                        ..grant(RoleClaim::Host)
+                    },
+                )
+                .expect("mint"),
+                "room-1",
+                TokenError::Malformed,
+            ),
+        ];
+        for (token, room, want) in cases {
+            assert_eq!(v.verify(&token, room), Err(want), "{}", want.reason());
+        }
+    }
+
+    #[test]
+    fn a_token_signed_with_another_algorithm_is_refused() {
+        let (_, public) = keypair();
+        let claims = serde_json::json!({
+            "iss": ISSUER, "aud": "clinic-a", "sub": "u", "room": "room-1",
+            "role": "host", "iat": unix_now(), "exp": unix_now() + 60, "jti": "x"
+        });
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&public),
+        )
+        .expect("hs256");
+        assert_eq!(
+            verifier(&public).verify(&token, "room-1"),
+            Err(TokenError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! A media node started in-process on loopback with fresh keys, and token helpers.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use sanctum_media_client::{Kind, Options, Session};
+use sanctum_media_node::keys::{KeyConfig, Provider};
+use sanctum_media_node::server::{self, Running, ServeConfig, Tls};
+use sanctum_media_node::token::{self, Grant, RoleClaim};
+
+pub const TENANT: &str = "clinic-a";
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub struct Node {
+    pub running: Running,
+    pub base: String,
+    pub private_pem: Vec<u8>,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub struct NodeOptions {
+    pub idle: Duration,
+    pub max_session: Duration,
+    pub drain: Duration,
+    pub tls: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            idle: Duration::from_secs(30),
+            max_session: Duration::from_secs(600),
+            drain: Duration::from_secs(1),
+            tls: false,
+        }
+    }
+}
+
+/// A fresh Ed25519 key pair as (PKCS#8 PEM, SPKI PEM).
+pub fn keypair() -> (Vec<u8>, Vec<u8>) {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("random");
+    let key = SigningKey::from_bytes(&seed);
+    (
+        key.to_pkcs8_pem(LineEnding::LF)
+            .expect("pem")
+            .as_bytes()
+            .to_vec(),
+        key.verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("pem")
+            .into_bytes(),
+    )
+}
+
+impl Node {
+    pub async fn start(o: NodeOptions) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (private_pem, public_pem) = keypair();
+        let write = |name: &str, bytes: &[u8]| -> PathBuf {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write");
+            p
+        };
+        let public_key = write("public.pem", &public_pem);
+        let master = sanctum_keywrap::random_key().expect("master");
+        let master_file = write("master.key", &master);
+        let tenant_key_file = write(
+            "tenant-key",
+            &sanctum_keywrap::new_local_data_key(&master, TENANT).expect("wrap"),
+        );
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        let tls = if o.tls {
+            let cert =
+                rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+            let cert_pem = cert.cert.pem();
+            http = http.tls_certs_only([
+                reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("cert")
+            ]);
+            Tls::Files {
+                cert: write("tls.crt", cert_pem.as_bytes()),
+                key: write("tls.key", cert.signing_key.serialize_pem().as_bytes()),
+            }
+        } else {
+            Tls::InsecureHttp
+        };
+        let any = |port| SocketAddr::new(LOOPBACK, port);
+        let running = server::start(ServeConfig {
+            signaling_addr: any(0),
+            media_addr: any(0),
+            advertise_addr: None,
+            metrics_addr: any(0),
+            tls: tls.clone(),
+            keys: KeyConfig {
+                tenant: TENANT.into(),
+                public_key,
+                max_token_lifetime: Duration::from_secs(3600),
+                provider: Provider::Local,
+                tenant_key_file,
+                local_master_key_file: Some(master_file),
+                aws_endpoint: None,
+                aws_region: "us-east-1".into(),
+            },
+            idle_timeout: o.idle,
+            max_session: o.max_session,
+            cors_origins: vec![],
+            drain: o.drain,
+        })
+        .await
+        .expect("node starts");
+        let base = match tls {
+            Tls::Files { .. } => format!("https://localhost:{}", running.signaling_addr.port()),
+            Tls::InsecureHttp => format!("http://{}", running.signaling_addr),
+        };
+        let node = Node {
+            running,
+            base,
+            private_pem,
+            dir,
+            http: http.build().expect("client"),
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if self.get_health("/readyz").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node not ready");
+    }
+
+    pub async fn get_health(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.running.metrics_addr);
+        match reqwest::get(url).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// The value of a metric line starting with `prefix` (name and labels).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let (_, text) = self.get_health("/metrics").await;
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn token(&self, room: &str, user: &str, role: RoleClaim) -> String {
+        token::mint(
+            &self.private_pem,
+            &Grant {
+                tenant: TENANT.into(),
+                room: room.into(),
+                user: user.into(),
+                role,
+                ttl: Duration::from_secs(300),
+            },
+        )
+        .expect("mint")
+    }
+
+    pub fn options(&self, room: &str, token: String) -> Options {
+        Options {
+            base: self.base.clone(),
+            room: room.into(),
+            token,
+            layer: None,
+            local_ip: LOOPBACK,
+            fps: 30,
+            frame_bytes: 1200,
+        }
+    }
+
+    pub async fn join(
+        &self,
+        kind: Kind,
+        room: &str,
+        user: &str,
+        role: RoleClaim,
+    ) -> Result<Session, sanctum_media_client::ClientError> {
+        let opts = self.options(room, self.token(room, user, role));
+        sanctum_media_client::connect(&self.http, kind, &opts).await
+    }
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
