@@ -249,6 +249,13 @@ pub struct MediaSpec {
     #[schemars(range(min = 30, max = 3600))]
     pub idle_timeout_seconds: i32,
 
+    /// `kubernetes.io/tls` Secret in the tenant namespace with the certificate media nodes
+    /// serve WHIP/WHEP with (for example issued by cert-manager). Media nodes do not start
+    /// without it; a renewed certificate is picked up without a restart.
+    #[serde(default = "default_tls_secret_name")]
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret_name: String,
+
     /// Regions the tenant serves. Each becomes its own Deployment, Service,
     /// PodDisruptionBudget and (with autoscaling) HorizontalPodAutoscaler.
     #[schemars(length(min = 1, max = 16))]
@@ -258,6 +265,9 @@ pub struct MediaSpec {
 
 fn default_media_image() -> String {
     DEFAULT_MEDIA_IMAGE.to_string()
+}
+fn default_tls_secret_name() -> String {
+    "media-node-tls".to_string()
 }
 fn default_max_session_minutes() -> i32 {
     240

@@ -7,9 +7,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -30,6 +30,8 @@ pub const MEDIA_UID: i64 = 65532;
 pub const TENANT_KEY_DIR: &str = "/etc/sanctum/tenant-key";
 /// Where the join-token public key is mounted.
 pub const SIGNING_KEY_DIR: &str = "/etc/sanctum/join-token";
+/// Where the signaling TLS certificate (`tls.crt`, `tls.key`) is mounted.
+pub const TLS_DIR: &str = "/etc/sanctum/tls";
 
 /// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales.
 pub fn build_deployment(
@@ -126,6 +128,15 @@ fn pod_spec(
                 ..Default::default()
             },
             Volume {
+                name: "tls".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(v.spec.media.tls_secret_name.clone()),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Volume {
                 name: "tmp".into(),
                 empty_dir: Some(EmptyDirVolumeSource {
                     medium: Some("Memory".into()),
@@ -165,7 +176,19 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
         name: "media-node".into(),
         image: Some(media.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec!["serve".into()]),
         env: Some(vec![
+            EnvVar {
+                name: "POD_IP".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "status.podIP".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
             env("SANCTUM_TENANT", v.name.clone()),
             env("SANCTUM_REGION", region.name.clone()),
             env(
@@ -198,6 +221,8 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
                 format!("0.0.0.0:{MEDIA_UDP_PORT}"),
             ),
             env("SANCTUM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
+            env("SANCTUM_TLS_CERT_FILE", format!("{TLS_DIR}/tls.crt")),
+            env("SANCTUM_TLS_KEY_FILE", format!("{TLS_DIR}/tls.key")),
         ]),
         ports: Some(vec![
             port("https", SIGNALING_PORT, "TCP"),
@@ -232,6 +257,12 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
             VolumeMount {
                 name: "tenant-key".into(),
                 mount_path: TENANT_KEY_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "tls".into(),
+                mount_path: TLS_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
             },
