@@ -17,7 +17,8 @@ need() {
     command -v "$tool" >/dev/null || { echo "error: '$tool' is required but not installed" >&2; exit 1; }
   done
 }
-need cargo go python3 curl
+need cargo go python3 curl node npm chromium
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 step "formatting"
 cargo fmt --all -- --check
@@ -28,8 +29,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --all-targets --locked
 
-step "unit tests"
+step "unit and integration tests (operator, media node over loopback)"
 cargo test --workspace --exclude sanctum-e2e --locked
+
+step "browser test: Chromium publishes over WHIP, a second page subscribes over WHEP"
+(cd media-node/web && npm ci --no-audit --no-fund --loglevel=error)
+SANCTUM_MEDIA_NODE_BIN="$TARGET_DIR/debug/sanctum-media-node" node media-node/web/browser-test.mjs
 
 CLUSTER="sanctum-test-$$"
 export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4567}"

@@ -1,0 +1,163 @@
+// Headless Chromium publishes its fake camera through WHIP to a real media node, a second
+// page subscribes through WHEP, and getStats() must show video frames decoded.
+//
+// Env: SANCTUM_MEDIA_NODE_BIN (the built binary), CHROMIUM (default /usr/bin/chromium).
+// Everything listens on 127.0.0.1; the node's keys and Chromium's profile live in a
+// temporary directory removed at the end.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const bin = process.env.SANCTUM_MEDIA_NODE_BIN;
+const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const tenant = 'browser-test';
+const room = 'room-browser';
+const MIN_FRAMES = 30;
+
+if (!bin) {
+  console.error('SANCTUM_MEDIA_NODE_BIN is not set');
+  process.exit(2);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'sanctum-browser-'));
+let node;
+let browser;
+let pageServer;
+
+function fail(message) {
+  console.error(`FAIL: ${message}`);
+  process.exitCode = 1;
+}
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  if (pageServer) pageServer.close();
+  if (node && node.exitCode === null) {
+    node.kill('SIGTERM');
+    await new Promise((r) => node.once('exit', r));
+  }
+  rmSync(work, { recursive: true, force: true });
+}
+
+function mint(user, role) {
+  return execFileSync(bin, ['mint-token', '--key', join(work, 'private.pem'), '--tenant', tenant,
+    '--room', room, '--user', user, '--role', role, '--ttl-seconds', '300']).toString().trim();
+}
+
+// Serves index.html on 127.0.0.1 at a free port.
+async function servePage() {
+  const html = readFileSync(join(here, 'index.html'));
+  pageServer = createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(html);
+  });
+  await new Promise((r) => pageServer.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${pageServer.address().port}`;
+}
+
+// Starts the node and resolves with its addresses, read from its "media node started" log.
+function startNode(pageOrigin) {
+  node = spawn(bin, ['serve',
+    '--tenant', tenant,
+    '--signaling-addr', '127.0.0.1:0',
+    '--media-udp-addr', '127.0.0.1:0',
+    '--metrics-addr', '127.0.0.1:0',
+    '--insecure-http',
+    '--key-provider', 'local',
+    '--tenant-key-file', join(work, 'tenant-key'),
+    '--local-master-key-file', join(work, 'master.key'),
+    '--join-token-public-key', join(work, 'public.pem'),
+    '--cors-origins', pageOrigin,
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error('the media node did not start')), 15000);
+    node.stdout.on('data', (chunk) => {
+      buffer += chunk;
+      let nl;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (process.env.SANCTUM_BROWSER_TEST_LOGS) console.log(line);
+        try {
+          const ev = JSON.parse(line);
+          if (ev.message === 'media node started') {
+            clearTimeout(timer);
+            resolve(ev);
+          }
+        } catch { /* not JSON */ }
+      }
+    });
+    node.once('exit', (code) => reject(new Error(`the media node exited with ${code}`)));
+  });
+}
+
+async function waitReady(metricsAddr) {
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`http://${metricsAddr}/readyz`).catch(() => null);
+    if (res && res.status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the media node never became ready');
+}
+
+async function main() {
+  execFileSync(bin, ['keygen', '--dir', work, '--tenant', tenant]);
+  const origin = await servePage();
+  const addrs = await startNode(origin);
+  await waitReady(addrs.metrics_addr);
+  const signaling = `http://${addrs.signaling_addr}`;
+
+  browser = await chromium.launch({
+    executablePath: browserPath,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+  const context = await browser.newContext();
+  const open = async (mode, path, token) => {
+    const page = await context.newPage();
+    page.on('console', (m) => console.log(`[${mode}] ${m.text()}`));
+    const endpoint = encodeURIComponent(`${signaling}/${path}/${room}`);
+    await page.goto(`${origin}/?mode=${mode}&endpoint=${endpoint}&token=${encodeURIComponent(token)}`);
+    await page.evaluate(() => window.sanctum.ready);
+    return page;
+  };
+  const publisher = await open('publish', 'whip', mint('u-camera', 'host'));
+  const subscriber = await open('subscribe', 'whep', mint('u-viewer', 'observer'));
+
+  let stats;
+  for (let i = 0; i < 60; i++) {
+    stats = await subscriber.evaluate(() => window.sanctum.stats());
+    if (stats.framesDecoded >= MIN_FRAMES) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const sent = await publisher.evaluate(() => window.sanctum.stats());
+  console.log(`publisher: ${JSON.stringify(sent)}`);
+  console.log(`subscriber: ${JSON.stringify(stats)}`);
+  if (!(stats.framesDecoded >= MIN_FRAMES)) {
+    fail(`the subscriber decoded ${stats.framesDecoded} video frames (want >= ${MIN_FRAMES})`);
+  }
+  const left = [await subscriber.evaluate(() => window.sanctum.leave()),
+    await publisher.evaluate(() => window.sanctum.leave())];
+  if (left.some((s) => s !== 200)) fail(`DELETE of the sessions answered ${left}`);
+  if (!process.exitCode) console.log(`ok: ${stats.framesDecoded} frames decoded through the SFU`);
+}
+
+try {
+  await main();
+} catch (e) {
+  fail(e.stack || String(e));
+} finally {
+  await cleanup();
+}
