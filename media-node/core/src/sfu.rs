@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
@@ -157,10 +158,14 @@ impl Sfu {
                 .map_err(|e| AcceptError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| AcceptError::Negotiation(e.to_string()))?;
+        // str0m 0.25 asserts on some inconsistent payload-type sets in remote offers
+        // (found by fuzzing `fuzz/corpus/offer/regression-*`). The `Rtc` is new and is
+        // dropped on failure, so a panic here is contained to this one refused offer
+        // instead of taking down every session of the process.
+        let answer =
+            std::panic::catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)))
+                .map_err(|_| AcceptError::Negotiation("the offer's payload types conflict".into()))?
+                .map_err(|e| AcceptError::Negotiation(e.to_string()))?;
 
         // The answer names every negotiated m-line; media events only come after DTLS,
         // so directions are checked here, before the session exists.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use sanctum_media_core::str0m::change::{SdpAnswer, SdpPendingOffer};
 use sanctum_media_core::str0m::format::Codec;
 use sanctum_media_core::str0m::media::{
-    Direction as MediaDir, KeyframeRequestKind, MediaKind, MediaTime, Mid,
+    Direction as MediaDir, KeyframeRequestKind, MediaKind, MediaTime, Mid, Simulcast,
+    SimulcastLayer,
 };
 use sanctum_media_core::str0m::net::{Protocol, Receive};
 use sanctum_media_core::str0m::{Candidate, Event, Input, Output, Rtc};
@@ -61,6 +62,17 @@ impl Net {
 
     /// Adds a client offering to send (WHIP) or receive (WHEP) audio and video.
     fn join(&mut self, direction: Direction, user: &str) -> Result<usize, AcceptError> {
+        self.join_with(direction, user, None, None)
+    }
+
+    /// [`Net::join`] with simulcast layers for a publisher's video or a subscriber's layer.
+    fn join_with(
+        &mut self,
+        direction: Direction,
+        user: &str,
+        send_layers: Option<&[&str]>,
+        layer: Option<&str>,
+    ) -> Result<usize, AcceptError> {
         let n = self.clients.len();
         let addr: SocketAddr = format!("127.0.0.{}:6000", n + 2).parse().expect("addr");
         let mut rtc = Rtc::builder().build(self.now);
@@ -71,11 +83,20 @@ impl Net {
         };
         let mut api = rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
-        let video = api.add_media(MediaKind::Video, dir, None, None, None);
+        let simulcast = send_layers.map(|rids| {
+            let mut s = Simulcast::new();
+            for rid in rids {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let video = api.add_media(MediaKind::Video, dir, None, None, simulcast);
         let (offer, pending): (_, SdpPendingOffer) = api.apply().expect("offer");
-        let (id, answer) =
-            self.sfu
-                .accept(self.now, info(direction, user), &offer.to_sdp_string())?;
+        let mut peer_info = info(direction, user);
+        peer_info.layer = layer.map(str::to_string);
+        let (id, answer) = self
+            .sfu
+            .accept(self.now, peer_info, &offer.to_sdp_string())?;
         rtc.sdp_api()
             .accept_answer(
                 pending,
@@ -399,4 +420,64 @@ impl Net {
         }
         panic!("clients did not connect");
     }
+}
+
+#[test]
+fn each_subscriber_gets_the_simulcast_layer_it_asked_for() {
+    let mut net = Net::new(Duration::from_secs(30), Duration::from_secs(600));
+    let publisher = net
+        .join_with(Direction::Publish, "u-pub", Some(&["h", "l"]), None)
+        .expect("publish");
+    let high = net
+        .join(Direction::Subscribe, "u-default")
+        .expect("subscribe");
+    let low = net
+        .join_with(Direction::Subscribe, "u-low", None, Some("l"))
+        .expect("subscribe");
+    net.connect_all();
+    let pt = net.clients[publisher]
+        .rtc
+        .codec_config()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .map(|p| p.pt())
+        .expect("vp8");
+    let mid = net.clients[publisher].video.expect("video");
+    for n in 0..40u8 {
+        let now = net.now;
+        for (rid, marker) in [("h", 0xAA), ("l", 0x11)] {
+            net.clients[publisher]
+                .rtc
+                .writer(mid)
+                .expect("writer")
+                .rid(rid.into())
+                .write(
+                    pt,
+                    now,
+                    MediaTime::from_millis(u64::from(n) * 33),
+                    vec![0x10, marker, n],
+                )
+                .expect("write");
+        }
+        net.step(Duration::from_millis(33));
+    }
+    for _ in 0..30 {
+        net.step(Duration::from_millis(20));
+    }
+    let markers = |c: usize| -> Vec<u8> {
+        net.clients[c]
+            .received
+            .iter()
+            .filter(|(k, _)| *k == MediaKind::Video)
+            .map(|(_, d)| d[1])
+            .collect()
+    };
+    let (h, l) = (markers(high), markers(low));
+    assert!(
+        h.len() >= 30 && h.iter().all(|m| *m == 0xAA),
+        "default gets h: {h:?}"
+    );
+    assert!(
+        l.len() >= 30 && l.iter().all(|m| *m == 0x11),
+        "asked for l: {l:?}"
+    );
 }
