@@ -337,10 +337,12 @@ async fn main() {
             "delivered_ratio": r.delivered,
         }));
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(|t| Path::new(&t).join("bench"))
-        .unwrap_or(dir);
+        .unwrap_or_else(|| workspace.join("target/bench"));
     std::fs::create_dir_all(&dir).expect("bench dir");
     let path = dir.join("media-forwarding.json");
     std::fs::write(
