@@ -14,6 +14,13 @@ use serde_json::Value;
 /// Name of the admission policy (and its binding) guarding Recordings.
 pub const RECORDING_POLICY: &str = "recordings.sanctum.dev";
 
+/// The CRDs as typed objects.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![VideoTenant::crd(), Recording::crd()]
+}
+
 /// Every object of the API, with the file name it is committed under in `crds/`.
 ///
 /// Besides the CRDs, a ValidatingAdmissionPolicy enforces the rules a CRD schema cannot
@@ -40,12 +47,14 @@ pub fn all() -> Vec<(&'static str, Vec<Value>)> {
     ]
 }
 
+// Policy and binding carry `helm.sh/resource-policy: keep`: Helm leaves them on uninstall,
+// as it does CRDs, so removing the consent rule is a deliberate act, not a side effect.
 fn recording_policy() -> ValidatingAdmissionPolicy {
     let label = |key: &str| format!("namespaceObject.metadata.?labels[?'{key}'].orValue('')");
     serde_json::from_value(serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": RECORDING_POLICY},
+        "metadata": {"name": RECORDING_POLICY, "annotations": {"helm.sh/resource-policy": "keep"}},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
@@ -80,7 +89,7 @@ fn recording_policy_binding() -> ValidatingAdmissionPolicyBinding {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": RECORDING_POLICY},
+        "metadata": {"name": RECORDING_POLICY, "annotations": {"helm.sh/resource-policy": "keep"}},
         "spec": {"policyName": RECORDING_POLICY, "validationActions": ["Deny"]},
     }))
     .expect("the binding matches the ValidatingAdmissionPolicyBinding schema")

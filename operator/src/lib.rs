@@ -11,6 +11,7 @@ pub mod crds;
 pub mod hash;
 pub mod http;
 pub mod metrics;
+pub mod reference;
 pub mod telemetry;
 
 /// Field manager for every server-side apply, so field ownership stays with one owner.

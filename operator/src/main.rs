@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +14,7 @@ use http::HeaderValue;
 use http::header::USER_AGENT;
 use kube::Client;
 use kube::client::ClientBuilder;
+use kube_lease_manager::LeaseManagerBuilder;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
@@ -38,6 +39,9 @@ enum Command {
         /// Directory to write `<plural>.yaml` files into instead of printing.
         #[arg(long)]
         write: Option<PathBuf>,
+        /// Also write the Markdown CRD reference to this file.
+        #[arg(long)]
+        reference: Option<PathBuf>,
     },
 }
 
@@ -67,16 +71,34 @@ struct RunArgs {
     /// Use path-style S3 addressing (most S3-compatible stores need it).
     #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
     s3_path_style: bool,
-    /// This replica's name in Events (normally the pod name).
+    /// This replica's name in Events and the leader Lease (normally the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Reconcile only while holding a Lease in `--namespace`, so replicas can run side by side.
+    #[arg(long, env = "SANCTUM_LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "SANCTUM_LEASE_NAME", default_value = "sanctum-operator")]
+    lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal before a standby takes over.
+    #[arg(long, env = "SANCTUM_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crds { write: None } => print!("{}", crds::to_yaml_stream()?),
-        Command::Crds { write: Some(dir) } => {
+        Command::Crds { write, reference } => {
+            if let Some(path) = &reference {
+                std::fs::write(path, sanctum_operator::reference::markdown())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let Some(dir) = write else {
+                if reference.is_none() {
+                    print!("{}", crds::to_yaml_stream()?);
+                }
+                return Ok(());
+            };
             for (file, objects) in crds::all() {
                 let path = dir.join(file);
                 std::fs::write(&path, crds::to_yaml(&objects)?)
@@ -100,6 +122,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ready: ready.clone(),
         },
     ));
+    let leading = if args.leader_election {
+        // A standby is healthy and ready: it serves its purpose by waiting. Without this a
+        // rolling update, which waits for new pods to be ready, would never finish.
+        ready.store(true, Ordering::Relaxed);
+        let identity = args
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("sanctum-{}", std::process::id()));
+        Some(
+            acquire_leadership(
+                &client,
+                &args.namespace,
+                &args.lease_name,
+                &identity,
+                args.lease_duration_seconds,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let config = RunConfig {
         operator_namespace: args.namespace,
         tenant_selector: args.tenant_selector,
@@ -112,10 +155,54 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         force_path_style: args.s3_path_style,
     })
     .await;
+    let lost = async {
+        match leading {
+            Some(mut leading) => {
+                while leading.changed().await.is_ok() {
+                    if !*leading.borrow_and_update() {
+                        break;
+                    }
+                }
+                // Keep the receiver until here: dropping it releases the Lease.
+                drop(leading);
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     tokio::select! {
         result = controller::run(client, metrics, ready, config, cloud) => result,
         result = http => Err(anyhow::anyhow!("HTTP endpoint stopped: {:?}", result)),
+        () = lost => Err(anyhow::anyhow!("lost the leader Lease; exiting so a fresh start can compete again")),
     }
+}
+
+/// Waits until this replica holds the leader Lease; the receiver turns false if it is lost.
+async fn acquire_leadership(
+    client: &Client,
+    namespace: &str,
+    lease: &str,
+    identity: &str,
+    duration: u64,
+) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let manager = LeaseManagerBuilder::new(client.clone(), lease)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(duration)
+        .with_grace(duration.div_ceil(3).max(1))
+        .with_field_manager("sanctum-operator-leader")
+        .build()
+        .await
+        .with_context(|| format!("cannot use Lease {namespace}/{lease}"))?;
+    let (mut leading, task) = manager.watch().await;
+    tracing::info!(lease, identity, "waiting for the leader Lease");
+    while !*leading.borrow_and_update() {
+        if leading.changed().await.is_err() {
+            let outcome = task.await;
+            anyhow::bail!("the Lease manager stopped: {outcome:?}");
+        }
+    }
+    tracing::info!(lease, identity, "leading");
+    Ok(leading)
 }
 
 /// A client that names itself in audit logs and counts every request it sends.

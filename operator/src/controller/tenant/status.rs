@@ -174,7 +174,16 @@ pub fn converged(
                 format!("not ready: {}", list.join(", ")),
             )
         },
-        if progressing {
+        // Stalled and Reconciling are never both true: kstatus (Flux) and Argo CD take the
+        // first abnormal condition they meet, and a tenant that cannot become Ready without
+        // a spec change must read as Failed/Degraded, not as still progressing.
+        if !blocked.is_empty() {
+            Desired::no(
+                c::RECONCILING,
+                reasons::NOT_IMPLEMENTED,
+                "stalled: nothing more happens until the spec changes",
+            )
+        } else if progressing {
             Desired::yes(
                 c::RECONCILING,
                 reasons::WAITING_FOR_MEDIA,
@@ -366,6 +375,12 @@ mod tests {
         assert!(
             is_true(&s.conditions, c::STALLED),
             "backups are not implemented: the tenant says so"
+        );
+        let s = converged(&t, &v, &observed(&["us-east"]), &now());
+        assert!(is_true(&s.conditions, c::STALLED));
+        assert!(
+            !is_true(&s.conditions, c::RECONCILING),
+            "a stalled tenant is not also reconciling, even while media nodes roll out"
         );
     }
 
