@@ -17,7 +17,7 @@ need() {
     command -v "$tool" >/dev/null || { echo "error: '$tool' is required but not installed" >&2; exit 1; }
   done
 }
-need cargo go python3 curl node npm chromium
+need cargo go python3 curl node npm chromium lua5.1
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 step "formatting"
@@ -47,6 +47,9 @@ else
   step "local control plane and AWS emulator ($CLUSTER)"
   eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
 fi
+
+step "chart: CRD copies, Argo CD health checks (Lua), helm lint, kubeconform, checkov"
+"$ROOT/e2e/chart-check.sh"
 
 step "e2e tests"
 cargo test -p sanctum-e2e --locked -- --test-threads 4

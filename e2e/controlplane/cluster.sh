@@ -5,7 +5,8 @@
 # nodes, all compiled from the Go module proxy and run by kwokctl's binary runtime
 # on loopback. Also runs moto (S3 + KMS emulator) from PyPI in a virtualenv.
 #
-#   cluster.sh build        compile everything into the cache (idempotent)
+#   cluster.sh build        compile everything into the cache (idempotent), including
+#                           the chart tools (helm, kubeconform, checkov) and kstatus
 #   cluster.sh up [NAME]    build if needed, start cluster + emulator, print env
 #   cluster.sh down [NAME]  stop everything, leave no process behind
 #   cluster.sh env [NAME]   print KUBECONFIG / AWS endpoint exports
@@ -16,6 +17,7 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 MOTO_VERSION=5.2.5
+CHECKOV_VERSION=3.3.30
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${SANCTUM_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sanctum-e2e}/k8s-${K8S_VERSION}"
 BIN="$CACHE/bin"
@@ -28,7 +30,14 @@ log() { printf '[cluster] %s\n' "$*" >&2; }
 
 build_one() { # module-dir output package [ldflags]
   local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
-  if [ -x "$BIN/$out" ]; then return; fi
+  # Rebuilt when the module's sources, the package or the flags change.
+  local stamp
+  stamp="$({
+    cat "$HERE/$dir/go.mod" "$HERE/$dir/go.sum"
+    if compgen -G "$HERE/$dir/*.go" >/dev/null; then cat "$HERE/$dir"/*.go; fi
+    echo "$pkg $ldflags"
+  } | sha256sum | cut -c1-16)"
+  if [ -x "$BIN/$out" ] && [ "$(cat "$BIN/.$out.stamp" 2>/dev/null)" = "$stamp" ]; then return; fi
   log "building $out (first run only; this takes several minutes)"
   local start=$SECONDS
   (cd "$HERE/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$out.tmp" "$pkg") &
@@ -41,6 +50,7 @@ build_one() { # module-dir output package [ldflags]
   done
   wait "$pid" || { log "building $out failed"; exit 1; }
   mv "$BIN/$out.tmp" "$BIN/$out"
+  echo "$stamp" > "$BIN/.$out.stamp"
   log "built $out in $((SECONDS - start))s"
 }
 
@@ -60,6 +70,15 @@ build() {
   build_one k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kv"
   build_one k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$kv"
   build_one k8s kubectl k8s.io/kubernetes/cmd/kubectl "$kv"
+  build_one kstatus kstatus .
+  build_one tools/helm helm helm.sh/helm/v3/cmd/helm
+  build_one tools/kubeconform kubeconform github.com/yannh/kubeconform/cmd/kubeconform
+  if [ ! -x "$CACHE/checkov/bin/checkov" ]; then
+    log "installing checkov==$CHECKOV_VERSION into a virtualenv"
+    python3 -m venv "$CACHE/checkov"
+    "$CACHE/checkov/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+    ln -sf "$CACHE/checkov/bin/checkov" "$BIN/checkov"
+  fi
   if [ ! -x "$CACHE/moto/bin/moto_server" ]; then
     log "installing moto[server]==$MOTO_VERSION into a virtualenv"
     python3 -m venv "$CACHE/moto"
@@ -82,6 +101,7 @@ print_env() {
   echo "export KUBECONFIG=$KUBECONFIG_PATH"
   echo "export SANCTUM_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log"
   echo "export SANCTUM_E2E_KUBECTL=$BIN/kubectl"
+  echo "export SANCTUM_E2E_KSTATUS=$BIN/kstatus"
   echo "export PATH=$BIN:\$PATH"
   print_aws_env
 }
@@ -145,12 +165,11 @@ down() {
 case "${1:-}" in
   build) build ;;
   up) up ;;
-  moto) # only the AWS emulator, for e2e runs against an existing cluster
-    if [ ! -x "$CACHE/moto/bin/moto_server" ]; then
-      python3 -m venv "$CACHE/moto"
-      "$CACHE/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-    fi
-    start_moto; print_aws_env ;;
+  moto) # only the AWS emulator (plus the built tools), for e2e runs against an existing cluster
+    build
+    start_moto; print_aws_env
+    echo "export PATH=$BIN:\$PATH"
+    echo "export SANCTUM_E2E_KSTATUS=$BIN/kstatus" ;;
   down) down ;;
   env) print_env ;;
   *) echo "usage: $0 build|up|down|env [NAME]" >&2; exit 2 ;;

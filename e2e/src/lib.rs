@@ -195,30 +195,56 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator binary, reconciling only tenants labelled `RUN_LABEL=run`.
     pub async fn start(run: &str) -> Result<Self> {
+        Self::start_with(run, "", &[]).await
+    }
+
+    /// [`Operator::start`] with extra flags; `instance` (if not empty) names the replica
+    /// and its log file.
+    pub async fn start_with(run: &str, instance: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_env(run, instance, extra, &[]).await
+    }
+
+    /// [`Operator::start_with`] with extra environment (e.g. another `KUBECONFIG`).
+    pub async fn start_env(
+        run: &str,
+        instance: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let binary = operator_binary()?;
         let http_addr = free_port()?;
         let logs = target_dir()?.join("e2e-logs");
         std::fs::create_dir_all(&logs)?;
-        let log = logs.join(format!("{run}.log"));
+        let log = if instance.is_empty() {
+            logs.join(format!("{run}.log"))
+        } else {
+            logs.join(format!("{run}-{instance}.log"))
+        };
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)?;
         let child = Command::new(&binary)
-            .args([
-                "run",
-                "--log-format",
-                "json",
-                "--namespace",
-                "sanctum-system",
-            ])
+            .args(["run", "--log-format", "json"])
+            .args(if extra.contains(&"--namespace") {
+                vec![]
+            } else {
+                vec!["--namespace", "sanctum-system"]
+            })
             .arg("--http-addr")
             .arg(http_addr.to_string())
             .arg("--tenant-selector")
             .arg(format!("{RUN_LABEL}={run}"))
+            .args(extra)
+            .args(if instance.is_empty() {
+                vec![]
+            } else {
+                vec!["--instance", instance]
+            })
             .env("RUST_LOG", "info,sanctum_operator=debug,kube=warn")
             .env("RUST_BACKTRACE", "0")
             .env("SANCTUM_RESYNC_SECONDS", "3")
+            .envs(env.iter().copied())
             .stdout(file.try_clone()?)
             .stderr(file)
             .stdin(Stdio::null())
@@ -355,6 +381,34 @@ fn target_dir() -> Result<PathBuf> {
 fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
+}
+
+/// What kstatus (sigs.k8s.io/cli-utils, the library Flux waits with) computes for an
+/// object: its status (`Current`, `InProgress`, `Failed`, `Terminating`, ...) and message.
+/// Runs the real library through the small Go program in `e2e/controlplane/kstatus`.
+pub async fn kstatus(object: &impl serde::Serialize) -> Result<(String, String)> {
+    use tokio::io::AsyncWriteExt as _;
+    let binary = std::env::var("SANCTUM_E2E_KSTATUS")
+        .context("SANCTUM_E2E_KSTATUS is not set; run e2e/test.sh or `eval $(e2e/controlplane/cluster.sh env)`")?;
+    let mut child = Command::new(&binary)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {binary}"))?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(&serde_json::to_vec(object)?).await?;
+    drop(stdin);
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        bail!("kstatus failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = String::from_utf8(out.stdout)?;
+    let (status, message) = line
+        .trim_end()
+        .split_once('\t')
+        .unwrap_or((line.trim(), ""));
+    Ok((status.to_string(), message.to_string()))
 }
 
 /// A name unique to this run: `prefix-` and six hex digits.
