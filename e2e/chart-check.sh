@@ -150,7 +150,7 @@ step "values the e2e install uses render"
 # e2e/tests/chart_install.rs installs with these (and --take-ownership of the admission
 # policy the test harness applied from crds/).
 template --set aws.endpoint=http://127.0.0.1:4566 --set aws.s3PathStyle=true \
-  --set leaderElection.leaseName=x >"$WORK/e2e-install.yaml" || die "the e2e install values do not render"
+  --set leaderElection.leaseName=x --set "keyProviders={aws,local}" >"$WORK/e2e-install.yaml" || die "the e2e install values do not render"
 python3 - "$WORK/e2e-install.yaml" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]

@@ -45,6 +45,24 @@ enum Command {
     },
 }
 
+/// A key provider as spelled on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ProviderArg {
+    /// AWS KMS.
+    Aws,
+    /// The local master key.
+    Local,
+}
+
+impl std::fmt::Display for ProviderArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProviderArg::Aws => "aws",
+            ProviderArg::Local => "local",
+        })
+    }
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Log format.
@@ -74,6 +92,10 @@ struct RunArgs {
     /// This replica's name in Events and the leader Lease (normally the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Key providers tenants may use (comma-separated `aws`, `local`); a tenant asking for
+    /// another is Stalled. Regulated clusters allow only `aws`.
+    #[arg(long, env = "SANCTUM_KEY_PROVIDERS", value_delimiter = ',', default_values_t = vec![ProviderArg::Aws, ProviderArg::Local])]
+    key_providers: Vec<ProviderArg>,
     /// Reconcile only while holding a Lease in `--namespace`, so replicas can run side by side.
     #[arg(long, env = "SANCTUM_LEADER_ELECTION", default_value_t = false)]
     leader_election: bool,
@@ -148,6 +170,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tenant_selector: args.tenant_selector,
         resync: Duration::from_secs(args.resync_seconds),
         instance: args.instance,
+        key_providers: args
+            .key_providers
+            .iter()
+            .map(|p| match p {
+                ProviderArg::Aws => sanctum_api::KeyProvider::Aws,
+                ProviderArg::Local => sanctum_api::KeyProvider::Local,
+            })
+            .collect(),
     };
     let cloud = Cloud::new(&CloudConfig {
         endpoint: args.aws_endpoint,

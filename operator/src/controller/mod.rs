@@ -93,6 +93,8 @@ pub struct RunConfig {
     pub resync: Duration,
     /// Identity of this replica in Events (normally the pod name).
     pub instance: Option<String>,
+    /// Key providers tenants may use; others are Stalled with a reason.
+    pub key_providers: Vec<sanctum_api::KeyProvider>,
 }
 
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.

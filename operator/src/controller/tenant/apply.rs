@@ -38,11 +38,15 @@ use zeroize::Zeroizing;
 /// Reconciles a tenant that is not being deleted.
 pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
     let name = tenant.name_any();
-    let v =
-        validate(tenant, &ctx.config.operator_namespace).map_err(|source| Error::InvalidSpec {
-            tenant: name.clone(),
-            source,
-        })?;
+    let v = validate(
+        tenant,
+        &ctx.config.operator_namespace,
+        &ctx.config.key_providers,
+    )
+    .map_err(|source| Error::InvalidSpec {
+        tenant: name.clone(),
+        source,
+    })?;
     let mut run = Run {
         ctx,
         v: &v,

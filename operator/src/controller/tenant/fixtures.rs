@@ -19,7 +19,15 @@ pub fn tenant(name: &str) -> VideoTenant {
 
 /// [`tenant`], validated.
 pub fn validated(name: &str) -> Validated {
-    validate(&tenant(name), "sanctum-system").expect("the example tenant is valid")
+    validate(
+        &tenant(name),
+        "sanctum-system",
+        &[
+            sanctum_api::KeyProvider::Aws,
+            sanctum_api::KeyProvider::Local,
+        ],
+    )
+    .expect("the example tenant is valid")
 }
 
 /// The key reference a local-provider tenant gets.

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
-use sanctum_api::{VideoTenant, VideoTenantSpec};
+use sanctum_api::{KeyProvider, VideoTenant, VideoTenantSpec};
 
 /// A tenant that passed validation: everything the builders need, already resolved.
 #[derive(Clone, Debug)]
@@ -30,10 +30,30 @@ pub enum Invalid {
         /// The namespace asked for.
         namespace: String,
     },
+    /// The installation does not allow this key provider (`--key-providers`).
+    #[error("key provider {provider} is not allowed by this installation (allowed: {allowed})")]
+    KeyProviderNotAllowed {
+        /// The provider asked for.
+        provider: String,
+        /// What is allowed.
+        allowed: String,
+    },
 }
 
-/// Validates `tenant` for an operator running in `operator_namespace`.
-pub fn validate(tenant: &VideoTenant, operator_namespace: &str) -> Result<Validated, Invalid> {
+fn provider_name(p: KeyProvider) -> &'static str {
+    match p {
+        KeyProvider::Aws => "aws",
+        KeyProvider::Local => "local",
+    }
+}
+
+/// Validates `tenant` for an operator running in `operator_namespace` that allows the
+/// `key_providers` listed.
+pub fn validate(
+    tenant: &VideoTenant,
+    operator_namespace: &str,
+    key_providers: &[KeyProvider],
+) -> Result<Validated, Invalid> {
     let owner = tenant
         .controller_owner_ref(&())
         .ok_or(Invalid::MissingUid)?;
@@ -45,6 +65,17 @@ pub fn validate(tenant: &VideoTenant, operator_namespace: &str) -> Result<Valida
         || namespace.starts_with("kube-");
     if reserved {
         return Err(Invalid::ReservedNamespace { namespace });
+    }
+    let provider = tenant.spec.encryption.provider;
+    if !key_providers.contains(&provider) {
+        return Err(Invalid::KeyProviderNotAllowed {
+            provider: provider_name(provider).into(),
+            allowed: key_providers
+                .iter()
+                .map(|p| provider_name(*p))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     }
     Ok(Validated {
         name: tenant.name_any(),
@@ -59,9 +90,25 @@ mod tests {
     use super::*;
     use crate::controller::tenant::fixtures;
 
+    const ALL: &[KeyProvider] = &[KeyProvider::Aws, KeyProvider::Local];
+
+    #[test]
+    fn a_key_provider_the_installation_forbids_is_refused() {
+        let mut t = fixtures::tenant("clinic-a");
+        t.spec.encryption.provider = KeyProvider::Local;
+        assert_eq!(
+            validate(&t, "sanctum-system", &[KeyProvider::Aws]).err(),
+            Some(Invalid::KeyProviderNotAllowed {
+                provider: "local".into(),
+                allowed: "aws".into()
+            })
+        );
+        assert!(validate(&t, "sanctum-system", ALL).is_ok());
+    }
+
     #[test]
     fn default_namespace_is_derived_from_the_name() {
-        let v = validate(&fixtures::tenant("clinic-a"), "sanctum-system").expect("valid");
+        let v = validate(&fixtures::tenant("clinic-a"), "sanctum-system", ALL).expect("valid");
         assert_eq!(v.namespace, "vt-clinic-a");
         assert_eq!(v.owner.kind, "VideoTenant");
         assert_eq!(v.owner.controller, Some(true));
@@ -73,7 +120,7 @@ mod tests {
             let mut t = fixtures::tenant("clinic-a");
             t.spec.namespace = Some(ns.to_string());
             assert_eq!(
-                validate(&t, "sanctum-system").expect_err("must be refused"),
+                validate(&t, "sanctum-system", ALL).expect_err("must be refused"),
                 Invalid::ReservedNamespace {
                     namespace: ns.to_string()
                 }
@@ -86,7 +133,7 @@ mod tests {
         let mut t = fixtures::tenant("clinic-a");
         t.metadata.uid = None;
         assert_eq!(
-            validate(&t, "sanctum-system").expect_err("must be refused"),
+            validate(&t, "sanctum-system", ALL).expect_err("must be refused"),
             Invalid::MissingUid
         );
     }
