@@ -7,6 +7,10 @@
 //!
 //! The node is its own process so its CPU time (from /proc) is its own; the clients run
 //! in this process. Figures vary with machine load: compare runs from the same machine.
+//!
+//! Baseline, measured in the same run: a plain UDP relay process (one socket, a send per
+//! subscriber, no SRTP, no RTP parsing) fed the same packet rate and mean packet size as
+//! the node received, with the same fan-out. The ratio node/relay is the cost of WebRTC.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
@@ -171,6 +175,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 struct Row {
     subscribers: usize,
+    bytes_out: f64,
+    packets_in: f64,
     seconds: f64,
     packets_out: f64,
     node_cpu: f64,
@@ -235,6 +241,18 @@ async fn run(n: usize, seconds: u64) -> Row {
         "sanctum_media_packets_total{direction=\"out\"}",
     )
     .await;
+    let bytes_before = metric(
+        &http,
+        &node.metrics,
+        "sanctum_media_bytes_total{direction=\"out\"}",
+    )
+    .await;
+    let in_before = metric(
+        &http,
+        &node.metrics,
+        "sanctum_media_packets_total{direction=\"in\"}",
+    )
+    .await;
     let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -247,6 +265,20 @@ async fn run(n: usize, seconds: u64) -> Row {
     )
     .await
         - out_before;
+    let bytes_out = metric(
+        &http,
+        &node.metrics,
+        "sanctum_media_bytes_total{direction=\"out\"}",
+    )
+    .await
+        - bytes_before;
+    let packets_in = metric(
+        &http,
+        &node.metrics,
+        "sanctum_media_packets_total{direction=\"in\"}",
+    )
+    .await
+        - in_before;
     let rss = rss_bytes(pid);
     let sent = publisher.stats().video_sent - sent_before;
     let mut latencies = Vec::new();
@@ -278,6 +310,8 @@ async fn run(n: usize, seconds: u64) -> Row {
     let _ = child.wait();
     Row {
         subscribers: n,
+        bytes_out,
+        packets_in,
         seconds: elapsed,
         packets_out: out,
         node_cpu: cpu,
@@ -290,8 +324,123 @@ async fn run(n: usize, seconds: u64) -> Row {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Relay mode (this binary re-executed): forward every datagram to each target, forever.
+fn relay_main(targets: &str) -> ! {
+    let targets: Vec<std::net::SocketAddr> = targets
+        .split(',')
+        .map(|t| t.parse().expect("target address"))
+        .collect();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket");
+    println!("{}", socket.local_addr().expect("addr"));
+    let mut buf = [0u8; 2048];
+    loop {
+        let Ok((n, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        for t in &targets {
+            let _ = socket.send_to(&buf[..n], t);
+        }
+    }
+}
+
+struct RelayRow {
+    per_core: f64,
+    packets_out: f64,
+    cpu: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// The plain UDP relay at `rate` datagrams/s of `size` bytes to `n` receivers.
+async fn run_relay(n: usize, seconds: u64, rate: f64, size: usize) -> RelayRow {
+    let mut receivers = Vec::new();
+    let mut targets = Vec::new();
+    for _ in 0..n {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("receiver");
+        targets.push(s.local_addr().expect("addr").to_string());
+        receivers.push(s);
+    }
+    let mut child = Command::new(std::env::current_exe().expect("bench binary"))
+        .env("SANCTUM_BENCH_RELAY_TARGETS", targets.join(","))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("relay");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("relay address");
+    let relay: std::net::SocketAddr = line.trim().parse().expect("relay address");
+    let epoch = Instant::now();
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for r in receivers {
+        tasks.push(tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut lat = Vec::new();
+            while let Ok(Ok((len, _))) = tokio::time::timeout_at(
+                (stop + Duration::from_millis(500)).into(),
+                r.recv_from(&mut buf),
+            )
+            .await
+            {
+                if len >= 8 {
+                    let sent = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    lat.push(Duration::from_nanos(now.saturating_sub(sent)));
+                }
+            }
+            lat
+        }));
+    }
+    let pid = child.id();
+    let cpu_before = cpu_seconds(pid);
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("sender");
+    let gap = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let mut next = Instant::now();
+    let mut payload = vec![0u8; size.max(8)];
+    while Instant::now() < stop {
+        let now = epoch.elapsed().as_nanos() as u64;
+        payload[..8].copy_from_slice(&now.to_be_bytes());
+        let _ = sender.send_to(&payload, relay).await;
+        next += gap;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("receiver"));
+    }
+    latencies.sort();
+    let packets_out = latencies.len() as f64;
+    RelayRow {
+        per_core: if cpu > 0.0 { packets_out / cpu } else { 0.0 },
+        packets_out,
+        cpu,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+    }
+}
+
+fn main() {
+    if let Ok(targets) = std::env::var("SANCTUM_BENCH_RELAY_TARGETS") {
+        relay_main(&targets);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -304,22 +453,35 @@ async fn main() {
     let mut rows = Vec::new();
     for n in ns {
         eprintln!("running 1 publisher -> {n} subscribers for {seconds}s");
-        rows.push(run(n, seconds).await);
+        let row = run(n, seconds).await;
+        let rate = row.packets_in / row.seconds;
+        let size = (row.bytes_out / row.packets_out.max(1.0)) as usize;
+        eprintln!("baseline: plain UDP relay, {rate:.0} datagrams/s of {size} bytes to {n}");
+        let relay = run_relay(n, seconds, rate, size).await;
+        rows.push((row, relay));
     }
     println!(
-        "| subscribers | packets out/s | node CPU s | packets out per CPU-second | e2e p50 | e2e p99 | node hand-off mean | RSS per peer | delivered |"
+        "| subscribers | packets out/s | node packets out per CPU-second | relay packets out per CPU-second | node/relay | e2e p50 | e2e p99 | relay p50 | relay p99 | node hand-off mean | RSS per peer | delivered |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
-    for r in &rows {
+    for (r, b) in &rows {
+        let ratio = if b.per_core > 0.0 {
+            r.per_core / b.per_core
+        } else {
+            0.0
+        };
         println!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.2} ms | {:.2} ms | {:.1} µs | {:.0} KiB | {:.1}% |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.2} ms | {:.2} ms | {:.3} ms | {:.3} ms | {:.1} µs | {:.0} KiB | {:.1}% |",
             r.subscribers,
             r.packets_out / r.seconds,
-            r.node_cpu,
             r.per_core,
+            b.per_core,
+            ratio,
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
+            b.p50.as_secs_f64() * 1e3,
+            b.p99.as_secs_f64() * 1e3,
             r.node_p50_us,
             r.rss_per_peer / 1024.0,
             r.delivered * 100.0
@@ -335,6 +497,14 @@ async fn main() {
             "node_handoff_mean_us": r.node_p50_us,
             "rss_bytes_per_peer": r.rss_per_peer,
             "delivered_ratio": r.delivered,
+            "relay": {
+                "packets_out": b.packets_out,
+                "cpu_seconds": b.cpu,
+                "packets_out_per_cpu_second": b.per_core,
+                "latency_p50_ms": b.p50.as_secs_f64() * 1e3,
+                "latency_p99_ms": b.p99.as_secs_f64() * 1e3,
+            },
+            "node_over_relay_per_core": ratio,
         }));
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
