@@ -269,6 +269,11 @@ impl Operator {
         Ok(op)
     }
 
+    /// The process id, for reading its CPU time and memory from /proc.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the process at once, as a crash would.
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;

@@ -454,7 +454,8 @@ async fn bench() {
     for n in ns {
         eprintln!("running 1 publisher -> {n} subscribers for {seconds}s");
         let row = run(n, seconds).await;
-        let rate = row.packets_in / row.seconds;
+        // The publisher's rate to each subscriber: what the node fans out.
+        let rate = row.packets_out / row.seconds / n as f64;
         let size = (row.bytes_out / row.packets_out.max(1.0)) as usize;
         eprintln!("baseline: plain UDP relay, {rate:.0} datagrams/s of {size} bytes to {n}");
         let relay = run_relay(n, seconds, rate, size).await;
@@ -490,6 +491,7 @@ async fn bench() {
             "subscribers": r.subscribers,
             "seconds": r.seconds,
             "packets_out_per_second": r.packets_out / r.seconds,
+            "packets_in_per_second": r.packets_in / r.seconds,
             "node_cpu_seconds": r.node_cpu,
             "packets_out_per_cpu_second": r.per_core,
             "latency_p50_ms": r.p50.as_secs_f64() * 1e3,

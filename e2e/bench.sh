@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes target/bench/report.md plus the JSON of each:
+#   operator convergence (N tenants to Ready vs. a server-side-apply baseline, steady-state
+#   writes) on a private local control plane with the AWS emulator, and media-node
+#   forwarding (DTLS-SRTP SFU vs. a plain UDP relay) over loopback.
+#
+#   e2e/bench.sh                      # N = 10,100,1000 tenants; 1,10,100 subscribers
+#   OPERATOR_NS=10,100 MEDIA_NS=1,10 STEADY_SECONDS=30 e2e/bench.sh
+#
+# Benchmarks print figures; they never pass or fail on them. Compare runs from one machine.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OUT="$TARGET_DIR/bench"
+mkdir -p "$OUT"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "release build of the operator and the benchmarks"
+cargo build --release --locked -p sanctum-operator -p sanctum-media-node
+cargo bench --locked -p sanctum-e2e -p sanctum-media-node --no-run
+
+CLUSTER="sanctum-bench-$$"
+export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4568}"
+cleanup() { "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+if [ -n "${KUBECONFIG:-}" ]; then
+  eval "$("$ROOT/e2e/controlplane/cluster.sh" moto "$CLUSTER")"
+else
+  eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
+fi
+
+step "operator convergence"
+cargo bench --locked -p sanctum-e2e --bench convergence -- \
+  "${OPERATOR_NS:-10,100,1000}" "${STEADY_SECONDS:-60}" | tee "$OUT/operator.md"
+
+step "media-node forwarding"
+cargo bench --locked -p sanctum-media-node --bench forwarding -- \
+  "${MEDIA_NS:-1,10,100}" "${MEDIA_SECONDS:-10}" | tee "$OUT/media.md"
+
+{
+  echo "# Sanctum benchmarks"
+  echo
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(rustc --version)."
+  echo
+  echo "## Operator convergence"
+  echo
+  cat "$OUT/operator.md"
+  echo
+  echo "## Media-node forwarding"
+  echo
+  cat "$OUT/media.md"
+} > "$OUT/report.md"
+step "wrote $OUT/report.md, $OUT/operator-convergence.json, $OUT/media-forwarding.json"
