@@ -17,8 +17,10 @@ mkdir -p "$OUT"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "release build of the operator and the benchmarks"
-cargo build --release --locked -p sanctum-operator -p sanctum-media-node
-cargo bench --locked -p sanctum-e2e -p sanctum-media-node --no-run
+# One package set for every cargo call below, so features unify once and nothing rebuilds.
+PKGS=(-p sanctum-e2e -p sanctum-media-node)
+cargo build --release --locked -p sanctum-operator
+cargo bench --locked "${PKGS[@]}" --no-run
 
 CLUSTER="sanctum-bench-$$"
 export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4568}"
@@ -31,11 +33,11 @@ else
 fi
 
 step "operator convergence"
-cargo bench --locked -p sanctum-e2e --bench convergence -- \
+cargo bench --locked "${PKGS[@]}" --bench convergence -- \
   "${OPERATOR_NS:-10,100,1000}" "${STEADY_SECONDS:-60}" | tee "$OUT/operator.md"
 
 step "media-node forwarding"
-cargo bench --locked -p sanctum-media-node --bench forwarding -- \
+cargo bench --locked "${PKGS[@]}" --bench forwarding -- \
   "${MEDIA_NS:-1,10,100}" "${MEDIA_SECONDS:-10}" | tee "$OUT/media.md"
 
 {

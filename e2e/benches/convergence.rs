@@ -111,6 +111,11 @@ fn clean(mut obj: DynamicObject, namespace: &str) -> DynamicObject {
     meta.finalizers = None;
     if let Some(map) = obj.data.as_object_mut() {
         map.remove("status");
+        // Allocated by the API server for the original; the copy gets its own.
+        if let Some(spec) = map.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
     }
     obj
 }
