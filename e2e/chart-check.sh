@@ -4,7 +4,7 @@
 #   1. the chart's CRDs and admission policy are byte-identical copies of crds/;
 #   2. the Argo CD health checks pass their Lua tests, and docs/examples/argocd-application.yaml
 #      carries exactly those scripts; the Argo CD and Flux examples keep their key settings;
-#   3. README.md documents every value of values.yaml;
+#   3. README.md is exactly what helm-docs generates, and documents every value;
 #   4. `helm lint --strict` passes with the default values and every ci/*-values.yaml,
 #      values the chart must refuse are refused at render time, and the values the e2e
 #      install uses (an S3-compatible endpoint, path-style addressing, a lease name) render;
@@ -16,7 +16,7 @@
 #      `checkov.io/skip<N>: <check>=<reason>` annotations (listed in the chart's README.md);
 #      a skip without a reason fails this script.
 #
-# Tools come from PATH: helm, kubeconform, checkov, python3 with PyYAML, Lua 5.1
+# Tools come from PATH: helm, kubeconform, helm-docs, checkov, python3 with PyYAML, Lua 5.1
 # (`lua5.1`, or `lua` when it is 5.1), curl, and go (to fetch schema sources from the Go
 # module proxy). A missing tool is an error, never a skipped check.
 #
@@ -43,7 +43,7 @@ need() {
   done
 }
 
-need helm kubeconform checkov python3 curl
+need helm kubeconform helm-docs checkov python3 curl
 python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (pip install pyyaml, or apt-get install python3-yaml)"
 LUA=""
 if command -v lua5.1 >/dev/null; then
@@ -94,6 +94,10 @@ assert kustomizations and all(k["spec"].get("wait") is True for k in kustomizati
 assert any(d["kind"] == "HelmRelease" for d in flux), "the Flux example installs the chart with a HelmRelease"
 print("ok")
 PY
+
+step "README.md is what helm-docs generates from README.md.gotmpl and values.yaml"
+helm-docs --chart-search-root charts --dry-run 2>/dev/null | diff -u "$CHART/README.md" - ||
+  die "$CHART/README.md is stale: run helm-docs --chart-search-root charts"
 
 step "README.md documents every value"
 python3 - "$CHART" <<'PY'

@@ -6,7 +6,7 @@
 # on loopback. Also runs moto (S3 + KMS emulator) from PyPI in a virtualenv.
 #
 #   cluster.sh build        compile everything into the cache (idempotent), including
-#                           the chart tools (helm, kubeconform, checkov) and kstatus
+#                           the chart tools (helm, kubeconform, helm-docs, checkov) and kstatus
 #   cluster.sh up [NAME]    build if needed, start cluster + emulator, print env
 #   cluster.sh down [NAME]  stop everything, leave no process behind
 #   cluster.sh env [NAME]   print KUBECONFIG / AWS endpoint exports
@@ -73,6 +73,7 @@ build() {
   build_one kstatus kstatus .
   build_one tools/helm helm helm.sh/helm/v3/cmd/helm
   build_one tools/kubeconform kubeconform github.com/yannh/kubeconform/cmd/kubeconform
+  build_one tools/helm-docs helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs
   if [ ! -x "$CACHE/checkov/bin/checkov" ]; then
     log "installing checkov==$CHECKOV_VERSION into a virtualenv"
     python3 -m venv "$CACHE/checkov"
