@@ -30,6 +30,17 @@ if [ -n "${KUBECONFIG:-}" ]; then
   eval "$("$ROOT/e2e/controlplane/cluster.sh" moto "$CLUSTER")"
 else
   eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
+  # Room for 1000 tenants: more fake nodes (110 pods each) and a second Service range
+  # (networking.k8s.io/v1 ServiceCIDR) beside the default /24.
+  kwokctl scale node --name "$CLUSTER" --replicas 12 >&2
+  kubectl apply --server-side -f - >&2 <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata:
+  name: sanctum-bench
+spec:
+  cidrs: ["10.96.0.0/16"]
+YAML
 fi
 
 step "operator convergence"

@@ -103,6 +103,7 @@ print_env() {
   echo "export SANCTUM_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log"
   echo "export SANCTUM_E2E_KUBECTL=$BIN/kubectl"
   echo "export SANCTUM_E2E_KSTATUS=$BIN/kstatus"
+  echo "export KWOK_WORKDIR=$KWOK_WORKDIR"
   echo "export PATH=$BIN:\$PATH"
   print_aws_env
 }
