@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_sdk_kms::primitives::Blob;
-use sanctum_keywrap::{CONTEXT_KEY, unwrap_local};
+use sanctum_keywrap::{KmsUnwrapError, unwrap_local};
 use zeroize::Zeroizing;
 
 use crate::token::Verifier;
@@ -109,15 +108,12 @@ async fn unwrap_kms(cfg: &KeyConfig, wrapped: Vec<u8>) -> Result<Zeroizing<Vec<u
         loader = loader.endpoint_url(endpoint);
     }
     let kms = aws_sdk_kms::Client::new(&loader.load().await);
-    let out = kms
-        .decrypt()
-        .ciphertext_blob(Blob::new(wrapped))
-        .encryption_context(CONTEXT_KEY, &cfg.tenant)
-        .send()
+    sanctum_keywrap::unwrap_kms(&kms, &wrapped, &cfg.tenant)
         .await
-        .map_err(|e| KeyError::Unwrap(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
-    let plain = out
-        .plaintext()
-        .ok_or_else(|| KeyError::Unwrap("KMS returned no plaintext".into()))?;
-    Ok(Zeroizing::new(plain.as_ref().to_vec()))
+        .map_err(|e| match e {
+            KmsUnwrapError::Decrypt(e) => {
+                KeyError::Unwrap(aws_sdk_kms::error::DisplayErrorContext(*e).to_string())
+            }
+            other => KeyError::Unwrap(other.to_string()),
+        })
 }

@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use sanctum_media_node::keys::{KeyConfig, Provider};
 use sanctum_media_node::server::{self, ServeConfig, Tls};
 use sanctum_media_node::token::{self, Grant, RoleClaim};
@@ -255,20 +252,13 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.dir)?;
-    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(seed.as_mut()).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let key = SigningKey::from_bytes(&seed);
+    let (private, public) = token::generate_keypair()?;
     let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
         let path = a.dir.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {path:?}"))
     };
-    write("private.pem", key.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
-    write(
-        "public.pem",
-        key.verifying_key()
-            .to_public_key_pem(LineEnding::LF)?
-            .as_bytes(),
-    )?;
+    write("private.pem", &private)?;
+    write("public.pem", &public)?;
     let master = sanctum_keywrap::random_key()?;
     write("master.key", &master)?;
     write(

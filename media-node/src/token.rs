@@ -188,6 +188,31 @@ pub fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// A fresh join-token key pair, in the formats the operator stores: (PKCS#8 PEM private
+/// key, zeroized on drop; SPKI PEM public key). For `keygen` and tests; the operator makes
+/// the real ones.
+pub fn generate_keypair() -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>), KeyPairError> {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut()).map_err(|_| KeyPairError)?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let private = key.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyPairError)?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|_| KeyPairError)?;
+    Ok((
+        zeroize::Zeroizing::new(private.as_bytes().to_vec()),
+        public.into_bytes(),
+    ))
+}
+
+/// No randomness, or PEM encoding failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot generate an Ed25519 key pair")]
+pub struct KeyPairError;
+
 /// What to put in a new token.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -236,26 +261,11 @@ pub fn mint_at(
 
 #[cfg(test)]
 mod tests {
-    use ed25519_dalek::SigningKey;
-    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
-
     use super::*;
 
     fn keypair() -> (Vec<u8>, Vec<u8>) {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("random");
-        let key = SigningKey::from_bytes(&seed);
-        (
-            key.to_pkcs8_pem(LineEnding::LF)
-                .expect("pem")
-                .as_bytes()
-                .to_vec(),
-            key.verifying_key()
-                .to_public_key_pem(LineEnding::LF)
-                .expect("pem")
-                .into_bytes(),
-        )
+        let (private, public) = generate_keypair().expect("key pair");
+        (private.to_vec(), public)
     }
 
     fn grant(role: RoleClaim) -> Grant {

@@ -79,21 +79,8 @@ fn chromium_offers_are_accepted_in_their_direction_only() {
 
 #[test]
 fn token_and_fragment_seeds_do_not_panic() {
-    let (_, public) = {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("random");
-        use ed25519_dalek::pkcs8::EncodePublicKey;
-        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-        (
-            (),
-            key.verifying_key()
-                .to_public_key_pem(LineEnding::LF)
-                .expect("pem"),
-        )
-    };
-    let v = Verifier::from_public_pem(public.as_bytes(), "clinic-a", Duration::from_secs(3600))
-        .expect("key");
+    let (_, public) = sanctum_media_node::token::generate_keypair().expect("key pair");
+    let v = Verifier::from_public_pem(&public, "clinic-a", Duration::from_secs(3600)).expect("key");
     for (_, token) in corpus("token") {
         assert!(
             v.verify(token.trim(), "room-1").is_err(),

@@ -138,11 +138,6 @@ impl Sfu {
         self.peers.contains_key(&peer)
     }
 
-    /// The room and user of a live session, for authorising requests on its resource.
-    pub fn info(&self, peer: PeerId) -> Option<&PeerInfo> {
-        self.peers.get(&peer).map(|p| &p.info)
-    }
-
     /// Takes an SDP offer for a new session and answers it, or says why not.
     pub fn accept(
         &mut self,

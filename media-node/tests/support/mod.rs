@@ -6,9 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use sanctum_media_client::{Kind, Options, Session};
 use sanctum_media_node::keys::{KeyConfig, Provider};
 use sanctum_media_node::server::{self, Running, ServeConfig, Tls};
@@ -45,19 +42,8 @@ impl Default for NodeOptions {
 
 /// A fresh Ed25519 key pair as (PKCS#8 PEM, SPKI PEM).
 pub fn keypair() -> (Vec<u8>, Vec<u8>) {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).expect("random");
-    let key = SigningKey::from_bytes(&seed);
-    (
-        key.to_pkcs8_pem(LineEnding::LF)
-            .expect("pem")
-            .as_bytes()
-            .to_vec(),
-        key.verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .expect("pem")
-            .into_bytes(),
-    )
+    let (private, public) = token::generate_keypair().expect("key pair");
+    (private.to_vec(), public)
 }
 
 impl Node {

@@ -4,7 +4,6 @@
 //! Plaintext keys exist only in memory, in zeroizing buffers; the operator stores only
 //! wrapped keys. `unwrap_kms` and `sanctum_keywrap::unwrap_local` are what media nodes call at start.
 
-use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType, Tag};
 use zeroize::Zeroizing;
 
@@ -250,19 +249,12 @@ pub async fn unwrap_kms(
     wrapped: &[u8],
     tenant: &str,
 ) -> Result<Zeroizing<Vec<u8>>, CloudError> {
-    let (k, v) = context(tenant);
-    let out = cloud
-        .kms
-        .decrypt()
-        .ciphertext_blob(Blob::new(wrapped.to_vec()))
-        .encryption_context(k, v)
-        .send()
+    sanctum_keywrap::unwrap_kms(&cloud.kms, wrapped, tenant)
         .await
-        .map_err(|e| CloudError::from_sdk("Decrypt", &e))?;
-    Ok(Zeroizing::new(
-        out.plaintext()
-            .ok_or_else(|| CloudError::other("Decrypt", "no plaintext in the response"))?
-            .as_ref()
-            .to_vec(),
-    ))
+        .map_err(|e| match e {
+            sanctum_keywrap::KmsUnwrapError::Decrypt(e) => {
+                CloudError::from_sdk("Decrypt", e.as_ref())
+            }
+            other => CloudError::other("Decrypt", other.to_string()),
+        })
 }
