@@ -3,11 +3,13 @@
 //! provider's master key) and held in memory only.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sanctum_keywrap::{KmsUnwrapError, unwrap_local};
 use zeroize::Zeroizing;
 
+use crate::control::ControlVerifier;
 use crate::token::Verifier;
 
 /// Which service unwraps the tenant data key.
@@ -32,6 +34,10 @@ pub struct KeyConfig {
     pub provider: Provider,
     /// The wrapped tenant data key (one version).
     pub tenant_key_file: PathBuf,
+    /// Version of that key (recorded in every recording it wraps a data key for).
+    pub tenant_key_version: i32,
+    /// SPKI PEM of the operator's control key; `None` disables the control API.
+    pub control_public_key: Option<PathBuf>,
     /// Master key for the local provider.
     pub local_master_key_file: Option<PathBuf>,
     /// KMS endpoint override (emulators, VPC endpoints).
@@ -45,7 +51,11 @@ pub struct Keys {
     /// Join-token verifier.
     pub verifier: Verifier,
     /// Plaintext tenant data key (32 bytes), zeroized on drop; never logged.
-    pub tenant_key: Zeroizing<Vec<u8>>,
+    pub tenant_key: Arc<Zeroizing<Vec<u8>>>,
+    /// Its version.
+    pub key_version: i32,
+    /// Control-token verifier, when the control API is configured.
+    pub control: Option<ControlVerifier>,
 }
 
 /// Why keys could not be loaded; the node retries and stays unready meanwhile.
@@ -59,8 +69,8 @@ pub enum KeyError {
         /// Why.
         source: std::io::Error,
     },
-    /// The public key is not an Ed25519 SPKI PEM.
-    #[error("the join-token public key is not an Ed25519 PEM key")]
+    /// A public key is not an Ed25519 SPKI PEM.
+    #[error("the join-token or control public key is not an Ed25519 PEM key")]
     PublicKey,
     /// The local provider needs a master key file.
     #[error("the local key provider needs --local-master-key-file")]
@@ -83,7 +93,55 @@ pub async fn load(cfg: &KeyConfig) -> Result<Keys, KeyError> {
     let verifier = Verifier::from_public_pem(&public, &cfg.tenant, cfg.max_token_lifetime)
         .map_err(|_| KeyError::PublicKey)?;
     let wrapped = read(&cfg.tenant_key_file)?;
-    let tenant_key = match cfg.provider {
+    let tenant_key = unwrap_tenant_key(&Unwrapper::from(cfg), wrapped).await?;
+    let control = match &cfg.control_public_key {
+        Some(path) => Some(
+            ControlVerifier::from_public_pem(&read(path)?, &cfg.tenant)
+                .map_err(|_| KeyError::PublicKey)?,
+        ),
+        None => None,
+    };
+    Ok(Keys {
+        verifier,
+        tenant_key: Arc::new(tenant_key),
+        key_version: cfg.tenant_key_version,
+        control,
+    })
+}
+
+/// What unwrapping a tenant key takes (the node's configuration, or `decrypt`'s flags).
+#[derive(Clone, Debug)]
+pub struct Unwrapper {
+    /// Tenant (encryption context).
+    pub tenant: String,
+    /// Key provider.
+    pub provider: Provider,
+    /// Master key for the local provider.
+    pub local_master_key_file: Option<PathBuf>,
+    /// KMS endpoint override.
+    pub aws_endpoint: Option<String>,
+    /// AWS region.
+    pub aws_region: String,
+}
+
+impl From<&KeyConfig> for Unwrapper {
+    fn from(cfg: &KeyConfig) -> Self {
+        Unwrapper {
+            tenant: cfg.tenant.clone(),
+            provider: cfg.provider,
+            local_master_key_file: cfg.local_master_key_file.clone(),
+            aws_endpoint: cfg.aws_endpoint.clone(),
+            aws_region: cfg.aws_region.clone(),
+        }
+    }
+}
+
+/// Unwraps one wrapped tenant key (any version) with the configured provider.
+pub async fn unwrap_tenant_key(
+    cfg: &Unwrapper,
+    wrapped: Vec<u8>,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    match cfg.provider {
         Provider::Local => {
             let path = cfg
                 .local_master_key_file
@@ -91,17 +149,13 @@ pub async fn load(cfg: &KeyConfig) -> Result<Keys, KeyError> {
                 .ok_or(KeyError::NoMasterKey)?;
             let master = Zeroizing::new(read(path)?);
             unwrap_local(&master, &wrapped, &cfg.tenant)
-                .map_err(|e| KeyError::Unwrap(e.to_string()))?
+                .map_err(|e| KeyError::Unwrap(e.to_string()))
         }
-        Provider::Aws => unwrap_kms(cfg, wrapped).await?,
-    };
-    Ok(Keys {
-        verifier,
-        tenant_key,
-    })
+        Provider::Aws => unwrap_kms(cfg, wrapped).await,
+    }
 }
 
-async fn unwrap_kms(cfg: &KeyConfig, wrapped: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+async fn unwrap_kms(cfg: &Unwrapper, wrapped: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(cfg.aws_region.clone()));
     if let Some(endpoint) = &cfg.aws_endpoint {

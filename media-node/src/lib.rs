@@ -3,9 +3,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod control;
+pub mod decrypt;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod recording;
 pub mod server;
 pub mod signaling;
 pub mod token;

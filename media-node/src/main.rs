@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use sanctum_media_node::keys::{KeyConfig, Provider};
-use sanctum_media_node::server::{self, ServeConfig, Tls};
+use sanctum_media_node::decrypt::{self, Source};
+use sanctum_media_node::keys::{KeyConfig, Provider, Unwrapper};
+use sanctum_media_node::server::{self, ServeConfig, StorageConfig, Tls};
 use sanctum_media_node::token::{self, Grant, RoleClaim};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -30,6 +31,48 @@ enum Command {
     MintToken(MintArgs),
     /// Write a join-token key pair, a local master key and a wrapped tenant key (local use).
     Keygen(KeygenArgs),
+    /// Read a sealed recording back to WebM, verifying every chunk.
+    Decrypt(Box<DecryptArgs>),
+}
+
+#[derive(clap::Args)]
+struct DecryptArgs {
+    /// Sealed recording on disk (instead of --bucket/--key).
+    #[arg(long, conflicts_with_all = ["bucket", "key"], required_unless_present = "bucket")]
+    input: Option<PathBuf>,
+    /// Bucket of the recording.
+    #[arg(long, requires = "key")]
+    bucket: Option<String>,
+    /// Object key of the recording.
+    #[arg(long, requires = "bucket")]
+    key: Option<String>,
+    /// Object version (default: latest).
+    #[arg(long)]
+    version_id: Option<String>,
+    /// Where to write the WebM (created only if the whole recording verifies).
+    #[arg(long)]
+    output: PathBuf,
+    /// Tenant the recording belongs to.
+    #[arg(long)]
+    tenant: String,
+    /// Directory with the wrapped tenant key versions `v1`, `v2`, ... (the `tenant-data-key` Secret's data).
+    #[arg(long)]
+    tenant_key_dir: PathBuf,
+    /// Service that unwraps the tenant key.
+    #[arg(long, value_enum)]
+    key_provider: Provider,
+    /// Master key file of the local provider.
+    #[arg(long, env = "SANCTUM_LOCAL_MASTER_KEY_FILE")]
+    local_master_key_file: Option<PathBuf>,
+    /// AWS endpoint override (emulators, VPC endpoints).
+    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// AWS region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    aws_region: String,
+    /// Path-style S3 addressing (emulators).
+    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
+    s3_path_style: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -104,9 +147,18 @@ struct ServeArgs {
     /// The wrapped tenant data key the operator mounts (one version file).
     #[arg(long, env = "SANCTUM_TENANT_KEY_FILE")]
     tenant_key_file: PathBuf,
-    /// KMS key ARN of the tenant (informational; the wrapped key names its key).
+    /// Version of the mounted tenant key (recorded with every recording's data key).
+    #[arg(long, env = "SANCTUM_TENANT_KEY_VERSION", default_value_t = 1)]
+    tenant_key_version: i32,
+    /// KMS key ARN of the tenant: SSE-KMS key of recording objects (`local`: SSE-S3).
     #[arg(long, env = "SANCTUM_KMS_KEY_ARN")]
     kms_key_arn: Option<String>,
+    /// The operator's control public key (SPKI PEM); without it the control API is off.
+    #[arg(long, env = "SANCTUM_CONTROL_PUBLIC_KEY")]
+    control_public_key: Option<PathBuf>,
+    /// Path-style S3 addressing (emulators).
+    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
+    s3_path_style: bool,
     /// Master key file of the local provider.
     #[arg(long, env = "SANCTUM_LOCAL_MASTER_KEY_FILE")]
     local_master_key_file: Option<PathBuf>,
@@ -179,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keygen(a) => keygen(&a),
+        Command::Decrypt(a) => decrypt(*a).await,
     }
 }
 
@@ -226,6 +279,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             max_token_lifetime: Duration::from_secs(a.max_token_lifetime_seconds),
             provider: a.key_provider,
             tenant_key_file: a.tenant_key_file,
+            tenant_key_version: a.tenant_key_version,
+            control_public_key: a.control_public_key,
             local_master_key_file: a.local_master_key_file,
             aws_endpoint: a.aws_endpoint,
             aws_region: a.aws_region,
@@ -234,6 +289,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_session: Duration::from_secs(a.max_session_minutes * 60),
         cors_origins: a.cors_origins,
         drain: Duration::from_secs(a.drain_seconds),
+        storage: StorageConfig {
+            path_style: a.s3_path_style,
+            kms_key_id: a.kms_key_arn.clone().filter(|arn| arn != "local"),
+        },
     })
     .await?;
     wait_for_signal().await?;
@@ -268,6 +327,56 @@ fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
     println!(
         "wrote private.pem, public.pem, master.key and tenant-key to {:?}",
         a.dir
+    );
+    Ok(())
+}
+
+async fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let unwrapper = Unwrapper {
+        tenant: a.tenant,
+        provider: a.key_provider,
+        local_master_key_file: a.local_master_key_file,
+        aws_endpoint: a.aws_endpoint,
+        aws_region: a.aws_region,
+    };
+    let source = match (a.input, a.bucket, a.key) {
+        (Some(path), _, _) => Source::File(path),
+        (None, Some(bucket), Some(key)) => {
+            let keys = KeyConfig {
+                tenant: unwrapper.tenant.clone(),
+                public_key: PathBuf::new(),
+                max_token_lifetime: Duration::ZERO,
+                provider: unwrapper.provider,
+                tenant_key_file: PathBuf::new(),
+                tenant_key_version: 0,
+                control_public_key: None,
+                local_master_key_file: None,
+                aws_endpoint: unwrapper.aws_endpoint.clone(),
+                aws_region: unwrapper.aws_region.clone(),
+            };
+            let storage = StorageConfig {
+                path_style: a.s3_path_style,
+                kms_key_id: None,
+            };
+            Source::S3 {
+                client: server::s3_client(&keys, &storage).await,
+                bucket,
+                key,
+                version_id: a.version_id,
+            }
+        }
+        _ => anyhow::bail!("give --input, or --bucket and --key"),
+    };
+    let opened = decrypt::decrypt(source, &a.tenant_key_dir, &unwrapper, &a.output).await?;
+    println!(
+        "verified {} chunks of recording {} (tenant key v{}); wrote {} bytes of {} to {:?}",
+        opened.chunks,
+        opened.header.recording,
+        opened.header.key_version,
+        opened.bytes,
+        opened.header.content_type,
+        a.output
     );
     Ok(())
 }

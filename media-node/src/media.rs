@@ -16,6 +16,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::recording::Recorders;
 
 /// How long an ended session's resource still answers with its end reason.
 const ENDED_RETENTION: Duration = Duration::from_secs(600);
@@ -121,6 +122,13 @@ enum Command {
         reason: EndReason,
         reply: oneshot::Sender<()>,
     },
+    HasPublisher {
+        room: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Record {
+        room: String,
+    },
 }
 
 /// The signaling side's handle on the driver.
@@ -173,6 +181,26 @@ impl MediaHandle {
         }
     }
 
+    /// Whether a publisher is in `room` on this node.
+    pub async fn has_publisher(&self, room: &str) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::HasPublisher {
+            room: room.to_string(),
+            reply,
+        };
+        self.tx.send(cmd).await.is_ok() && rx.await.unwrap_or(false)
+    }
+
+    /// Starts copying `room`'s frames to its recorders.
+    pub async fn record(&self, room: &str) {
+        let _ = self
+            .tx
+            .send(Command::Record {
+                room: room.to_string(),
+            })
+            .await;
+    }
+
     /// Ends every session and waits until the driver has sent their goodbyes.
     pub async fn end_all(&self, reason: EndReason) {
         let (reply, rx) = oneshot::channel();
@@ -201,6 +229,7 @@ pub fn spawn(
     idle_timeout: Duration,
     max_session: Duration,
     metrics: Metrics,
+    recorders: Recorders,
 ) -> (MediaHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(256);
     let sessions = Arc::new(Sessions::default());
@@ -216,6 +245,7 @@ pub fn spawn(
         rx,
         sessions: sessions.clone(),
         metrics,
+        recorders,
     };
     let task = tokio::spawn(driver.run());
     (MediaHandle { tx, sessions }, task)
@@ -228,6 +258,7 @@ struct Driver {
     rx: mpsc::Receiver<Command>,
     sessions: Arc<Sessions>,
     metrics: Metrics,
+    recorders: Recorders,
 }
 
 impl Driver {
@@ -320,6 +351,10 @@ impl Driver {
                 self.report();
                 let _ = reply.send(());
             }
+            Command::HasPublisher { room, reply } => {
+                let _ = reply.send(self.sfu.has_publisher(&room));
+            }
+            Command::Record { room } => self.sfu.set_recording(now, &room, true),
             Command::EndAll { reason, reply } => {
                 self.sfu.end_all(now, reason);
                 // Replied to after the flush of this turn sends the goodbyes.
@@ -352,6 +387,16 @@ impl Driver {
 
     /// Logs the SFU's events and updates latency and gauge metrics.
     fn report(&mut self) {
+        let mut unrecorded: Vec<String> = Vec::new();
+        while let Some(frame) = self.sfu.poll_recorded() {
+            if !self.recorders.route(&frame) && !unrecorded.contains(&frame.room) {
+                unrecorded.push(frame.room);
+            }
+        }
+        for room in unrecorded {
+            // Its recordings ended: stop copying the room's frames.
+            self.sfu.set_recording(Instant::now(), &room, false);
+        }
         for latency in self.sfu.drain_latencies() {
             self.metrics.forwarded(latency);
         }
@@ -419,4 +464,9 @@ pub fn session_log(event: &'static str, session: &str, info: &PeerInfo, detail: 
         detail = detail.unwrap_or(""),
         "session"
     );
+}
+
+/// A recording start or stop in the session log (target `sanctum::session`).
+pub fn record_log(event: &'static str, recording: &str, room: &str) {
+    tracing::info!(target: "sanctum::session", event, recording, room, "session");
 }

@@ -44,6 +44,11 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     /// Ended sessions by reason.
     pub sessions_ended: Family<ReasonLabels, Counter>,
+    /// Recordings writing now.
+    pub recordings_active: Gauge,
+    /// Frames a recorder could not take in time (total).
+    pub recording_frames_dropped: Gauge,
+    recorders: Arc<std::sync::Mutex<Option<crate::recording::Recorders>>>,
 }
 
 impl Default for Metrics {
@@ -58,7 +63,20 @@ impl Default for Metrics {
             forward_latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             auth_failures: Family::default(),
             sessions_ended: Family::default(),
+            recordings_active: Gauge::default(),
+            recording_frames_dropped: Gauge::default(),
+            recorders: Arc::default(),
         };
+        registry.register(
+            "recordings_active",
+            "Recordings writing now",
+            m.recordings_active.clone(),
+        );
+        registry.register(
+            "recording_frames_dropped",
+            "Frames dropped because a recorder fell behind",
+            m.recording_frames_dropped.clone(),
+        );
         registry.register("rooms", "Rooms with at least one session", m.rooms.clone());
         registry.register("peers", "Live WebRTC sessions", m.peers.clone());
         registry.register("packets", "UDP datagrams, by direction", m.packets.clone());
@@ -112,8 +130,22 @@ impl Metrics {
             .inc();
     }
 
+    /// Exposes the recorders' gauges (active recordings, frames dropped for a slow recorder).
+    pub fn watch_recorders(&self, recorders: crate::recording::Recorders) {
+        *self.recorders.lock().unwrap_or_else(|e| e.into_inner()) = Some(recorders);
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        if let Some(r) = self
+            .recorders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            self.recordings_active.set(r.active() as i64);
+            self.recording_frames_dropped.set(r.dropped() as i64);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -18,9 +18,11 @@ use axum_server::tls_rustls::RustlsConfig;
 use sanctum_media_core::EndReason;
 use tokio::net::UdpSocket;
 
+use crate::control;
 use crate::keys::{self, KeyConfig, Keys};
 use crate::media::{self, MediaHandle};
 use crate::metrics::Metrics;
+use crate::recording::{RecorderConfig, Recorders};
 use crate::signaling::{self, AppState};
 
 /// How signaling is served.
@@ -60,6 +62,31 @@ pub struct ServeConfig {
     pub cors_origins: Vec<String>,
     /// Longest wait for sessions to end after SIGTERM before they are ended.
     pub drain: Duration,
+    /// Where recordings go.
+    pub storage: StorageConfig,
+}
+
+/// How recordings reach the tenant bucket.
+#[derive(Clone, Debug, Default)]
+pub struct StorageConfig {
+    /// Path-style S3 addressing (emulators, some S3-compatible stores).
+    pub path_style: bool,
+    /// KMS key for SSE-KMS on recording objects; `None` uses SSE-S3.
+    pub kms_key_id: Option<String>,
+}
+
+/// The S3 client recordings are uploaded with (default credential chain: IRSA, env).
+pub async fn s3_client(keys: &KeyConfig, storage: &StorageConfig) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(keys.aws_region.clone()));
+    if let Some(endpoint) = &keys.aws_endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let shared = loader.load().await;
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(storage.path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Why a node could not start.
@@ -93,6 +120,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// The SFU driver.
     pub media: MediaHandle,
+    /// Recordings of this node.
+    pub recorders: Recorders,
     draining: Arc<AtomicBool>,
     drain: Duration,
     signaling: Handle<SocketAddr>,
@@ -132,12 +161,19 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         None => media_addr,
     };
     let metrics = Metrics::default();
+    let recorders = Recorders::new(RecorderConfig {
+        tenant: cfg.keys.tenant.clone(),
+        s3: s3_client(&cfg.keys, &cfg.storage).await,
+        kms_key_id: cfg.storage.kms_key_id.clone(),
+    });
+    metrics.watch_recorders(recorders.clone());
     let (media, driver) = media::spawn(
         udp,
         advertised,
         cfg.idle_timeout,
         cfg.max_session,
         metrics.clone(),
+        recorders.clone(),
     );
 
     let keys: Arc<OnceLock<Keys>> = Arc::new(OnceLock::new());
@@ -149,8 +185,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         keys: keys.clone(),
         metrics: metrics.clone(),
         draining: draining.clone(),
+        recorders: recorders.clone(),
     };
-    let app = signaling::router(state, &cfg.cors_origins);
+    let app = signaling::router(state.clone(), &cfg.cors_origins).merge(control::router(state));
     let listener = bind_tcp(cfg.signaling_addr)?;
     let signaling_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: cfg.signaling_addr,
@@ -228,6 +265,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         metrics_addr,
         metrics,
         media,
+        recorders,
         draining,
         drain: cfg.drain,
         signaling,
@@ -247,6 +285,10 @@ impl Running {
         while self.media.sessions.live() > 0 && started.elapsed() < self.drain {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Recordings are sealed before their sessions end, so nothing recorded is lost.
+        let recorders = self.recorders.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || recorders.stop_all(Duration::from_secs(20))).await;
         self.media.end_all(EndReason::Shutdown).await;
         self.signaling
             .graceful_shutdown(Some(Duration::from_secs(5)));

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set on SIGTERM: no new sessions.
     pub draining: Arc<AtomicBool>,
+    /// Recordings (control API).
+    pub recorders: crate::recording::Recorders,
 }
 
 /// The signaling routes; `cors_origins` lists web origins allowed to call them.

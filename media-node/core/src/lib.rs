@@ -12,5 +12,5 @@ mod peer;
 mod sfu;
 
 pub use peer::{Direction, EndReason, PeerId, PeerInfo, Role};
-pub use sfu::{AcceptError, Sfu, SfuConfig, SfuEvent};
+pub use sfu::{AcceptError, RecordedFrame, Sfu, SfuConfig, SfuEvent};
 pub use str0m;

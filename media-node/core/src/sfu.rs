@@ -4,12 +4,14 @@
 //! kind from its room, picked in publishing order, and is re-bound when that track's
 //! publisher leaves. Keyframe requests travel from subscriber to publisher, throttled.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
+use str0m::format::Codec;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid, Rids};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -66,6 +68,31 @@ pub enum SfuEvent {
     },
 }
 
+/// One depacketized frame of a room being recorded, for the recorder.
+#[derive(Clone, Debug)]
+pub struct RecordedFrame {
+    /// The room.
+    pub room: String,
+    /// The publisher's track (stable for the track's life).
+    pub track: u64,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Codec of this frame.
+    pub codec: Codec,
+    /// Channels (audio only).
+    pub channels: Option<u8>,
+    /// RTP time in ticks of `clock_rate`.
+    pub ticks: u64,
+    /// Ticks per second.
+    pub clock_rate: u32,
+    /// When its first packet arrived.
+    pub arrival: Instant,
+    /// Whether a decoder can start here.
+    pub keyframe: bool,
+    /// The frame (shared with the subscribers' copies).
+    pub data: Arc<[u8]>,
+}
+
 /// Why an offer was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
@@ -103,6 +130,9 @@ pub struct Sfu {
     /// Peers with input since they were last polled.
     dirty: Vec<PeerId>,
     latencies: Vec<Duration>,
+    /// Rooms whose frames are copied to `recorded`.
+    recorded_rooms: HashSet<String>,
+    recorded: VecDeque<RecordedFrame>,
 }
 
 impl Sfu {
@@ -120,7 +150,55 @@ impl Sfu {
             events: VecDeque::new(),
             dirty: Vec::new(),
             latencies: Vec::new(),
+            recorded_rooms: HashSet::new(),
+            recorded: VecDeque::new(),
         }
+    }
+
+    /// Starts or stops copying `room`'s frames out ([`Sfu::poll_recorded`]). Starting asks
+    /// every video publisher of the room for a keyframe, so the recording opens decodable.
+    pub fn set_recording(&mut self, now: Instant, room: &str, on: bool) {
+        if !on {
+            self.recorded_rooms.remove(room);
+            return;
+        }
+        self.recorded_rooms.insert(room.to_string());
+        let tracks: Vec<TrackId> = self
+            .rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.peers.get(id))
+            .flat_map(|p| p.tracks.iter().map(|(_, t)| *t))
+            .filter(|t| {
+                self.tracks
+                    .get(t)
+                    .is_some_and(|t| t.kind == MediaKind::Video)
+            })
+            .collect();
+        for track in tracks {
+            let rid = self
+                .tracks
+                .get(&track)
+                .and_then(|t| t.rids.first().copied());
+            self.request_keyframe(now, track, rid, KeyframeRequestKind::Pli);
+        }
+        self.drive(now);
+    }
+
+    /// Whether a publisher is in `room` now.
+    pub fn has_publisher(&self, room: &str) -> bool {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.peers.get(id))
+            .any(|p| !p.tracks.is_empty())
+    }
+
+    /// Next frame of a recorded room.
+    pub fn poll_recorded(&mut self) -> Option<RecordedFrame> {
+        self.recorded.pop_front()
     }
 
     /// Sessions in progress.
@@ -503,6 +581,34 @@ impl Sfu {
             return;
         };
         let room = publisher.info.room.clone();
+        let recorded_layer = {
+            // One simulcast layer is recorded: the first (highest) the publisher sends.
+            let rids = self
+                .tracks
+                .get(&track)
+                .map(|t| t.rids.as_slice())
+                .unwrap_or(&[]);
+            data.rid.is_none() || rids.first() == data.rid.as_ref()
+        };
+        if recorded_layer && self.recorded_rooms.contains(&room) {
+            let spec = data.params.spec();
+            self.recorded.push_back(RecordedFrame {
+                room: room.clone(),
+                track: track.0,
+                kind: self
+                    .tracks
+                    .get(&track)
+                    .map(|t| t.kind)
+                    .unwrap_or(MediaKind::Video),
+                codec: spec.codec,
+                channels: spec.channels,
+                ticks: data.time.numer(),
+                clock_rate: data.time.denom(),
+                arrival: data.network_time,
+                keyframe: data.is_keyframe(),
+                data: data.data.clone(),
+            });
+        }
         if !data.contiguous {
             // Frames were lost beyond what NACK recovered: ask for a fresh keyframe.
             self.request_keyframe(now, track, data.rid, KeyframeRequestKind::Fir);

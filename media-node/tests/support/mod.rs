@@ -90,6 +90,8 @@ impl Node {
                 max_token_lifetime: Duration::from_secs(3600),
                 provider: Provider::Local,
                 tenant_key_file,
+                tenant_key_version: 1,
+                control_public_key: None,
                 local_master_key_file: Some(master_file),
                 aws_endpoint: None,
                 aws_region: "us-east-1".into(),
@@ -98,6 +100,7 @@ impl Node {
             max_session: o.max_session,
             cors_origins: vec![],
             drain: o.drain,
+            storage: Default::default(),
         })
         .await
         .expect("node starts");

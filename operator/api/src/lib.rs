@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod conditions;
+pub mod control;
 pub mod labels;
 pub mod recording;
 pub mod tenant;
