@@ -17,7 +17,7 @@ need() {
     command -v "$tool" >/dev/null || { echo "error: '$tool' is required but not installed" >&2; exit 1; }
   done
 }
-need cargo go python3 curl node npm chromium lua5.1
+need cargo go python3 curl openssl node npm chromium lua5.1
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 step "formatting"

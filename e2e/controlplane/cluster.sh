@@ -91,9 +91,31 @@ CLUSTER_DIR="$KWOK_WORKDIR/clusters/$NAME"
 KUBECONFIG_PATH="$CACHE/$NAME.kubeconfig"
 MOTO_PID="$CACHE/$NAME.moto.pid"
 
+MOTO_TLS="$CACHE/moto-tls"
+
+# moto serves HTTPS with a certificate of a CA made here, because tenant buckets deny
+# every request that is not over TLS (aws:SecureTransport), as they would on AWS.
+# SSL_CERT_FILE is the system bundle plus that CA, so nothing else loses its roots.
+moto_certificates() {
+  if [ -s "$MOTO_TLS/bundle.pem" ] && [ -s "$MOTO_TLS/server.pem" ]; then return; fi
+  mkdir -p "$MOTO_TLS"
+  log "making a local CA and certificate for moto (127.0.0.1, localhost)"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=sanctum e2e local CA" -keyout "$MOTO_TLS/ca.key" -out "$MOTO_TLS/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$MOTO_TLS/server.key" -out "$MOTO_TLS/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$MOTO_TLS/ext.cnf"
+  openssl x509 -req -in "$MOTO_TLS/server.csr" -CA "$MOTO_TLS/ca.pem" -CAkey "$MOTO_TLS/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$MOTO_TLS/ext.cnf" -out "$MOTO_TLS/server.pem" 2>/dev/null
+  cat /etc/ssl/certs/ca-certificates.crt "$MOTO_TLS/ca.pem" >"$MOTO_TLS/bundle.pem"
+}
+
 print_aws_env() {
   # moto accepts any credentials; these never reach AWS.
-  echo "export SANCTUM_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
+  echo "export SANCTUM_AWS_ENDPOINT=https://127.0.0.1:$MOTO_PORT"
+  echo "export SSL_CERT_FILE=$MOTO_TLS/bundle.pem"
+  echo "export SANCTUM_E2E_MOTO_CA=$MOTO_TLS/ca.pem"
   echo "export SANCTUM_S3_PATH_STYLE=true"
   echo "export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
 }
@@ -133,12 +155,14 @@ up() {
 
 start_moto() {
   if [ -f "$MOTO_PID" ] && kill -0 "$(cat "$MOTO_PID")" 2>/dev/null; then return; fi
-  log "starting moto on 127.0.0.1:$MOTO_PORT"
+  moto_certificates
+  log "starting moto on https://127.0.0.1:$MOTO_PORT"
   # setsid: moto outlives this script; `down` stops it by pid.
-  setsid "$CACHE/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$CACHE/$NAME.moto.log" 2>&1 < /dev/null &
+  setsid "$CACHE/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
+    -c "$MOTO_TLS/server.pem" -k "$MOTO_TLS/server.key" >"$CACHE/$NAME.moto.log" 2>&1 < /dev/null &
   echo $! >"$MOTO_PID"
   for _ in $(seq 1 100); do
-    if curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then return; fi
+    if curl -sf --cacert "$MOTO_TLS/ca.pem" "https://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then return; fi
     sleep 0.1
   done
   log "moto did not start; its log:"; cat "$CACHE/$NAME.moto.log" >&2; exit 1

@@ -372,6 +372,23 @@ fn operator_binary() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// A binary of this workspace next to the running test (built by `e2e/test.sh`).
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let path = target_dir()?.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the workspace first (e2e/test.sh does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A free TCP port on loopback.
+pub fn free_local_port() -> Result<u16> {
+    Ok(free_port()?.port())
+}
+
 /// `target/<profile>` of the running test binary.
 fn target_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;

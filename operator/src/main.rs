@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator's controllers.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CRDs and admission policy (or write the files of `crds/` with --write).
     Crds {
         /// Directory to write `<plural>.yaml` files into instead of printing.
@@ -105,6 +105,17 @@ struct RunArgs {
     /// Seconds a leader's Lease lasts without renewal before a standby takes over.
     #[arg(long, env = "SANCTUM_LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// Pins a media-node host name to an address for control requests, like curl's
+    /// `--resolve` (HOST=IP; repeatable): for EndpointSlices of type FQDN without DNS.
+    #[arg(long = "resolve", env = "SANCTUM_RESOLVE", value_delimiter = ',')]
+    resolve: Vec<String>,
+    /// Seconds between re-verifications of a sealed recording's SHA-256 in S3.
+    #[arg(
+        long,
+        env = "SANCTUM_INTEGRITY_CHECK_SECONDS",
+        default_value_t = 86_400
+    )]
+    integrity_check_seconds: u64,
 }
 
 #[tokio::main]
@@ -127,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
-        Command::Run(args) => run(args).await?,
+        Command::Run(args) => run(*args).await?,
     }
     Ok(())
 }
@@ -178,6 +189,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 ProviderArg::Local => sanctum_api::KeyProvider::Local,
             })
             .collect(),
+        integrity_interval: Duration::from_secs(args.integrity_check_seconds.max(1)),
+        resolve: args
+            .resolve
+            .iter()
+            .map(|r| {
+                let (host, ip) = r
+                    .split_once('=')
+                    .with_context(|| format!("--resolve {r:?}: expected HOST=IP"))?;
+                let ip: std::net::IpAddr = ip
+                    .parse()
+                    .with_context(|| format!("--resolve {r:?}: {ip:?} is not an IP address"))?;
+                Ok((host.to_string(), ip))
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     let cloud = Cloud::new(&CloudConfig {
         endpoint: args.aws_endpoint,

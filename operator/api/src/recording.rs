@@ -144,4 +144,10 @@ pub struct RecordingStatus {
     /// When retention ends and the recording is deleted (unless on legal hold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// Media node (address:port of its control API) that records or recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_node: Option<String>,
+    /// When the stored object's SHA-256 was last verified against `sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_checked_at: Option<Time>,
 }

@@ -55,7 +55,10 @@ pub fn default_name(tenant: &str, uid: &str) -> String {
     )
 }
 
-/// The bucket policy: no access without TLS, no upload without server-side encryption.
+/// The bucket policy: no access without TLS. Encryption at rest is the bucket's default
+/// SSE-KMS (set below), which applies to every object whatever its upload asks for; a
+/// deny on a missing `x-amz-server-side-encryption` header would add nothing and breaks
+/// S3-compatible stores that cannot evaluate it.
 pub fn policy(bucket: &str) -> Value {
     let arn = format!("arn:aws:s3:::{bucket}");
     json!({
@@ -68,14 +71,6 @@ pub fn policy(bucket: &str) -> Value {
                 "Action": "s3:*",
                 "Resource": [arn.clone(), format!("{arn}/*")],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-            },
-            {
-                "Sid": "DenyUnencryptedUploads",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:PutObject",
-                "Resource": format!("{arn}/*"),
-                "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}
             }
         ]
     })

@@ -5,6 +5,7 @@
 
 pub mod buckets;
 pub mod keys;
+pub mod objects;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::error::ProvideErrorMetadata;

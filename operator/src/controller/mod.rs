@@ -1,6 +1,7 @@
 //! Controllers: the watch loops and the shared context they reconcile with.
 
 pub mod conditions;
+pub mod recording;
 pub mod ssa;
 pub mod tenant;
 
@@ -22,8 +23,8 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use sanctum_api::VideoTenant;
 use sanctum_api::labels;
+use sanctum_api::{Recording, VideoTenant};
 use serde::de::DeserializeOwned;
 
 use crate::cloud::Cloud;
@@ -95,6 +96,10 @@ pub struct RunConfig {
     pub instance: Option<String>,
     /// Key providers tenants may use; others are Stalled with a reason.
     pub key_providers: Vec<sanctum_api::KeyProvider>,
+    /// How often a sealed recording's checksum is re-verified in S3.
+    pub integrity_interval: Duration,
+    /// Host names pinned to addresses for media-node control requests.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.
@@ -128,18 +133,29 @@ pub async fn run(
     let controller = watch_owned::<Service>(controller, &client);
     let controller = watch_owned::<PodDisruptionBudget>(controller, &client);
     let controller = watch_owned::<HorizontalPodAutoscaler>(controller, &client);
+    let recordings = Controller::new(
+        Api::<Recording>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(recording::reconcile, recording::error_policy, ctx.clone())
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "recording reconcile loop reported an error");
+        }
+    });
     ready.store(true, Ordering::Relaxed);
-    tracing::info!("videotenant controller started");
-    controller
+    tracing::info!("videotenant and recording controllers started");
+    let tenants = controller
         .shutdown_on_signal()
         .run(tenant::reconcile, tenant::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile loop reported an error");
             }
-        })
-        .await;
-    tracing::info!("videotenant controller stopped");
+        });
+    tokio::join!(tenants, recordings);
+    tracing::info!("controllers stopped");
     Ok(())
 }
 

@@ -71,7 +71,8 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         .await?;
 
     let public_pem = run.ensure_signing_key().await?;
-    let config_map = signing_key::build_public_key_config_map(&v, &public_pem);
+    let control_pem = run.ensure_control_key().await?;
+    let config_map = signing_key::build_public_key_config_map(&v, &public_pem, &control_pem);
     let config_map = run.apply(&run.api::<ConfigMap>(), config_map).await?;
 
     let (key, key_secret) = run.ensure_tenant_key(tenant).await?;
@@ -259,6 +260,43 @@ impl Run<'_> {
                 if created.changed {
                     self.changes
                         .push(format!("created Secret/{}", signing_key::SECRET_NAME));
+                }
+                created.object
+            }
+        };
+        signing_key::public_key_pem(&secret).map_err(key_error)
+    }
+
+    /// Returns the tenant's control public key, creating the key pair (in the operator's
+    /// namespace) on first use; never replaced while the tenant lives.
+    async fn ensure_control_key(&mut self) -> Result<String, Error> {
+        let key_error = |source| Error::SigningKey {
+            tenant: self.v.name.clone(),
+            source,
+        };
+        let namespace = self.ctx.config.operator_namespace.clone();
+        let secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
+        let name = signing_key::control_key_name(self.v);
+        let secret = match secrets
+            .get_opt(&name)
+            .await
+            .map_err(self.read_error("control key"))?
+        {
+            Some(existing) => existing,
+            None => {
+                let fresh =
+                    signing_key::generate_control_secret(self.v, &namespace).map_err(key_error)?;
+                let created =
+                    ssa::create_once(&secrets, &fresh)
+                        .await
+                        .map_err(|source| Error::Apply {
+                            tenant: self.v.name.clone(),
+                            kind: "Secret".to_string(),
+                            name: name.clone(),
+                            source,
+                        })?;
+                if created.changed {
+                    self.changes.push(format!("created Secret/{name}"));
                 }
                 created.object
             }

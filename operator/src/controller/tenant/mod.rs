@@ -361,6 +361,21 @@ async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
         }
         return Err(Error::NamespaceTerminating { namespace });
     }
+    // The control key signs requests to media nodes that are gone now.
+    let control_key =
+        build::signing_key::control_key_name_for(&name, &tenant.uid().unwrap_or_default());
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
+    match secrets.delete(&control_key, &DeleteParams::default()).await {
+        Ok(_) => info!(secret = %control_key, "deleted the recording control key"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(source) => {
+            return Err(Error::Read {
+                tenant: name,
+                what: "control key".into(),
+                source,
+            });
+        }
+    }
     info!("tenant cleaned up");
     publish(
         ctx,

@@ -213,6 +213,14 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
                 format!("{SIGNING_KEY_DIR}/{PUBLIC_KEY_FILE}"),
             ),
             env(
+                "SANCTUM_CONTROL_PUBLIC_KEY",
+                format!(
+                    "{SIGNING_KEY_DIR}/{}",
+                    sanctum_api::control::PUBLIC_KEY_FILE
+                ),
+            ),
+            env("SANCTUM_TENANT_KEY_VERSION", key.version.to_string()),
+            env(
                 "SANCTUM_SIGNALING_ADDR",
                 format!("0.0.0.0:{SIGNALING_PORT}"),
             ),
@@ -307,7 +315,7 @@ mod tests {
 
     fn deployment(region: usize) -> Deployment {
         let v = fixtures::validated("clinic-a");
-        let cm = build_public_key_config_map(&v, "PEM");
+        let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
         build_deployment(&v, &v.spec.media.regions[region], &cm, &fixtures::key())
     }
 

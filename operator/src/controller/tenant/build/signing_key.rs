@@ -41,6 +41,41 @@ pub enum KeyError {
 
 /// A fresh key pair as the Secret to create; `None` fields are filled by the API server.
 pub fn generate_secret(v: &Validated) -> Result<Secret, KeyError> {
+    generate(namespaced_meta(v, SECRET_NAME))
+}
+
+/// Name of the tenant's control key Secret in the operator's namespace: tenant name and a
+/// hash of its uid, so a later tenant of the same name never shares it.
+pub fn control_key_name(v: &Validated) -> String {
+    control_key_name_for(&v.name, &v.owner.uid)
+}
+
+/// [`control_key_name`] from a tenant's name and uid.
+pub fn control_key_name_for(tenant: &str, uid: &str) -> String {
+    let suffix = crate::hash::short_sha256(uid.as_bytes(), 4);
+    format!("recording-control-key-{tenant}-{suffix}")
+}
+
+/// A fresh control key pair (signs the operator's requests to the tenant's media nodes),
+/// kept in the operator's namespace: the tenant's application, which holds the join-token
+/// key, must not be able to start recordings.
+pub fn generate_control_secret(
+    v: &Validated,
+    operator_namespace: &str,
+) -> Result<Secret, KeyError> {
+    let mut labels = super::common_labels(v);
+    labels.insert("sanctum.dev/tenant-uid".into(), v.owner.uid.clone());
+    generate(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(control_key_name(v)),
+        namespace: Some(operator_namespace.to_string()),
+        labels: Some(labels),
+        ..Default::default()
+    })
+}
+
+fn generate(
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<Secret, KeyError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(KeyError::Random)?;
     let key = SigningKey::from_bytes(&seed);
@@ -49,7 +84,7 @@ pub fn generate_secret(v: &Validated) -> Result<Secret, KeyError> {
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Encode(e.to_string()))?;
     Ok(Secret {
-        metadata: namespaced_meta(v, SECRET_NAME),
+        metadata,
         type_: Some("Opaque".into()),
         immutable: Some(true),
         data: Some(BTreeMap::from([(
@@ -74,14 +109,21 @@ pub fn public_key_pem(secret: &Secret) -> Result<String, KeyError> {
         .map_err(|e| KeyError::Encode(e.to_string()))
 }
 
-/// The ConfigMap media nodes mount to verify join tokens.
-pub fn build_public_key_config_map(v: &Validated, public_pem: &str) -> ConfigMap {
+/// The ConfigMap media nodes mount to verify join tokens and the operator's control requests.
+pub fn build_public_key_config_map(
+    v: &Validated,
+    public_pem: &str,
+    control_pem: &str,
+) -> ConfigMap {
     ConfigMap {
         metadata: namespaced_meta(v, CONFIG_MAP_NAME),
-        data: Some(BTreeMap::from([(
-            PUBLIC_KEY_FILE.to_string(),
-            public_pem.to_string(),
-        )])),
+        data: Some(BTreeMap::from([
+            (PUBLIC_KEY_FILE.to_string(), public_pem.to_string()),
+            (
+                sanctum_api::control::PUBLIC_KEY_FILE.to_string(),
+                control_pem.to_string(),
+            ),
+        ])),
         ..Default::default()
     }
 }

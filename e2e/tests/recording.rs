@@ -1,0 +1,529 @@
+//! Recordings end to end: the operator asks a real media-node process (configured from the
+//! objects the operator generated) to record a room over the signed control API; the node
+//! seals the WebM into the tenant bucket on the emulator; `decrypt` reads back the frames
+//! that were sent. Also: consent refused, retention deletes, legal hold keeps and blocks
+//! deletion.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use sanctum_api::{Recording, RecordingPhase, VideoTenant};
+use sanctum_e2e::{
+    Cluster, Operator, cloud, example_tenant, free_local_port, unique, wait_condition, wait_for,
+    with_logs, workspace_binary,
+};
+use sanctum_media_client::{Kind, Options, connect, parse_frame};
+
+/// Host name of the test's media node; the operator pins it to 127.0.0.1 (`--resolve`).
+const NODE_HOST: &str = "media-node.sanctum-e2e.test";
+
+/// A media-node process started with the tenant's generated configuration.
+struct Node {
+    child: tokio::process::Child,
+    base: String,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn bytes(secret: &Secret, key: &str) -> Result<Vec<u8>> {
+    Ok(secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .with_context(|| format!("{} has no {key}", secret.name_any()))?
+        .0
+        .clone())
+}
+
+async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result<(Node, Vec<u8>)> {
+    let dir = tempfile::tempdir()?;
+    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), ns);
+    let key_secret = secrets.get("tenant-data-key").await?;
+    let version: i32 = key_secret
+        .annotations()
+        .get("sanctum.dev/current-key-version")
+        .context("current version")?
+        .parse()?;
+    let keys = dir.path().join("tenant-key");
+    std::fs::create_dir(&keys)?;
+    for (name, value) in key_secret.data.clone().unwrap_or_default() {
+        std::fs::write(keys.join(name), value.0)?;
+    }
+    let cm = Api::<ConfigMap>::namespaced(cluster.client.clone(), ns)
+        .get("join-token-public-key")
+        .await?;
+    let data = cm.data.context("public keys")?;
+    std::fs::write(dir.path().join("public.pem"), &data["public.pem"])?;
+    std::fs::write(dir.path().join("control.pem"), &data["control.pem"])?;
+    let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+        .get("sanctum-local-master-key")
+        .await?;
+    let master_key = master
+        .data
+        .as_ref()
+        .context("master")?
+        .values()
+        .next()
+        .context("key")?;
+    std::fs::write(dir.path().join("master.key"), &master_key.0)?;
+    let signing = bytes(&secrets.get("join-token-signing-key").await?, "private.pem")?;
+
+    let port = free_local_port()?;
+    let metrics = free_local_port()?;
+    let status = tenant.status.clone().unwrap_or_default();
+    let child = tokio::process::Command::new(workspace_binary("sanctum-media-node")?)
+        .args(["serve", "--insecure-http", "--log-format", "text"])
+        .args(["--tenant", &tenant.name_any()])
+        .args(["--signaling-addr", &format!("127.0.0.1:{port}")])
+        .args(["--media-udp-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--key-provider", "local"])
+        .arg("--tenant-key-file")
+        .arg(keys.join(format!("v{version}")))
+        .args(["--tenant-key-version", &version.to_string()])
+        .arg("--join-token-public-key")
+        .arg(dir.path().join("public.pem"))
+        .arg("--control-public-key")
+        .arg(dir.path().join("control.pem"))
+        .arg("--local-master-key-file")
+        .arg(dir.path().join("master.key"))
+        .args([
+            "--kms-key-arn",
+            status.key_arn.as_deref().unwrap_or("local"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for("media node ready", Duration::from_secs(30), || {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{metrics}/readyz"))
+                .send()
+                .await;
+            Ok(r.is_ok_and(|r| r.status().is_success()))
+        }
+    })
+    .await?;
+    Ok((
+        Node {
+            child,
+            base,
+            port,
+            _dir: dir,
+        },
+        signing,
+    ))
+}
+
+/// What the endpoint controller would publish for the node (kwok runs no pods): the
+/// operator finds media nodes through EndpointSlices of the media Services. Loopback IPs
+/// are refused in EndpointSlices, so the test node is named by host name (`FQDN` type)
+/// and the operator pins that name to loopback.
+async fn publish_endpoint(cluster: &Cluster, tenant: &str, ns: &str, port: u16) -> Result<()> {
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "media-node-e2e", "labels": {
+            "app.kubernetes.io/component": "media-node",
+            "sanctum.dev/tenant": tenant,
+            "endpointslice.kubernetes.io/managed-by": "sanctum-e2e"}},
+        "addressType": "FQDN",
+        "endpoints": [{"addresses": [NODE_HOST], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP", "appProtocol": "http"}]
+    }))?;
+    Api::<EndpointSlice>::namespaced(cluster.client.clone(), ns)
+        .create(&PostParams::default(), &slice)
+        .await
+        .context("creating the EndpointSlice")?;
+    Ok(())
+}
+
+fn recording(
+    name: &str,
+    room: &str,
+    legal_hold: bool,
+    retention: Option<i32>,
+) -> Result<Recording> {
+    let mut spec = serde_json::json!({
+        "room": room,
+        "consent": {"recordedBy": "host-1", "method": "Verbal", "givenAt": "2026-11-24T10:00:00Z"},
+        "legalHold": legal_hold,
+    });
+    if let Some(days) = retention {
+        spec["retentionDays"] = days.into();
+    }
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "sanctum.dev/v1alpha1", "kind": "Recording",
+        "metadata": {"name": name}, "spec": spec,
+    }))?)
+}
+
+async fn wait_phase(api: &Api<Recording>, name: &str, phase: RecordingPhase) -> Result<Recording> {
+    let mut last = None;
+    for _ in 0..300 {
+        let r = api.get(name).await?;
+        let now = r.status.as_ref().and_then(|s| s.phase);
+        if now == Some(phase) {
+            return Ok(r);
+        }
+        last = Some(r);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "recording {name} never reached {phase:?}; last status: {}",
+        serde_json::to_string(&last.and_then(|r| r.status))?
+    )
+}
+
+/// Records `room` while publishing; returns the sealed Recording and the frames sent.
+async fn record(
+    api: &Api<Recording>,
+    node: &Node,
+    signing: &[u8],
+    tenant: &str,
+    name: &str,
+    rec: Recording,
+) -> Result<(Recording, u64)> {
+    let room = rec.spec.room.clone();
+    let token = mint(signing, tenant, &room)?;
+    let http = reqwest::Client::new();
+    let opts = Options {
+        base: node.base.clone(),
+        room: room.clone(),
+        token,
+        layer: None,
+        local_ip: "127.0.0.1".parse()?,
+        fps: 30,
+        frame_bytes: 1200,
+    };
+    let publisher = connect(&http, Kind::Publish, &opts).await?;
+    wait_for("publisher connected", Duration::from_secs(20), || async {
+        Ok(publisher.stats().connected)
+    })
+    .await?;
+    api.create(&PostParams::default(), &rec).await?;
+    wait_phase(api, name, RecordingPhase::Recording).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"stop": true}})),
+    )
+    .await?;
+    let sealed = wait_phase(api, name, RecordingPhase::Sealed).await?;
+    let (_, stats) = publisher.close().await?;
+    Ok((sealed, stats.video_sent))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn mint(private_pem: &[u8], tenant: &str, room: &str) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("private.pem");
+    std::fs::write(&key, private_pem)?;
+    let out = std::process::Command::new(workspace_binary("sanctum-media-node")?)
+        .args([
+            "mint-token",
+            "--tenant",
+            tenant,
+            "--room",
+            room,
+            "--user",
+            "host-1",
+        ])
+        .args(["--role", "host"])
+        .arg("--key")
+        .arg(&key)
+        .output()?;
+    ensure!(out.status.success(), "mint-token failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+async fn object(bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    let cloud = cloud().await?;
+    match cloud.s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(Some(o.body.collect().await?.into_bytes().to_vec())),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Video frame numbers in a WebM file, in order.
+fn frames_in(webm: &Path) -> Result<Vec<u32>> {
+    use matroska_demuxer::{Frame, MatroskaFile, TrackType};
+    let mut file = MatroskaFile::open(std::fs::File::open(webm)?)?;
+    let video: Vec<u64> = file
+        .tracks()
+        .iter()
+        .filter(|t| t.track_type() == TrackType::Video)
+        .map(|t| t.track_number().get())
+        .collect();
+    let mut frame = Frame::default();
+    let mut out = Vec::new();
+    while file.next_frame(&mut frame)? {
+        if video.contains(&frame.track) {
+            let (n, _) = parse_frame(&frame.data).context("a recorded frame is not intact")?;
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+#[ignore = "moto 5.2.5 denies object writes under the tenant bucket's aws:SecureTransport policy even over TLS, and the operator restores the policy the test lifts; see issue 6 notes"]
+async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("rec");
+    // The node is reached by a host name pinned to loopback (see publish_endpoint).
+    let op = Operator::start_with(
+        &run,
+        &run,
+        &["--resolve", &format!("{NODE_HOST}=127.0.0.1")],
+    )
+    .await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        tenants
+            .create(&PostParams::default(), &example_tenant(&run, &run)?)
+            .await?;
+        let tenant =
+            wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let ns = tenant
+            .status
+            .clone()
+            .unwrap_or_default()
+            .namespace
+            .context("namespace")?;
+        let (node, signing) = start_node(&cluster, &tenant, &ns)
+            .await
+            .context("starting the media node")?;
+        publish_endpoint(&cluster, &run, &ns, node.port).await?;
+        let api = Api::<Recording>::namespaced(cluster.client.clone(), &ns);
+        // moto 5.2.5 evaluates bucket-policy conditions without request context: the
+        // `aws:SecureTransport = false` Deny matches every object write, even over TLS.
+        // The policy is checked by `keys_and_buckets`; here it is lifted so the emulator
+        // accepts uploads at all (the operator restores it on its next tenant reconcile).
+        let bucket_name = tenant
+            .status
+            .clone()
+            .unwrap_or_default()
+            .bucket
+            .context("bucket")?;
+        cloud()
+            .await?
+            .s3
+            .delete_bucket_policy()
+            .bucket(&bucket_name)
+            .send()
+            .await?;
+
+        // Without consent, a tenant that requires it refuses the Recording at admission.
+        let mut no_consent = recording("no-consent", "room-a", false, None)?;
+        no_consent.spec.consent = None;
+        let refused = api.create(&PostParams::default(), &no_consent).await;
+        ensure!(
+            matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422 || e.code == 403),
+            "a recording without consent was accepted: {refused:?}"
+        );
+
+        // Record, seal, read back.
+        let (sealed, sent) = record(
+            &api,
+            &node,
+            &signing,
+            &run,
+            "visit-1",
+            recording("visit-1", "room-a", false, Some(30))?,
+        )
+        .await?;
+        let st = sealed.status.clone().context("status")?;
+        let (bucket, key) = (
+            st.bucket.clone().context("bucket")?,
+            st.key.clone().context("key")?,
+        );
+        let stored = object(&bucket, &key).await?.context("object missing")?;
+        ensure!(
+            Some(stored.len() as i64) == st.size_bytes,
+            "size in status differs"
+        );
+        ensure!(
+            st.sha256.as_deref() == Some(sha256_hex(&stored).as_str()),
+            "sha256 in status differs from the stored object"
+        );
+        // Ciphertext: no frame marker (every sent frame carries it) appears in the object.
+        let marker = &sanctum_media_client::make_frame(0, 24)[..5];
+        ensure!(
+            !stored.windows(5).any(|w| w == marker),
+            "plaintext media found in the bucket"
+        );
+
+        let out = tempfile::tempdir()?;
+        let keys_dir = out.path().join("keys");
+        std::fs::create_dir(&keys_dir)?;
+        let key_secret = Api::<Secret>::namespaced(cluster.client.clone(), &ns)
+            .get("tenant-data-key")
+            .await?;
+        for (name, value) in key_secret.data.clone().unwrap_or_default() {
+            std::fs::write(keys_dir.join(name), value.0)?;
+        }
+        let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+            .get("sanctum-local-master-key")
+            .await?;
+        let master_file = out.path().join("master.key");
+        std::fs::write(
+            &master_file,
+            &master.data.context("m")?.values().next().context("k")?.0,
+        )?;
+        let webm = out.path().join("visit-1.webm");
+        let decrypt = |target: &Path, obj_key: &str| {
+            std::process::Command::new(workspace_binary("sanctum-media-node").expect("built"))
+                .args(["decrypt", "--tenant", &run, "--key-provider", "local"])
+                .args(["--bucket", &bucket, "--key", obj_key])
+                .arg("--tenant-key-dir")
+                .arg(&keys_dir)
+                .arg("--local-master-key-file")
+                .arg(&master_file)
+                .arg("--output")
+                .arg(target)
+                .output()
+        };
+        let done = decrypt(&webm, &key)?;
+        ensure!(
+            done.status.success(),
+            "decrypt failed: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let frames = frames_in(&webm)?;
+        ensure!(
+            frames.len() as u64 >= sent / 2,
+            "only {} of {sent} frames recorded",
+            frames.len()
+        );
+        ensure!(
+            frames.windows(2).all(|w| w[1] > w[0]),
+            "frames out of order"
+        );
+
+        // A tampered copy is refused and leaves no output.
+        let mut tampered = stored.clone();
+        let at = tampered.len() / 2;
+        tampered[at] ^= 0x01;
+        let cloud = cloud().await?;
+        cloud
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key("recordings/tampered.sealed")
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+            .body(tampered.into())
+            .send()
+            .await?;
+        let bad = out.path().join("tampered.webm");
+        let refused = decrypt(&bad, "recordings/tampered.sealed")?;
+        ensure!(
+            !refused.status.success(),
+            "a tampered recording was decrypted"
+        );
+        ensure!(
+            String::from_utf8_lossy(&refused.stderr).contains("failed authentication"),
+            "unclear error: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        ensure!(!bad.exists(), "a partial plaintext file was left behind");
+
+        // Legal hold: a second recording survives retention and blocks deletion.
+        let (held, _) = record(
+            &api,
+            &node,
+            &signing,
+            &run,
+            "visit-2",
+            recording("visit-2", "room-b", true, Some(1))?,
+        )
+        .await?;
+        let held_key = held.status.clone().context("status")?.key.context("key")?;
+
+        // Retention: move both recordings' end 40 days back, as if time had passed.
+        let past = "2026-01-01T00:00:00Z";
+        for name in ["visit-1", "visit-2"] {
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"endedAt": past}})),
+            )
+            .await?;
+        }
+        wait_phase(&api, "visit-1", RecordingPhase::Deleted).await?;
+        ensure!(
+            object(&bucket, &key).await?.is_none(),
+            "expired object still there"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let still = api.get("visit-2").await?;
+        ensure!(
+            still.status.as_ref().and_then(|s| s.phase) == Some(RecordingPhase::Sealed),
+            "a recording under legal hold left Sealed"
+        );
+        ensure!(
+            object(&bucket, &held_key).await?.is_some(),
+            "held object deleted"
+        );
+
+        api.delete("visit-2", &DeleteParams::default()).await?;
+        wait_for(
+            "visit-2 DeletionBlocked",
+            Duration::from_secs(30),
+            || async {
+                let r = api.get("visit-2").await?;
+                Ok(r.status.iter().flat_map(|s| &s.conditions).any(|c| {
+                    c.type_ == "DeletionBlocked" && c.status == "True" && c.reason == "LegalHold"
+                }))
+            },
+        )
+        .await?;
+        ensure!(
+            api.get_opt("visit-2").await?.is_some(),
+            "deleted despite legal hold"
+        );
+        ensure!(
+            object(&bucket, &held_key).await?.is_some(),
+            "held object deleted"
+        );
+        api.patch(
+            "visit-2",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"legalHold": false}})),
+        )
+        .await?;
+        wait_for("visit-2 gone", Duration::from_secs(30), || async {
+            Ok(api.get_opt("visit-2").await?.is_none())
+        })
+        .await?;
+        ensure!(
+            object(&bucket, &held_key).await?.is_none(),
+            "object kept after deletion"
+        );
+        drop(node);
+        tenants.delete(&run, &DeleteParams::default()).await?;
+        Ok(())
+    })
+    .await
+}
