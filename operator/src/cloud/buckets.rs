@@ -415,18 +415,19 @@ mod tests {
     }
 
     #[test]
-    fn policy_denies_plain_http_and_unencrypted_uploads() {
+    fn policy_denies_plain_http_on_bucket_and_objects() {
         let p = policy("b");
         let statements = p["Statement"].as_array().expect("statements");
-        assert!(statements.iter().all(|s| s["Effect"] == "Deny"));
+        assert_eq!(statements.len(), 1);
+        assert_eq!(statements[0]["Effect"], "Deny");
+        assert_eq!(statements[0]["Action"], "s3:*");
         assert_eq!(
             statements[0]["Condition"]["Bool"]["aws:SecureTransport"],
             "false"
         );
         assert_eq!(
-            statements[1]["Condition"]["Null"]["s3:x-amz-server-side-encryption"],
-            "true"
+            statements[0]["Resource"],
+            serde_json::json!(["arn:aws:s3:::b", "arn:aws:s3:::b/*"])
         );
-        assert_eq!(statements[1]["Resource"], "arn:aws:s3:::b/*");
     }
 }
