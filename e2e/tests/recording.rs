@@ -47,37 +47,50 @@ fn bytes(secret: &Secret, key: &str) -> Result<Vec<u8>> {
         .clone())
 }
 
-async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result<(Node, Vec<u8>)> {
-    let dir = tempfile::tempdir()?;
-    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), ns);
-    let key_secret = secrets.get("tenant-data-key").await?;
-    let version: i32 = key_secret
+/// Writes the tenant's wrapped key versions (`v1`, `v2`, ...) into `dir`; returns the current one.
+async fn write_tenant_keys(cluster: &Cluster, ns: &str, dir: &Path) -> Result<i32> {
+    let secret = Api::<Secret>::namespaced(cluster.client.clone(), ns)
+        .get("tenant-data-key")
+        .await?;
+    std::fs::create_dir_all(dir)?;
+    for (name, value) in secret.data.clone().unwrap_or_default() {
+        std::fs::write(dir.join(name), value.0)?;
+    }
+    Ok(secret
         .annotations()
         .get("sanctum.dev/current-key-version")
         .context("current version")?
-        .parse()?;
-    let keys = dir.path().join("tenant-key");
-    std::fs::create_dir(&keys)?;
-    for (name, value) in key_secret.data.clone().unwrap_or_default() {
-        std::fs::write(keys.join(name), value.0)?;
-    }
-    let cm = Api::<ConfigMap>::namespaced(cluster.client.clone(), ns)
-        .get("join-token-public-key")
-        .await?;
-    let data = cm.data.context("public keys")?;
-    std::fs::write(dir.path().join("public.pem"), &data["public.pem"])?;
-    std::fs::write(dir.path().join("control.pem"), &data["control.pem"])?;
+        .parse()?)
+}
+
+/// Writes the local provider's master key to `path`.
+async fn write_master_key(cluster: &Cluster, path: &Path) -> Result<()> {
     let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
         .get("sanctum-local-master-key")
         .await?;
-    let master_key = master
+    let key = master
         .data
         .as_ref()
         .context("master")?
         .values()
         .next()
         .context("key")?;
-    std::fs::write(dir.path().join("master.key"), &master_key.0)?;
+    std::fs::write(path, &key.0)?;
+    Ok(())
+}
+
+async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result<(Node, Vec<u8>)> {
+    let dir = tempfile::tempdir()?;
+    let secrets = Api::<Secret>::namespaced(cluster.client.clone(), ns);
+    let keys = dir.path().join("tenant-key");
+    let version = write_tenant_keys(cluster, ns, &keys).await?;
+    let cm = Api::<ConfigMap>::namespaced(cluster.client.clone(), ns)
+        .get("join-token-public-key")
+        .await?;
+    let data = cm.data.context("public keys")?;
+    std::fs::write(dir.path().join("public.pem"), &data["public.pem"])?;
+    std::fs::write(dir.path().join("control.pem"), &data["control.pem"])?;
+    write_master_key(cluster, &dir.path().join("master.key")).await?;
     let signing = bytes(&secrets.get("join-token-signing-key").await?, "private.pem")?;
 
     let port = free_local_port()?;
@@ -377,21 +390,9 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
 
         let out = tempfile::tempdir()?;
         let keys_dir = out.path().join("keys");
-        std::fs::create_dir(&keys_dir)?;
-        let key_secret = Api::<Secret>::namespaced(cluster.client.clone(), &ns)
-            .get("tenant-data-key")
-            .await?;
-        for (name, value) in key_secret.data.clone().unwrap_or_default() {
-            std::fs::write(keys_dir.join(name), value.0)?;
-        }
-        let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
-            .get("sanctum-local-master-key")
-            .await?;
+        write_tenant_keys(&cluster, &ns, &keys_dir).await?;
         let master_file = out.path().join("master.key");
-        std::fs::write(
-            &master_file,
-            &master.data.context("m")?.values().next().context("k")?.0,
-        )?;
+        write_master_key(&cluster, &master_file).await?;
         let webm = out.path().join("visit-1.webm");
         let decrypt = |target: &Path, obj_key: &str| {
             std::process::Command::new(workspace_binary("sanctum-media-node").expect("built"))

@@ -85,7 +85,16 @@ pub async fn decrypt(
     let tenant_key = unwrap_tenant_key(unwrapper, wrapped).await?;
 
     let partial = partial_path(output);
-    let out = std::fs::File::create(&partial).with_context(|| format!("creating {partial:?}"))?;
+    // Plaintext media: readable by its owner only, and never over an existing file.
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("creating {partial:?}"))?
+    };
     let result = tokio::task::spawn_blocking(move || {
         let mut input = input;
         let mut out = std::io::BufWriter::new(out);

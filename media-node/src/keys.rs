@@ -156,12 +156,8 @@ pub async fn unwrap_tenant_key(
 }
 
 async fn unwrap_kms(cfg: &Unwrapper, wrapped: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(cfg.aws_region.clone()));
-    if let Some(endpoint) = &cfg.aws_endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    let kms = aws_sdk_kms::Client::new(&loader.load().await);
+    let shared = crate::server::aws_config(&cfg.aws_region, cfg.aws_endpoint.as_deref()).await;
+    let kms = aws_sdk_kms::Client::new(&shared);
     sanctum_keywrap::unwrap_kms(&kms, &wrapped, &cfg.tenant)
         .await
         .map_err(|e| match e {

@@ -342,30 +342,17 @@ async fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
     };
     let source = match (a.input, a.bucket, a.key) {
         (Some(path), _, _) => Source::File(path),
-        (None, Some(bucket), Some(key)) => {
-            let keys = KeyConfig {
-                tenant: unwrapper.tenant.clone(),
-                public_key: PathBuf::new(),
-                max_token_lifetime: Duration::ZERO,
-                provider: unwrapper.provider,
-                tenant_key_file: PathBuf::new(),
-                tenant_key_version: 0,
-                control_public_key: None,
-                local_master_key_file: None,
-                aws_endpoint: unwrapper.aws_endpoint.clone(),
-                aws_region: unwrapper.aws_region.clone(),
-            };
-            let storage = StorageConfig {
-                path_style: a.s3_path_style,
-                kms_key_id: None,
-            };
-            Source::S3 {
-                client: server::s3_client(&keys, &storage).await,
-                bucket,
-                key,
-                version_id: a.version_id,
-            }
-        }
+        (None, Some(bucket), Some(key)) => Source::S3 {
+            client: server::s3_client(
+                &unwrapper.aws_region,
+                unwrapper.aws_endpoint.as_deref(),
+                a.s3_path_style,
+            )
+            .await,
+            bucket,
+            key,
+            version_id: a.version_id,
+        },
         _ => anyhow::bail!("give --input, or --bucket and --key"),
     };
     let opened = decrypt::decrypt(source, &a.tenant_key_dir, &unwrapper, &a.output).await?;

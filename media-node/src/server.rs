@@ -75,16 +75,25 @@ pub struct StorageConfig {
     pub kms_key_id: Option<String>,
 }
 
-/// The S3 client recordings are uploaded with (default credential chain: IRSA, env).
-pub async fn s3_client(keys: &KeyConfig, storage: &StorageConfig) -> aws_sdk_s3::Client {
+/// AWS settings shared by the node's KMS and S3 clients (default credential chain: IRSA, env).
+pub async fn aws_config(region: &str, endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(keys.aws_region.clone()));
-    if let Some(endpoint) = &keys.aws_endpoint {
+        .region(aws_config::Region::new(region.to_string()));
+    if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    let shared = loader.load().await;
+    loader.load().await
+}
+
+/// The S3 client recordings are uploaded with (and `decrypt` reads with).
+pub async fn s3_client(
+    region: &str,
+    endpoint: Option<&str>,
+    path_style: bool,
+) -> aws_sdk_s3::Client {
+    let shared = aws_config(region, endpoint).await;
     let config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(storage.path_style)
+        .force_path_style(path_style)
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -163,7 +172,12 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let metrics = Metrics::default();
     let recorders = Recorders::new(RecorderConfig {
         tenant: cfg.keys.tenant.clone(),
-        s3: s3_client(&cfg.keys, &cfg.storage).await,
+        s3: s3_client(
+            &cfg.keys.aws_region,
+            cfg.keys.aws_endpoint.as_deref(),
+            cfg.storage.path_style,
+        )
+        .await,
         kms_key_id: cfg.storage.kms_key_id.clone(),
     });
     metrics.watch_recorders(recorders.clone());

@@ -521,7 +521,7 @@ async fn retain(
             }
         };
         status.integrity_checked_at = Some(current.clone());
-        let mut conditions = ready_conditions(rec, &status);
+        let mut conditions = ready_conditions(&status);
         conditions.push(if ok {
             Desired::yes("IntegrityVerified", "ChecksumMatches", message.clone())
         } else {
@@ -587,7 +587,7 @@ async fn dispose(
 async fn cleanup(rec: &Recording, tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
     let mut status = rec.status.clone().unwrap_or_default();
     if rec.spec.legal_hold {
-        let mut conditions = ready_conditions(rec, &status);
+        let mut conditions = ready_conditions(&status);
         conditions.push(Desired::yes(
             "DeletionBlocked",
             "LegalHold",
@@ -662,8 +662,8 @@ async fn fail(
     Ok(Action::await_change())
 }
 
-fn ready_conditions(rec: &Recording, status: &RecordingStatus) -> Vec<Desired> {
-    let _ = rec;
+/// The kstatus conditions as they stand, to merge another condition beside them.
+fn ready_conditions(status: &RecordingStatus) -> Vec<Desired> {
     status
         .conditions
         .iter()
