@@ -581,8 +581,9 @@ impl Sfu {
             return;
         };
         let room = publisher.info.room.clone();
-        let recorded_layer = {
-            // One simulcast layer is recorded: the first (highest) the publisher sends.
+        // Rooms that are not recorded pay one lookup; of a recorded room, one simulcast
+        // layer is recorded: the first (highest) the publisher sends.
+        let recorded_layer = || {
             let rids = self
                 .tracks
                 .get(&track)
@@ -590,7 +591,7 @@ impl Sfu {
                 .unwrap_or(&[]);
             data.rid.is_none() || rids.first() == data.rid.as_ref()
         };
-        if recorded_layer && self.recorded_rooms.contains(&room) {
+        if self.recorded_rooms.contains(&room) && recorded_layer() {
             let spec = data.params.spec();
             self.recorded.push_back(RecordedFrame {
                 room: room.clone(),
