@@ -158,7 +158,8 @@ start_moto() {
   moto_certificates
   log "starting moto on https://127.0.0.1:$MOTO_PORT"
   # setsid: moto outlives this script; `down` stops it by pid.
-  setsid "$CACHE/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
+  # moto_server.py: moto with bucket policies that see aws:SecureTransport (see its docstring).
+  setsid "$CACHE/moto/bin/python3" "$HERE/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" \
     -c "$MOTO_TLS/server.pem" -k "$MOTO_TLS/server.key" >"$CACHE/$NAME.moto.log" 2>&1 < /dev/null &
   echo $! >"$MOTO_PID"
   for _ in $(seq 1 100); do

@@ -30,6 +30,21 @@ use serde::de::DeserializeOwned;
 use crate::cloud::Cloud;
 use crate::metrics::Metrics;
 
+/// Event notes are capped at 1024 bytes by the API server; a longer note would lose the
+/// whole Event, so it is cut at a character boundary with an ellipsis.
+pub(crate) fn event_note(mut note: String) -> String {
+    const MAX: usize = 1000;
+    if note.len() > MAX {
+        let mut cut = MAX - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    note
+}
+
 /// Everything a reconcile needs besides the object itself.
 pub struct Context {
     /// Kubernetes client (counts its requests in `metrics`).
@@ -183,4 +198,19 @@ where
                 .map(|tenant| ObjectRef::<VideoTenant>::new(tenant))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_note;
+
+    #[test]
+    fn long_event_notes_are_cut_within_the_api_limit_at_a_char_boundary() {
+        assert_eq!(event_note("short".into()), "short");
+        let note = "é".repeat(800); // 1600 bytes, two per character
+        let cut = event_note(note);
+        assert!(cut.len() <= 1000, "{} bytes", cut.len());
+        assert!(cut.ends_with("..."));
+        assert!(cut.trim_end_matches("...").chars().all(|c| c == 'é'));
+    }
 }

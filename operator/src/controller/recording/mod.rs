@@ -377,6 +377,9 @@ async fn follow(
         Err(e) => return Err(e.into()),
     };
     match report.phase {
+        // Just asked to stop: the node reports `recording` until its recorder takes the
+        // stop off its queue, so look again soon rather than at the recording cadence.
+        NodePhase::Recording if rec.spec.stop => Ok(Action::requeue(Duration::from_secs(1))),
         NodePhase::Recording => Ok(Action::requeue(Duration::from_secs(10))),
         NodePhase::Finalizing => {
             if status.phase != Some(RecordingPhase::Finalizing) {
@@ -503,16 +506,23 @@ async fn retain(
     if due && let (Some(bucket), Some(key)) = (status.bucket.clone(), status.key.clone()) {
         let checked =
             objects::sha256(&ctx.cloud, &bucket, &key, status.version_id.as_deref()).await;
-        let (ok, message) = match &checked {
-            Ok((sha, _)) if Some(sha) == status.sha256.as_ref() => {
-                (true, "the stored object matches status.sha256".to_string())
-            }
+        let (ok, reason, message) = match &checked {
+            Ok((sha, _)) if Some(sha) == status.sha256.as_ref() => (
+                true,
+                "ChecksumMatches",
+                "the stored object matches status.sha256".to_string(),
+            ),
             Ok(_) => (
                 false,
+                "ChecksumMismatch",
                 "the stored object does NOT match status.sha256: it was altered or replaced"
                     .to_string(),
             ),
-            Err(e) if e.is_not_found() => (false, format!("the stored object is missing: {e}")),
+            Err(e) if e.is_not_found() => (
+                false,
+                "ObjectMissing",
+                format!("the stored object is missing: {e}"),
+            ),
             Err(e) => {
                 return Err(Error::Cloud(CloudError::other(
                     e.operation,
@@ -523,9 +533,9 @@ async fn retain(
         status.integrity_checked_at = Some(current.clone());
         let mut conditions = ready_conditions(&status);
         conditions.push(if ok {
-            Desired::yes("IntegrityVerified", "ChecksumMatches", message.clone())
+            Desired::yes("IntegrityVerified", reason, message.clone())
         } else {
-            Desired::no("IntegrityVerified", "ChecksumMismatch", message.clone())
+            Desired::no("IntegrityVerified", reason, message.clone())
         });
         status.conditions = merge(
             &status.conditions,
@@ -536,7 +546,7 @@ async fn retain(
         write_status(ctx, rec, status).await?;
         if !ok {
             warn!("recording integrity check failed");
-            publish(ctx, rec, EventType::Warning, "ChecksumMismatch", message).await;
+            publish(ctx, rec, EventType::Warning, reason, message).await;
         }
     } else {
         write_status(ctx, rec, status.clone()).await?;
@@ -742,7 +752,7 @@ async fn publish(ctx: &Context, rec: &Recording, type_: EventType, reason: &str,
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(super::event_note(note)),
         action: "Reconcile".into(),
         secondary: None,
     };

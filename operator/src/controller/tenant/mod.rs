@@ -39,8 +39,6 @@ use validate::Invalid;
 pub const FINALIZER: &str = "sanctum.dev/cleanup";
 /// Controller label in metrics.
 const CONTROLLER: &str = "videotenant";
-/// Longest an Event note may be.
-const MAX_NOTE: usize = 1000;
 
 /// Why a tenant reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -473,19 +471,10 @@ async fn publish(
     action: &str,
     note: String,
 ) {
-    let mut note = note;
-    if note.len() > MAX_NOTE {
-        let mut cut = MAX_NOTE - 3;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push_str("...");
-    }
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(super::event_note(note)),
         action: action.into(),
         secondary: None,
     };
