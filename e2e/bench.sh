@@ -2,7 +2,8 @@
 # Runs every benchmark and writes target/bench/report.md plus the JSON of each:
 #   operator convergence (N tenants to Ready vs. a server-side-apply baseline, steady-state
 #   writes) on a private local control plane with the AWS emulator, and media-node
-#   forwarding (DTLS-SRTP SFU vs. a plain UDP relay) over loopback.
+#   forwarding (DTLS-SRTP SFU vs. a plain UDP relay) over loopback, and recording
+#   encryption (the sealed format vs. raw AES-256-GCM over the same bytes).
 #
 #   e2e/bench.sh                      # N = 10,100,1000 tenants; 1,10,100 subscribers
 #   OPERATOR_NS=10,100 MEDIA_NS=1,10 STEADY_SECONDS=30 e2e/bench.sh
@@ -51,6 +52,10 @@ step "media-node forwarding"
 cargo bench --locked "${PKGS[@]}" --bench forwarding -- \
   "${MEDIA_NS:-1,10,100}" "${MEDIA_SECONDS:-10}" | tee "$OUT/media.md"
 
+step "recording encryption"
+cargo bench --locked "${PKGS[@]}" --bench sealing -- \
+  "${SEAL_MIB:-256}" "${SEAL_ROUNDS:-7}" | tee "$OUT/recording.md"
+
 {
   echo "# Sanctum benchmarks"
   echo
@@ -63,5 +68,9 @@ cargo bench --locked "${PKGS[@]}" --bench forwarding -- \
   echo "## Media-node forwarding"
   echo
   cat "$OUT/media.md"
+  echo
+  echo "## Recording encryption"
+  echo
+  cat "$OUT/recording.md"
 } > "$OUT/report.md"
-step "wrote $OUT/report.md, $OUT/operator-convergence.json, $OUT/media-forwarding.json"
+step "wrote $OUT/report.md, $OUT/operator-convergence.json, $OUT/media-forwarding.json, $OUT/recording-encryption.json"

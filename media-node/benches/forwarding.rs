@@ -12,6 +12,8 @@
 //! subscriber, no SRTP, no RTP parsing) fed the same packet rate and mean packet size as
 //! the node received, with the same fan-out. The ratio node/relay is the cost of WebRTC.
 
+mod report;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -509,22 +511,11 @@ async fn bench() {
             "node_over_relay_per_core": ratio,
         }));
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|t| Path::new(&t).join("bench"))
-        .unwrap_or_else(|| workspace.join("target/bench"));
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    let path = dir.join("media-forwarding.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&serde_json::json!({
+    report::write_json(
+        "media-forwarding.json",
+        &serde_json::json!({
             "publisher": { "fps": FPS, "frame_bytes": FRAME_BYTES, "audio_packets_per_second": 50 },
             "rows": json,
-        }))
-        .expect("json"),
-    )
-    .expect("write");
-    eprintln!("wrote {}", path.display());
+        }),
+    );
 }

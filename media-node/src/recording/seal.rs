@@ -191,17 +191,19 @@ impl Sealer {
 
     fn seal_chunk(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), SealError> {
         let nonce = chunk_nonce(&self.prefix, self.index, last);
-        let start = out.len();
-        out.extend_from_slice(&[0u8; 4]);
+        let sealed_len = self.pending.len() + AES_256_GCM.tag_len();
+        let len = u32::try_from(sealed_len).map_err(|_| SealError::TooLong)?;
+        // Encrypted in place at the end of `out`: no intermediate buffer per chunk.
+        out.reserve(4 + sealed_len);
+        out.extend_from_slice(&len.to_be_bytes());
+        let body = out.len();
         out.extend_from_slice(&self.pending);
         self.pending.clear();
-        let mut body = out.split_off(start + 4);
-        self.key
-            .seal_in_place_append_tag(nonce, Aad::from(&self.aad), &mut body)
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(&self.aad), &mut out[body..])
             .map_err(|_| SealError::Crypto("chunk seal"))?;
-        let len = u32::try_from(body.len()).map_err(|_| SealError::TooLong)?;
-        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
         self.index = self.index.checked_add(1).ok_or(SealError::TooLong)?;
         Ok(())
     }
