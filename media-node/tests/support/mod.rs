@@ -18,6 +18,8 @@ pub struct Node {
     pub running: Running,
     pub base: String,
     pub private_pem: Vec<u8>,
+    /// The tenant's control private key (the operator's half).
+    pub control_pem: Vec<u8>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
@@ -56,6 +58,8 @@ impl Node {
             p
         };
         let public_key = write("public.pem", &public_pem);
+        let (control_pem, control_public) = keypair();
+        let control_public_key = write("control.pem", &control_public);
         let master = sanctum_keywrap::random_key().expect("master");
         let master_file = write("master.key", &master);
         let tenant_key_file = write(
@@ -91,7 +95,7 @@ impl Node {
                 provider: Provider::Local,
                 tenant_key_file,
                 tenant_key_version: 1,
-                control_public_key: None,
+                control_public_key: Some(control_public_key),
                 local_master_key_file: Some(master_file),
                 aws_endpoint: None,
                 aws_region: "us-east-1".into(),
@@ -112,6 +116,7 @@ impl Node {
             running,
             base,
             private_pem,
+            control_pem,
             dir,
             http: http.build().expect("client"),
         };
