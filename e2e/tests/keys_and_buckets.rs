@@ -95,6 +95,21 @@ async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
             !report.created && report.repaired.is_empty(),
             "bucket settings differ: {report:?}"
         );
+        let lifecycle = cloud
+            .s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .send()
+            .await?;
+        ensure!(
+            lifecycle.rules().iter().any(|r| {
+                r.expiration().and_then(|e| e.days()) == Some(t.spec.storage.retention_days)
+                    && r.abort_incomplete_multipart_upload()
+                        .and_then(|a| a.days_after_initiation())
+                        == Some(1)
+            }),
+            "no retention rule that also aborts stale uploads: {lifecycle:?}"
+        );
 
         // Someone turns public access back on; the operator turns it off and says so.
         cloud

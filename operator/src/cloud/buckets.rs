@@ -4,12 +4,13 @@
 //! costs reads only, and a setting someone changed by hand is detected and repaired.
 
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
-    CreateBucketConfiguration, DefaultRetention, ExpirationStatus, LifecycleExpiration,
-    LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectLockConfiguration,
-    ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 use sanctum_api::{ObjectLockMode, ObjectLockSpec};
 use serde_json::{Value, json};
@@ -19,6 +20,9 @@ use super::{Cloud, CloudError};
 
 /// Lifecycle rule id the operator owns.
 const RETENTION_RULE: &str = "sanctum-retention";
+/// A recording upload a lost media node left behind (and the operator could not abort)
+/// is removed by the store after this many days, so its parts never linger.
+const ABORT_UPLOADS_AFTER_DAYS: i32 = 1;
 
 /// What the bucket must look like.
 #[derive(Clone, Debug, PartialEq)]
@@ -247,6 +251,9 @@ pub async fn ensure_bucket(
                 && r.noncurrent_version_expiration()
                     .and_then(|e| e.noncurrent_days())
                     == Some(want.retention_days)
+                && r.abort_incomplete_multipart_upload()
+                    .and_then(|a| a.days_after_initiation())
+                    == Some(ABORT_UPLOADS_AFTER_DAYS)
         })
     });
     if !lifecycle_ok {
@@ -262,6 +269,11 @@ pub async fn ensure_bucket(
             .noncurrent_version_expiration(
                 NoncurrentVersionExpiration::builder()
                     .noncurrent_days(want.retention_days)
+                    .build(),
+            )
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(ABORT_UPLOADS_AFTER_DAYS)
                     .build(),
             )
             .build()
