@@ -1,8 +1,9 @@
 //! Recordings end to end: the operator asks a real media-node process (configured from the
 //! objects the operator generated) to record a room over the signed control API; the node
 //! seals the WebM into the tenant bucket on the emulator; `decrypt` reads back the frames
-//! that were sent. Also: consent refused, retention deletes, legal hold keeps and blocks
-//! deletion.
+//! that were sent. Also: consent refused, a tampered object refused, the integrity re-check,
+//! retention deletes, legal hold keeps and blocks deletion, and a node killed mid-recording
+//! leaves a Failed Recording (MediaNodeLost) and no upload behind.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -18,7 +19,7 @@ use sanctum_e2e::{
     Cluster, Operator, cloud, example_tenant, free_local_port, unique, wait_condition, wait_for,
     with_logs, workspace_binary,
 };
-use sanctum_media_client::{Kind, Options, connect, parse_frame};
+use sanctum_media_client::{Kind, Options, Session, connect, parse_frame};
 
 /// Host name of the test's media node; the operator pins it to 127.0.0.1 (`--resolve`).
 const NODE_HOST: &str = "media-node.sanctum-e2e.test";
@@ -204,6 +205,25 @@ async fn wait_phase(api: &Api<Recording>, name: &str, phase: RecordingPhase) -> 
 }
 
 /// Records `room` while publishing; returns the sealed Recording and the frames sent.
+/// A str0m publisher sending numbered frames into `room` on the node, once connected.
+async fn publish(node: &Node, signing: &[u8], tenant: &str, room: &str) -> Result<Session> {
+    let opts = Options {
+        base: node.base.clone(),
+        room: room.to_string(),
+        token: mint(signing, tenant, room)?,
+        layer: None,
+        local_ip: "127.0.0.1".parse()?,
+        fps: 30,
+        frame_bytes: 1200,
+    };
+    let publisher = connect(&reqwest::Client::new(), Kind::Publish, &opts).await?;
+    wait_for("publisher connected", Duration::from_secs(20), || async {
+        Ok(publisher.stats().connected)
+    })
+    .await?;
+    Ok(publisher)
+}
+
 async fn record(
     api: &Api<Recording>,
     node: &Node,
@@ -212,23 +232,7 @@ async fn record(
     name: &str,
     rec: Recording,
 ) -> Result<(Recording, u64)> {
-    let room = rec.spec.room.clone();
-    let token = mint(signing, tenant, &room)?;
-    let http = reqwest::Client::new();
-    let opts = Options {
-        base: node.base.clone(),
-        room: room.clone(),
-        token,
-        layer: None,
-        local_ip: "127.0.0.1".parse()?,
-        fps: 30,
-        frame_bytes: 1200,
-    };
-    let publisher = connect(&http, Kind::Publish, &opts).await?;
-    wait_for("publisher connected", Duration::from_secs(20), || async {
-        Ok(publisher.stats().connected)
-    })
-    .await?;
+    let publisher = publish(node, signing, tenant, &rec.spec.room).await?;
     api.create(&PostParams::default(), &rec).await?;
     wait_phase(api, name, RecordingPhase::Recording).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -562,6 +566,52 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         ensure!(
             object(&bucket, &held_key).await?.is_none(),
             "object kept after deletion"
+        );
+        // A node that dies mid-recording: the Recording fails with MediaNodeLost and the
+        // operator aborts its multipart upload, so no part of it stays in the bucket.
+        let mut node = node;
+        let _publisher = publish(&node, &signing, &run, "room-c").await?;
+        api.create(
+            &PostParams::default(),
+            &recording("visit-3", "room-c", false, None)?,
+        )
+        .await?;
+        let started = wait_phase(&api, "visit-3", RecordingPhase::Recording).await?;
+        let lost_key = started.status.context("status")?.key.context("key")?;
+        let uploads = |key: String| {
+            let s3 = cloud.s3.clone();
+            let bucket = bucket.clone();
+            async move {
+                let listed = s3.list_multipart_uploads().bucket(&bucket).send().await?;
+                anyhow::Ok(
+                    listed
+                        .uploads()
+                        .iter()
+                        .filter(|u| u.key() == Some(key.as_str()))
+                        .count(),
+                )
+            }
+        };
+        ensure!(
+            uploads(lost_key.clone()).await? == 1,
+            "a recording in progress has no multipart upload"
+        );
+        node.child.kill().await?;
+        let failed = wait_phase(&api, "visit-3", RecordingPhase::Failed).await?;
+        ensure!(
+            failed.status.iter().flat_map(|s| &s.conditions).any(|c| {
+                c.type_ == "Stalled" && c.status == "True" && c.reason == "MediaNodeLost"
+            }),
+            "lost node not reported: {:?}",
+            failed.status
+        );
+        ensure!(
+            uploads(lost_key.clone()).await? == 0,
+            "the lost recording's upload was not aborted"
+        );
+        ensure!(
+            object(&bucket, &lost_key).await?.is_none(),
+            "a lost recording left an object"
         );
         drop(node);
         tenants.delete(&run, &DeleteParams::default()).await?;
