@@ -12,3 +12,4 @@ pub mod recording;
 pub mod server;
 pub mod signaling;
 pub mod token;
+pub mod udp;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use sanctum_media_core::str0m::Candidate;
 use sanctum_media_core::{AcceptError, EndReason, PeerId, PeerInfo, Sfu, SfuConfig, SfuEvent};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -363,22 +364,38 @@ impl Driver {
         }
     }
 
-    /// Sends what the SFU queued, then reports its events and gauges.
+    /// Sends what the SFU queued (in batches, see [`crate::udp`]), then reports its events
+    /// and gauges.
     async fn flush(&mut self) {
-        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut queued = Vec::new();
         while let Some(t) = self.sfu.poll_transmit() {
-            let sent = match self.socket.try_send_to(&t.contents, t.destination) {
+            queued.push((Vec::from(t.contents), t.destination));
+        }
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut next = 0;
+        while next < queued.len() {
+            let rest = &queued[next..];
+            match self.socket.try_io(Interest::WRITABLE, || {
+                crate::udp::send_batch(&self.socket, rest)
+            }) {
+                Ok(sent) => {
+                    packets += sent as u64;
+                    bytes += rest[..sent]
+                        .iter()
+                        .map(|(d, _)| d.len() as u64)
+                        .sum::<u64>();
+                    next += sent;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.socket.send_to(&t.contents, t.destination).await
+                    if self.socket.writable().await.is_err() {
+                        break;
+                    }
                 }
-                other => other,
-            };
-            match sent {
-                Ok(n) => {
-                    packets += 1;
-                    bytes += n as u64;
+                Err(e) => {
+                    // This datagram cannot be sent (e.g. its address is unreachable).
+                    tracing::debug!(error = %e, "media socket send failed");
+                    next += 1;
                 }
-                Err(e) => tracing::debug!(error = %e, "media socket send failed"),
             }
         }
         self.metrics.traffic("out", packets, bytes);
