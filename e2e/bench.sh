@@ -25,15 +25,28 @@ cargo bench --locked "${PKGS[@]}" --no-run
 
 CLUSTER="sanctum-bench-$$"
 export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4568}"
-cleanup() { "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" >/dev/null 2>&1 || true; }
+cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ -z "${KUBECONFIG_WAS_SET:-}" ]; then
+    # What the control plane said last, before it is deleted.
+    for component in kube-apiserver etcd; do
+      echo "--- last lines of $component" >&2
+      kwokctl logs "$component" --name "$CLUSTER" 2>/dev/null | tail -n 15 >&2 || true
+    done
+  fi
+  "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 if [ -n "${KUBECONFIG:-}" ]; then
+  KUBECONFIG_WAS_SET=1
   eval "$("$ROOT/e2e/controlplane/cluster.sh" moto "$CLUSTER")"
 else
   eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
-  # Room for 1000 tenants: more fake nodes (110 pods each) and a second Service range
-  # (networking.k8s.io/v1 ServiceCIDR) beside the default /24.
-  kwokctl scale node --name "$CLUSTER" --replicas 12 >&2
+  # Room for 1000 tenants: more fake nodes and a second Service range
+  # (networking.k8s.io/v1 ServiceCIDR) beside the default /24. Every run's tenants and
+  # baseline objects stay until the end, so N = 10 + 100 + 1000 twice: about 2,200 media
+  # pods requesting 0.5 CPU each; a kwok node offers 32 CPUs and 110 pods.
+  kwokctl scale node --name "$CLUSTER" --replicas 40 >&2
   kubectl apply --server-side -f - >&2 <<'YAML'
 apiVersion: networking.k8s.io/v1
 kind: ServiceCIDR

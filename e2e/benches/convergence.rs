@@ -56,6 +56,26 @@ async fn requests(op: &Operator) -> Result<u64> {
     op.counter("sanctum_kube_api_requests_total", "").await
 }
 
+/// Retries what a loaded API server turns away (429, 5xx, dropped connections), as any
+/// client does; the operator's own requests are retried by its error policy.
+async fn retry<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(kube::Error::Api(e)) if attempt < 10 && (e.code == 429 || e.code >= 500) => {}
+            Err(kube::Error::Service(_) | kube::Error::HyperError(_)) if attempt < 10 => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+    }
+}
+
 async fn ready_count(tenants: &Api<VideoTenant>, run: &str) -> Result<usize> {
     let list = tenants
         .list(&ListParams::default().labels(&format!("{RUN_LABEL}={run}")))
@@ -168,9 +188,8 @@ async fn baseline(client: &Client, tenant_namespaces: &[String]) -> Result<(f64,
                     },
                     ..Default::default()
                 };
-                namespaces
-                    .patch(&target, &apply, &Patch::Apply(&ns))
-                    .await?;
+                let ns = Patch::Apply(&ns);
+                retry(|| namespaces.patch(&target, &apply, &ns)).await?;
                 for (ar, obj) in objects {
                     let api: Api<DynamicObject> =
                         Api::namespaced_with(client.clone(), &target, &ar);
@@ -179,8 +198,9 @@ async fn baseline(client: &Client, tenant_namespaces: &[String]) -> Result<(f64,
                         api_version: ar.api_version.clone(),
                         kind: ar.kind.clone(),
                     });
-                    api.patch(&obj.name_any(), &apply, &Patch::Apply(&obj))
-                        .await?;
+                    let name = obj.name_any();
+                    let patch = Patch::Apply(&obj);
+                    retry(|| api.patch(&name, &apply, &patch)).await?;
                 }
                 anyhow::Ok(())
             }
@@ -205,9 +225,19 @@ async fn run(cluster: &Cluster, n: usize, steady: Duration) -> Result<Row> {
             let tenants = tenants.clone();
             let run = run.clone();
             async move {
-                tenants
-                    .create(&PostParams::default(), &bench_tenant(&name, &run)?)
-                    .await?;
+                let tenant = bench_tenant(&name, &run)?;
+                for attempt in 1..=5 {
+                    match tenants.create(&PostParams::default(), &tenant).await {
+                        Ok(_) => break,
+                        // An earlier attempt got through before its connection broke.
+                        Err(kube::Error::Api(e)) if e.code == 409 => break,
+                        Err(e) if attempt < 5 => {
+                            eprintln!("  creating {name} failed, retrying: {e}");
+                            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 anyhow::Ok(())
             }
         })
@@ -215,8 +245,13 @@ async fn run(cluster: &Cluster, n: usize, steady: Duration) -> Result<Row> {
         .try_collect::<Vec<_>>()
         .await?;
     let deadline = Instant::now() + Duration::from_secs(60 + 2 * n as u64);
+    let mut ready = 0;
     loop {
-        let ready = ready_count(&tenants, &run).await?;
+        // A poll the loaded API server drops is not the operator's failure: poll again.
+        match ready_count(&tenants, &run).await {
+            Ok(count) => ready = count,
+            Err(e) => eprintln!("  polling tenants failed, retrying: {e:#}"),
+        }
         if ready == n {
             break;
         }
