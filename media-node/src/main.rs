@@ -61,13 +61,20 @@ struct DecryptArgs {
     /// Service that unwraps the tenant key.
     #[arg(long, value_enum)]
     key_provider: Provider,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Where keys are unwrapped and objects stored; shared by `serve` and `decrypt`.
+#[derive(clap::Args)]
+struct StoreArgs {
     /// Master key file of the local provider.
     #[arg(long, env = "SANCTUM_LOCAL_MASTER_KEY_FILE")]
     local_master_key_file: Option<PathBuf>,
-    /// AWS endpoint override (emulators, VPC endpoints).
+    /// AWS (KMS and S3) endpoint override (emulators, VPC endpoints).
     #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
     aws_endpoint: Option<String>,
-    /// AWS region.
+    /// AWS region of the KMS key and the bucket.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     aws_region: String,
     /// Path-style S3 addressing (emulators).
@@ -156,18 +163,8 @@ struct ServeArgs {
     /// The operator's control public key (SPKI PEM); without it the control API is off.
     #[arg(long, env = "SANCTUM_CONTROL_PUBLIC_KEY")]
     control_public_key: Option<PathBuf>,
-    /// Path-style S3 addressing (emulators).
-    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
-    s3_path_style: bool,
-    /// Master key file of the local provider.
-    #[arg(long, env = "SANCTUM_LOCAL_MASTER_KEY_FILE")]
-    local_master_key_file: Option<PathBuf>,
-    /// KMS endpoint override (emulators, VPC endpoints).
-    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
-    aws_endpoint: Option<String>,
-    /// AWS region of the KMS key.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    aws_region: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Web origins allowed to call signaling from a browser (comma-separated).
     #[arg(long, env = "SANCTUM_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
@@ -281,16 +278,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             tenant_key_file: a.tenant_key_file,
             tenant_key_version: a.tenant_key_version,
             control_public_key: a.control_public_key,
-            local_master_key_file: a.local_master_key_file,
-            aws_endpoint: a.aws_endpoint,
-            aws_region: a.aws_region,
+            local_master_key_file: a.store.local_master_key_file,
+            aws_endpoint: a.store.aws_endpoint,
+            aws_region: a.store.aws_region,
         },
         idle_timeout: Duration::from_secs(a.idle_timeout_seconds),
         max_session: Duration::from_secs(a.max_session_minutes * 60),
         cors_origins: a.cors_origins,
         drain: Duration::from_secs(a.drain_seconds),
         storage: StorageConfig {
-            path_style: a.s3_path_style,
+            path_style: a.store.s3_path_style,
             kms_key_id: a.kms_key_arn.clone().filter(|arn| arn != "local"),
         },
     })
@@ -336,9 +333,9 @@ async fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
     let unwrapper = Unwrapper {
         tenant: a.tenant,
         provider: a.key_provider,
-        local_master_key_file: a.local_master_key_file,
-        aws_endpoint: a.aws_endpoint,
-        aws_region: a.aws_region,
+        local_master_key_file: a.store.local_master_key_file,
+        aws_endpoint: a.store.aws_endpoint,
+        aws_region: a.store.aws_region,
     };
     let source = match (a.input, a.bucket, a.key) {
         (Some(path), _, _) => Source::File(path),
@@ -346,7 +343,7 @@ async fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
             client: server::s3_client(
                 &unwrapper.aws_region,
                 unwrapper.aws_endpoint.as_deref(),
-                a.s3_path_style,
+                a.store.s3_path_style,
             )
             .await,
             bucket,
