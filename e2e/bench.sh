@@ -7,6 +7,7 @@
 #
 #   e2e/bench.sh                      # N = 10,100,1000 tenants; 1,10,100 subscribers
 #   OPERATOR_NS=10,100 MEDIA_NS=1,10 STEADY_SECONDS=30 e2e/bench.sh
+#   BENCH_DEBOUNCE_MS=0,500 OPERATOR_NS=100 e2e/bench.sh   # each N per reconcile debounce
 #
 # Benchmarks print figures; they never pass or fail on them. Compare runs from one machine.
 set -euo pipefail

@@ -56,6 +56,11 @@ async fn requests(op: &Operator) -> Result<u64> {
     op.counter("sanctum_kube_api_requests_total", "").await
 }
 
+async fn tenant_reconciles(op: &Operator) -> Result<u64> {
+    op.counter("sanctum_reconciles_total", "controller=\"videotenant\"")
+        .await
+}
+
 /// Retries what a loaded API server turns away (429, 5xx, dropped connections), as any
 /// client does; the operator's own requests are retried by its error policy.
 async fn retry<T, F, Fut>(mut call: F) -> Result<T>
@@ -101,8 +106,10 @@ fn bench_tenant(name: &str, run: &str) -> Result<VideoTenant> {
 
 struct Row {
     n: usize,
+    debounce: String,
     seconds: f64,
     requests_per_tenant: f64,
+    reconciles_per_tenant: f64,
     cpu_seconds: f64,
     peak_rss_mib: f64,
     baseline_seconds: f64,
@@ -211,12 +218,17 @@ async fn baseline(client: &Client, tenant_namespaces: &[String]) -> Result<(f64,
     Ok((start.elapsed().as_secs_f64(), total))
 }
 
-async fn run(cluster: &Cluster, n: usize, steady: Duration) -> Result<Row> {
+async fn run(cluster: &Cluster, n: usize, steady: Duration, debounce: Option<&str>) -> Result<Row> {
     let run = unique("bench");
     let tenants = Api::<VideoTenant>::all(cluster.client.clone());
-    let op = Operator::start_with(&run, "", &["--resync-seconds", "300"]).await?;
+    let mut args = vec!["--resync-seconds", "300"];
+    if let Some(ms) = debounce {
+        args.extend(["--reconcile-debounce-ms", ms]);
+    }
+    let op = Operator::start_with(&run, "", &args).await?;
     let pid = op.pid().context("operator pid")?;
     let requests_before = requests(&op).await?;
+    let reconciles_before = tenant_reconciles(&op).await?;
     let cpu_before = proc_cpu(pid);
     let start = Instant::now();
     let names: Vec<String> = (0..n).map(|i| format!("{run}-{i}")).collect();
@@ -256,11 +268,13 @@ async fn run(cluster: &Cluster, n: usize, steady: Duration) -> Result<Row> {
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "only {ready}/{n} Ready");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Listing 1000 tenants is itself load on the API server: poll less often as N grows.
+        tokio::time::sleep(Duration::from_millis((5 * n as u64).max(500))).await;
     }
     let seconds = start.elapsed().as_secs_f64();
     let cpu_seconds = proc_cpu(pid) - cpu_before;
     let reqs = requests(&op).await? - requests_before;
+    let reconciles = tenant_reconciles(&op).await? - reconciles_before;
 
     // Steady state: nothing changes; count writes.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -278,8 +292,10 @@ async fn run(cluster: &Cluster, n: usize, steady: Duration) -> Result<Row> {
     drop(op);
     Ok(Row {
         n,
+        debounce: debounce.map_or_else(|| "default".to_string(), |ms| format!("{ms} ms")),
         seconds,
         requests_per_tenant: reqs as f64 / n as f64,
+        reconciles_per_tenant: reconciles as f64 / n as f64,
         cpu_seconds,
         peak_rss_mib: peak,
         baseline_seconds,
@@ -299,27 +315,37 @@ async fn main() -> Result<()> {
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![10, 100, 1000]);
     let steady = Duration::from_secs(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60));
+    // BENCH_DEBOUNCE_MS=0,500 runs each N once per operator reconcile debounce, to
+    // compare them in one run; unset, the operator's default.
+    let debounces: Vec<Option<String>> = match std::env::var("BENCH_DEBOUNCE_MS") {
+        Ok(list) if !list.is_empty() => list.split(',').map(|ms| Some(ms.to_string())).collect(),
+        _ => vec![None],
+    };
     let cluster = Cluster::connect().await?;
     let mut rows = Vec::new();
     for n in ns {
-        eprintln!("converging {n} tenants");
-        rows.push(run(&cluster, n, steady).await?);
+        for debounce in &debounces {
+            eprintln!("converging {n} tenants (debounce {debounce:?})");
+            rows.push(run(&cluster, n, steady, debounce.as_deref()).await?);
+        }
     }
     println!(
-        "| tenants | time to all Ready | tenants/s | baseline (SSA same objects) | operator/baseline | API requests per tenant | operator CPU s | peak RSS | steady writes/min | steady CPU s/min |"
+        "| tenants | reconcile debounce | time to all Ready | tenants/s | baseline (SSA same objects) | operator/baseline | API requests per tenant | reconciles per tenant | operator CPU s | peak RSS | steady writes/min | steady CPU s/min |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
     for r in &rows {
         let ratio = r.seconds / r.baseline_seconds.max(1e-9);
         println!(
-            "| {} | {:.1} s | {:.1} | {:.1} s | {:.1} | {:.1} | {:.1} | {:.0} MiB | {:.1} | {:.2} |",
+            "| {} | {} | {:.1} s | {:.1} | {:.1} s | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} MiB | {:.1} | {:.2} |",
             r.n,
+            r.debounce,
             r.seconds,
             r.n as f64 / r.seconds,
             r.baseline_seconds,
             ratio,
             r.requests_per_tenant,
+            r.reconciles_per_tenant,
             r.cpu_seconds,
             r.peak_rss_mib,
             r.steady_writes_per_minute,
@@ -327,11 +353,13 @@ async fn main() -> Result<()> {
         );
         json.push(serde_json::json!({
             "tenants": r.n,
+            "reconcile_debounce": r.debounce,
             "seconds_to_ready": r.seconds,
             "tenants_per_second": r.n as f64 / r.seconds,
             "baseline_seconds": r.baseline_seconds,
             "operator_over_baseline": ratio,
             "api_requests_per_tenant": r.requests_per_tenant,
+            "reconciles_per_tenant": r.reconciles_per_tenant,
             "operator_cpu_seconds": r.cpu_seconds,
             "peak_rss_mib": r.peak_rss_mib,
             "steady_writes_per_minute": r.steady_writes_per_minute,

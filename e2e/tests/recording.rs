@@ -472,6 +472,10 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         );
         ensure!(!bad.exists(), "a partial plaintext file was left behind");
 
+        // Backed up now; restored below, once the integrity check has removed the
+        // recording's sealed version from the bucket.
+        let backup_bucket = back_up(&run, &ns, &bucket, &key).await?;
+
         // Integrity: the periodic re-check confirms the object, then notices it is gone.
         wait_integrity(&api, "visit-1", "True", "ChecksumMatches").await?;
         cloud
@@ -494,6 +498,8 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
                     && e.reason.as_deref() == Some("ObjectMissing")),
             "no Warning Event for the missing object"
         );
+
+        restore(&run, &bucket, &backup_bucket, &key, &frames, &master_file).await?;
 
         // Legal hold: a second recording survives retention and blocks deletion.
         let (held, _) = record(
@@ -618,4 +624,259 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// Runs `sanctum backup` for the tenant with extra flags; the child is killed on drop.
+fn backup_command(
+    run: &str,
+    ns: &str,
+    source: &str,
+    dest: &str,
+    extra: &[&str],
+) -> Result<tokio::process::Command> {
+    let mut command = tokio::process::Command::new(workspace_binary("sanctum")?);
+    command
+        .args(["backup", "--tenant", run, "--namespace", ns])
+        .args(["--source-bucket", source, "--destination-bucket", dest])
+        .args(["--lock-seconds", "4"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Ok(command)
+}
+
+/// Runs a backup to completion and returns its summary line.
+async fn run_backup(
+    run: &str,
+    ns: &str,
+    source: &str,
+    dest: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
+    let out = backup_command(run, ns, source, dest, extra)?
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(
+        stdout.lines().last().context("a summary line")?,
+    )?)
+}
+
+async fn keys_under(bucket: &str, prefix: &str) -> Result<Vec<String>> {
+    let listed = cloud()
+        .await?
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await?;
+    Ok(listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Backs the tenant up to a second bucket: killed midway and resumed, run twice at once,
+/// refused without waiting while another run holds the lock. Returns the backup bucket.
+async fn back_up(run: &str, ns: &str, bucket: &str, key: &str) -> Result<String> {
+    let cloud = cloud().await?;
+    let dest = format!("{run}-backup");
+    cloud.s3.create_bucket().bucket(&dest).send().await?;
+    // More objects, so a run can be killed while it copies.
+    let sealed = object(bucket, key).await?.context("recording")?;
+    for i in 0..40 {
+        cloud
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(format!("recordings/filler-{i:02}.sealed"))
+            .body(sealed.clone().into())
+            .send()
+            .await?;
+    }
+    let total = keys_under(bucket, "").await?.len();
+
+    // Killed midway: copies made, no manifest; the next run takes over the expired lock,
+    // keeps the copies it finds and completes.
+    let mut first = backup_command(run, ns, bucket, &dest, &[])?.spawn()?;
+    let objects_prefix = format!("{run}/objects/");
+    wait_for("the first copies", Duration::from_secs(60), || async {
+        Ok(keys_under(&dest, &objects_prefix).await?.len() >= 3)
+    })
+    .await?;
+    first.kill().await?;
+    let partial = keys_under(&dest, &objects_prefix).await?.len();
+    ensure!(partial < total, "the backup finished before it was killed");
+    ensure!(
+        keys_under(&dest, &format!("{run}/manifests/"))
+            .await?
+            .is_empty(),
+        "a killed backup wrote a manifest"
+    );
+    let resumed = run_backup(run, ns, bucket, &dest, &["--wait-seconds", "30"]).await?;
+    println!("killed after {partial} of {total} copies; resumed: {resumed}");
+    ensure!(resumed["objects"] == total, "{resumed}");
+    ensure!(
+        resumed["copied"].as_u64().context("copied")? <= (total - partial) as u64 + 1,
+        "the resumed run copied again what the killed one had copied: {resumed}"
+    );
+    ensure!(resumed["keyVersions"].as_u64() >= Some(1), "{resumed}");
+
+    // Twice at once: one waits for the other's lock; neither copies anything new.
+    let (a, b) = tokio::join!(
+        run_backup(run, ns, bucket, &dest, &["--wait-seconds", "60"]),
+        run_backup(run, ns, bucket, &dest, &["--wait-seconds", "60"]),
+    );
+    let (a, b) = (a?, b?);
+    ensure!(
+        a["copied"] == 0 && b["copied"] == 0 && a["backup"] != b["backup"],
+        "{a} {b}"
+    );
+    ensure!(
+        keys_under(&dest, &format!("{run}/manifests/")).await?.len() == 3,
+        "three manifests"
+    );
+    // Without waiting, a run that finds the lock held says so and fails.
+    let mut holder = backup_command(run, ns, bucket, &dest, &[])?.spawn()?;
+    let lock = format!("{run}/lock");
+    wait_for("the lock", Duration::from_secs(30), || async {
+        Ok(keys_under(&dest, &lock).await?.contains(&lock))
+    })
+    .await?;
+    let busy = backup_command(run, ns, bucket, &dest, &[])?
+        .output()
+        .await?;
+    let holder_out = holder.wait().await?;
+    ensure!(holder_out.success(), "the lock holder failed");
+    ensure!(
+        !busy.status.success()
+            && String::from_utf8_lossy(&busy.stderr).contains("another backup of"),
+        "a concurrent backup without --wait-seconds: {}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    Ok(dest)
+}
+
+/// Every object of the tenant bucket deleted (all versions), restored from the backup, and
+/// the recording decrypted with the restored wrapped keys into the frames it held.
+async fn restore(
+    run: &str,
+    bucket: &str,
+    dest: &str,
+    key: &str,
+    frames: &[u32],
+    master_file: &Path,
+) -> Result<()> {
+    let cloud = cloud().await?;
+    let total = keys_under(dest, &format!("{run}/objects/")).await?.len();
+
+    // Lose every recording object (all versions), restore, read back.
+    for k in keys_under(bucket, "").await? {
+        sanctum_operator::cloud::objects::delete_all_versions(&cloud, bucket, &k).await?;
+    }
+    ensure!(keys_under(bucket, "").await?.is_empty(), "objects left");
+    let restored_keys = tempfile::tempdir()?;
+    let keys_dir = restored_keys.path().join("keys");
+    let out = std::process::Command::new(workspace_binary("sanctum")?)
+        .args([
+            "restore",
+            "--tenant",
+            run,
+            "--backup-bucket",
+            dest,
+            "--target-bucket",
+            bucket,
+        ])
+        .arg("--keys-dir")
+        .arg(&keys_dir)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "restore failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    println!(
+        "restore: {} objects, key versions {}",
+        report["restored"].as_array().map_or(0, Vec::len),
+        report["keyVersions"]
+    );
+    ensure!(
+        report["restored"].as_array().map(Vec::len) == Some(total),
+        "{report}"
+    );
+    ensure!(
+        report["missing"].as_array().is_some_and(Vec::is_empty),
+        "{report}"
+    );
+    ensure!(
+        keys_under(bucket, "").await?.len() == total,
+        "restored object count"
+    );
+    let webm = restored_keys.path().join("restored.webm");
+    let done = std::process::Command::new(workspace_binary("sanctum-media-node")?)
+        .args(["decrypt", "--tenant", run, "--key-provider", "local"])
+        .args(["--bucket", bucket, "--key", key])
+        .arg("--tenant-key-dir")
+        .arg(&keys_dir)
+        .arg("--local-master-key-file")
+        .arg(master_file)
+        .arg("--output")
+        .arg(&webm)
+        .output()?;
+    ensure!(
+        done.status.success(),
+        "decrypting the restored recording failed: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    ensure!(
+        frames_in(&webm)? == frames,
+        "the restored recording holds other frames"
+    );
+
+    // A backup whose copy was removed: restore reports it missing and fails.
+    let manifests = keys_under(dest, &format!("{run}/manifests/")).await?;
+    ensure!(!manifests.is_empty(), "manifests");
+    let gone = format!("{run}/objects/recordings/filler-00.sealed");
+    sanctum_operator::cloud::objects::delete_all_versions(&cloud, dest, &gone).await?;
+    let out = std::process::Command::new(workspace_binary("sanctum")?)
+        .args([
+            "restore",
+            "--tenant",
+            run,
+            "--backup-bucket",
+            dest,
+            "--target-bucket",
+            bucket,
+        ])
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "a restore with a missing object succeeded"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        report["missing"] == serde_json::json!(["recordings/filler-00.sealed"]),
+        "{report}"
+    );
+    // The fillers are not recordings the operator tracks; remove them again.
+    for i in 0..40 {
+        sanctum_operator::cloud::objects::delete_all_versions(
+            &cloud,
+            bucket,
+            &format!("recordings/filler-{i:02}.sealed"),
+        )
+        .await?;
+    }
+    Ok(())
 }

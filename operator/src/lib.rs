@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod backup;
 pub mod cloud;
 pub mod controller;
 pub mod crds;

@@ -2,7 +2,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +14,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use http::HeaderValue;
 use http::header::USER_AGENT;
-use kube::Client;
+use k8s_openapi::api::core::v1::Secret;
 use kube::client::ClientBuilder;
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
+use sanctum_operator::audit::store::{AuditStore, DEFAULT_RETENTION_DAYS};
+use sanctum_operator::audit::trail::Trail;
+use sanctum_operator::backup;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
@@ -34,6 +40,16 @@ struct Cli {
 enum Command {
     /// Run the operator's controllers.
     Run(Box<RunArgs>),
+    /// Copy a tenant's recordings, wrapped keys and audit chain to its backup bucket
+    /// (what the tenant's backup CronJob runs).
+    Backup(Box<BackupArgs>),
+    /// Bring a tenant's recordings and wrapped keys back from a backup, checking every SHA-256.
+    Restore(Box<RestoreArgs>),
+    /// Check or export a tenant's audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the CRDs and admission policy (or write the files of `crds/` with --write).
     Crds {
         /// Directory to write `<plural>.yaml` files into instead of printing.
@@ -63,6 +79,118 @@ impl std::fmt::Display for ProviderArg {
     }
 }
 
+/// Where KMS and S3 are; shared by every subcommand that reaches them.
+#[derive(clap::Args)]
+struct CloudArgs {
+    /// S3/KMS endpoint for S3-compatible stores or an emulator; AWS when unset.
+    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// Default AWS region for keys and buckets.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    aws_region: String,
+    /// Use path-style S3 addressing (most S3-compatible stores need it).
+    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
+    s3_path_style: bool,
+}
+
+impl CloudArgs {
+    async fn connect(&self) -> Cloud {
+        Cloud::new(&CloudConfig {
+            endpoint: self.aws_endpoint.clone(),
+            region: self.aws_region.clone(),
+            force_path_style: self.s3_path_style,
+        })
+        .await
+    }
+}
+
+/// Which tenant's audit chain, in which bucket.
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// Tenant whose chain to read.
+    #[arg(long)]
+    tenant: String,
+    /// The audit bucket.
+    #[arg(long, env = "SANCTUM_AUDIT_BUCKET")]
+    bucket: String,
+    #[command(flatten)]
+    cloud: CloudArgs,
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Tenant to back up.
+    #[arg(long)]
+    tenant: String,
+    /// Namespace holding the tenant's `tenant-data-key` Secret (wrapped keys).
+    #[arg(long)]
+    namespace: String,
+    /// The tenant's recordings bucket.
+    #[arg(long)]
+    source_bucket: String,
+    /// Backup bucket.
+    #[arg(long)]
+    destination_bucket: String,
+    /// Region of the backup bucket (default: `--aws-region`).
+    #[arg(long)]
+    destination_region: Option<String>,
+    /// Backups to keep.
+    #[arg(long, default_value_t = 30)]
+    keep: usize,
+    /// Audit bucket whose chain of this tenant is backed up too.
+    #[arg(long, env = "SANCTUM_AUDIT_BUCKET")]
+    audit_bucket: Option<String>,
+    /// Seconds to wait for a running backup of the same tenant to finish.
+    #[arg(long, default_value_t = 0)]
+    wait_seconds: u64,
+    /// Seconds the backup lock lasts without renewal: how long a crashed run blocks the next.
+    #[arg(long, default_value_t = backup::LOCK_SECONDS)]
+    lock_seconds: u64,
+    #[command(flatten)]
+    cloud: CloudArgs,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// Tenant whose backup to restore.
+    #[arg(long)]
+    tenant: String,
+    /// Backup bucket.
+    #[arg(long)]
+    backup_bucket: String,
+    /// Region of the backup bucket (default: `--aws-region`).
+    #[arg(long)]
+    backup_region: Option<String>,
+    /// Backup id (`YYYYMMDDTHHMMSS.mmmZ`, as `backup` prints it); the newest when omitted.
+    #[arg(long)]
+    backup: Option<String>,
+    /// Bucket to restore the recordings into (new, or emptied), under their original keys.
+    #[arg(long)]
+    target_bucket: String,
+    /// Directory to write the wrapped key versions into (`v1`, `v2`, ...; as `decrypt` reads them).
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
+    #[command(flatten)]
+    cloud: CloudArgs,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk a tenant's chain; exit 1 naming the first changed, missing or reordered record.
+    Verify(AuditArgs),
+    /// Print a verified chain's records in a time range as JSON lines, for an auditor.
+    Export {
+        #[command(flatten)]
+        args: AuditArgs,
+        /// Earliest record time (RFC 3339), inclusive.
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        /// Latest record time (RFC 3339), exclusive.
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+    },
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Log format.
@@ -80,15 +208,8 @@ struct RunArgs {
     /// Seconds between re-checks of converged tenants.
     #[arg(long, env = "SANCTUM_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
-    /// S3/KMS endpoint for S3-compatible stores or an emulator; AWS when unset.
-    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
-    aws_endpoint: Option<String>,
-    /// Default AWS region for keys and buckets.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    aws_region: String,
-    /// Use path-style S3 addressing (most S3-compatible stores need it).
-    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
-    s3_path_style: bool,
+    #[command(flatten)]
+    cloud: CloudArgs,
     /// This replica's name in Events and the leader Lease (normally the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -116,6 +237,24 @@ struct RunArgs {
         default_value_t = 86_400
     )]
     integrity_check_seconds: u64,
+    /// Bucket for the tenants' audit chains, created with Object Lock in compliance mode.
+    /// Without it no audit trail is written (a warning says so at start).
+    #[arg(long, env = "SANCTUM_AUDIT_BUCKET")]
+    audit_bucket: Option<String>,
+    /// Days each audit object stays locked (default six years).
+    #[arg(long, env = "SANCTUM_AUDIT_RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS)]
+    audit_retention_days: i32,
+    /// Milliseconds between writes of queued audit records.
+    #[arg(long, env = "SANCTUM_AUDIT_FLUSH_MS", default_value_t = 2000)]
+    audit_flush_ms: u64,
+    /// Milliseconds a tenant's reconcile waits for more events before it runs: the
+    /// burst of child events a reconcile causes then yields one reconcile, not one each.
+    #[arg(long, env = "SANCTUM_RECONCILE_DEBOUNCE_MS", default_value_t = 0)]
+    reconcile_debounce_ms: u64,
+    /// Tenant reconciles running at once (0 = unbounded); bounds the load a mass change
+    /// puts on the API server, KMS and S3.
+    #[arg(long, env = "SANCTUM_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
+    max_concurrent_reconciles: u16,
 }
 
 #[tokio::main]
@@ -139,6 +278,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => run(*args).await?,
+        Command::Audit { command } => audit(command).await?,
+        Command::Backup(args) => backup(*args).await?,
+        Command::Restore(args) => restore(*args).await?,
     }
     Ok(())
 }
@@ -190,6 +332,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             })
             .collect(),
         integrity_interval: Duration::from_secs(args.integrity_check_seconds.max(1)),
+        debounce: Duration::from_millis(args.reconcile_debounce_ms),
+        concurrency: args.max_concurrent_reconciles,
         resolve: args
             .resolve
             .iter()
@@ -204,12 +348,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?,
     };
-    let cloud = Cloud::new(&CloudConfig {
-        endpoint: args.aws_endpoint,
-        region: args.aws_region,
-        force_path_style: args.s3_path_style,
-    })
-    .await;
+    let cloud = args.cloud.connect().await;
+    let (trail, shipper) = match &args.audit_bucket {
+        Some(bucket) => {
+            let store = AuditStore::new(cloud.clone(), bucket);
+            store
+                .ensure(args.audit_retention_days)
+                .await
+                .with_context(|| format!("cannot prepare the audit bucket {bucket}"))?;
+            let (trail, task) = Trail::start(
+                store,
+                metrics.clone(),
+                Duration::from_millis(args.audit_flush_ms.max(10)),
+            );
+            (trail, Some(task))
+        }
+        None => {
+            tracing::warn!("no --audit-bucket: reconciles are not written to an audit trail");
+            (Trail::disabled(), None)
+        }
+    };
     let lost = async {
         match leading {
             Some(mut leading) => {
@@ -224,11 +382,143 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        result = controller::run(client, metrics, ready, config, cloud) => result,
+    let result = tokio::select! {
+        result = controller::run(client, metrics, ready, config, cloud, trail) => result,
         result = http => Err(anyhow::anyhow!("HTTP endpoint stopped: {:?}", result)),
         () = lost => Err(anyhow::anyhow!("lost the leader Lease; exiting so a fresh start can compete again")),
+    };
+    // The controllers are gone, and with them every handle: the shipper writes what is
+    // queued and ends.
+    if let Some(shipper) = shipper
+        && tokio::time::timeout(Duration::from_secs(20), shipper)
+            .await
+            .is_err()
+    {
+        tracing::warn!("audit records still queued at exit were not written");
     }
+    result
+}
+
+/// The same store settings in another region (a backup bucket's).
+async fn cloud_in(args: &CloudArgs, region: Option<&str>) -> Cloud {
+    Cloud::new(&CloudConfig {
+        endpoint: args.aws_endpoint.clone(),
+        region: region.unwrap_or(&args.aws_region).to_string(),
+        force_path_style: args.s3_path_style,
+    })
+    .await
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json);
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration found")?;
+    let secret = Api::<Secret>::namespaced(client, &args.namespace)
+        .get(sanctum_operator::controller::tenant::build::tenant_key::SECRET_NAME)
+        .await
+        .with_context(|| format!("reading the wrapped tenant keys in {}", args.namespace))?;
+    let wrapped_keys = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(version, bytes)| (version, bytes.0))
+        .collect();
+    let source = args.cloud.connect().await;
+    let dest = cloud_in(&args.cloud, args.destination_region.as_deref()).await;
+    let plan = backup::Plan {
+        tenant: args.tenant,
+        source_bucket: args.source_bucket,
+        audit_bucket: args.audit_bucket,
+        destination_bucket: args.destination_bucket,
+        wrapped_keys,
+        keep: args.keep,
+        wait: Duration::from_secs(args.wait_seconds),
+        lock_for: Duration::from_secs(args.lock_seconds.max(4)),
+        holder: std::env::var("POD_NAME").unwrap_or_else(|_| format!("pid-{}", std::process::id())),
+    };
+    let manifest = backup::backup(&source, &dest, &plan).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "backup": manifest.id,
+            "objects": manifest.objects.len(),
+            "audit": manifest.audit.len(),
+            "copied": manifest.copied,
+            "keyVersions": manifest.wrapped_keys.len(),
+        })
+    );
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let source = cloud_in(&args.cloud, args.backup_region.as_deref()).await;
+    let target = args.cloud.connect().await;
+    let (report, keys) = backup::restore(
+        &source,
+        &target,
+        &args.backup_bucket,
+        &args.tenant,
+        args.backup.as_deref(),
+        &args.target_bucket,
+    )
+    .await?;
+    if let Some(dir) = &args.keys_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (version, wrapped) in &keys {
+            let path = dir.join(version);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
+            file.write_all(wrapped)?;
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    anyhow::ensure!(
+        report.missing.is_empty() && report.mismatched.is_empty(),
+        "restore of {} incomplete: {} missing, {} not matching their checksum",
+        report.backup,
+        report.missing.len(),
+        report.mismatched.len()
+    );
+    Ok(())
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let (args, range) = match command {
+        AuditCommand::Verify(args) => (args, None),
+        AuditCommand::Export { args, since, until } => (args, Some((since, until))),
+    };
+    let store = AuditStore::new(args.cloud.connect().await, &args.bucket);
+    let batches = store
+        .chain(&args.tenant)
+        .await
+        .with_context(|| format!("reading the audit chain of {}", args.tenant))?;
+    let verified = sanctum_operator::audit::verify_chain(&args.tenant, &batches)
+        .map_err(|broken| anyhow::anyhow!("audit chain of {} is broken: {broken}", args.tenant))?;
+    match range {
+        None => println!(
+            "audit chain of {} intact: {} records in {} objects, last record {} ({})",
+            args.tenant, verified.records, verified.objects, verified.head.seq, verified.head.hash
+        ),
+        Some((since, until)) => {
+            let mut out = std::io::stdout().lock();
+            for (_, record) in sanctum_operator::audit::parse(&batches)? {
+                let time: jiff::Timestamp = record
+                    .time
+                    .parse()
+                    .with_context(|| format!("record {} has no valid time", record.seq))?;
+                if since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u) {
+                    serde_json::to_writer(&mut out, &record)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits until this replica holds the leader Lease; the receiver turns false if it is lost.

@@ -10,8 +10,10 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Labels of reconcile counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +46,10 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
     api_requests: Family<RequestLabels, Counter>,
+    audit_shipped: Counter,
+    audit_failures: Counter,
+    audit_pending: Gauge,
+    audit_lag: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -71,12 +77,40 @@ impl Default for Metrics {
             "Requests sent to the Kubernetes API, by method",
             api_requests.clone(),
         );
+        let audit_shipped = Counter::default();
+        let audit_failures = Counter::default();
+        let audit_pending = Gauge::default();
+        let audit_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "audit_records_shipped",
+            "Audit records written to the audit bucket",
+            audit_shipped.clone(),
+        );
+        registry.register(
+            "audit_ship_failures",
+            "Attempts to write audit records that the store refused (retried)",
+            audit_failures.clone(),
+        );
+        registry.register(
+            "audit_pending_records",
+            "Audit records queued and not yet in the audit bucket",
+            audit_pending.clone(),
+        );
+        registry.register(
+            "audit_lag_seconds",
+            "Age of the oldest audit record not yet in the audit bucket",
+            audit_lag.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
             failures,
             duration,
             api_requests,
+            audit_shipped,
+            audit_failures,
+            audit_pending,
+            audit_lag,
         }
     }
 }
@@ -119,6 +153,27 @@ impl Metrics {
                 method: method.to_string(),
             })
             .get()
+    }
+
+    /// Counts audit records written to the store.
+    pub fn audit_shipped(&self, records: u64) {
+        self.audit_shipped.inc_by(records);
+    }
+
+    /// Counts a refused audit write.
+    pub fn audit_ship_failed(&self) {
+        self.audit_failures.inc();
+    }
+
+    /// Sets how many audit records wait to be written.
+    pub fn audit_pending(&self, records: usize) {
+        self.audit_pending
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the age of the oldest unwritten audit record.
+    pub fn audit_lag(&self, seconds: f64) {
+        self.audit_lag.set(seconds);
     }
 
     /// The text exposition format Prometheus scrapes.

@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -27,6 +27,8 @@ use sanctum_api::labels;
 use sanctum_api::{Recording, VideoTenant};
 use serde::de::DeserializeOwned;
 
+use crate::audit::Entry;
+use crate::audit::trail::Trail;
 use crate::cloud::Cloud;
 use crate::metrics::Metrics;
 
@@ -57,6 +59,8 @@ pub struct Context {
     pub config: RunConfig,
     /// KMS and S3 clients.
     pub cloud: Cloud,
+    /// The tenants' audit trails (disabled without an audit bucket).
+    pub trail: Trail,
     /// Consecutive failures per tenant, for exponential retry backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -74,8 +78,39 @@ impl Context {
             metrics,
             config,
             cloud,
+            trail: Trail::disabled(),
             failures: Mutex::default(),
         }
+    }
+
+    /// Sends this context's audit entries to `trail`.
+    pub fn with_trail(mut self, trail: Trail) -> Self {
+        self.trail = trail;
+        self
+    }
+
+    /// Adds what a reconcile did to `object` (or how it failed) to `tenant`'s audit trail.
+    pub fn audit<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        tenant: &str,
+        controller: &str,
+        outcome: &str,
+        actions: &str,
+    ) {
+        let meta = object.meta();
+        self.trail.record(Entry {
+            tenant: tenant.to_string(),
+            time: k8s_openapi::jiff::Timestamp::now().to_string(),
+            controller: controller.to_string(),
+            kind: K::kind(&()).to_string(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+            generation: meta.generation,
+            actions: actions.to_string(),
+            outcome: outcome.to_string(),
+        });
     }
 
     /// Delay before retrying `key` after one more failure: 1 s doubling up to 5 minutes.
@@ -115,6 +150,10 @@ pub struct RunConfig {
     pub integrity_interval: Duration,
     /// Host names pinned to addresses for media-node control requests.
     pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// Quiet time before a tenant reconcile runs, so a burst of child events costs one.
+    pub debounce: Duration,
+    /// Tenant reconciles at once (0 = unbounded), to cap load on the API server and cloud.
+    pub concurrency: u16,
 }
 
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.
@@ -124,6 +163,7 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     config: RunConfig,
     cloud: Cloud,
+    trail: Trail,
 ) -> anyhow::Result<()> {
     let tenants = Api::<VideoTenant>::all(client.clone());
     if let Err(e) = tenants.list(&ListParams::default().limit(1)).await {
@@ -135,8 +175,11 @@ pub async fn run(
     if let Some(selector) = &config.tenant_selector {
         tenant_watch = tenant_watch.labels(selector);
     }
-    let ctx = Arc::new(Context::new(client.clone(), metrics, config, cloud));
-    let controller = Controller::new(tenants, tenant_watch);
+    let tenant_config = controller::Config::default()
+        .debounce(config.debounce)
+        .concurrency(config.concurrency);
+    let ctx = Arc::new(Context::new(client.clone(), metrics, config, cloud).with_trail(trail));
+    let controller = Controller::new(tenants, tenant_watch).with_config(tenant_config);
     let controller = watch_owned::<Namespace>(controller, &client);
     let controller = watch_owned::<NetworkPolicy>(controller, &client);
     let controller = watch_owned::<ResourceQuota>(controller, &client);

@@ -111,6 +111,7 @@ pub async fn reconcile(rec: Arc<Recording>, ctx: Arc<Context>) -> Result<Action,
             publish(
                 &ctx,
                 &rec,
+                &tenant,
                 EventType::Warning,
                 error.reason(),
                 error.to_string(),
@@ -228,7 +229,7 @@ async fn apply(rec: &Recording, tenant: &VideoTenant, ctx: &Context) -> Result<A
             follow(rec, tenant, ctx, status, &id).await
         }
         Some(RecordingPhase::Sealed) => retain(rec, tenant, ctx, status).await,
-        Some(RecordingPhase::Expired) => dispose(rec, ctx, status).await,
+        Some(RecordingPhase::Expired) => dispose(rec, tenant, ctx, status).await,
         Some(RecordingPhase::Deleted) | Some(RecordingPhase::Failed) => Ok(Action::await_change()),
     }
 }
@@ -245,6 +246,7 @@ async fn start(
         return fail(
             ctx,
             rec,
+            tenant,
             status,
             "RecordingDisabled",
             "the tenant does not allow recordings (spec.recording.enabled=false)",
@@ -255,6 +257,7 @@ async fn start(
         return fail(
             ctx,
             rec,
+            tenant,
             status,
             "ConsentRequired",
             "the tenant requires consent and spec.consent is missing; nothing was recorded",
@@ -265,6 +268,7 @@ async fn start(
         return fail(
             ctx,
             rec,
+            tenant,
             status,
             "StoppedBeforeStart",
             "spec.stop was set before recording started",
@@ -312,6 +316,7 @@ async fn start(
                 publish(
                     ctx,
                     rec,
+                    tenant,
                     EventType::Normal,
                     "Started",
                     format!("recording on media node {endpoint}"),
@@ -345,6 +350,7 @@ async fn follow(
         return fail(
             ctx,
             rec,
+            tenant,
             status,
             "NodeUnknown",
             "status names no media node",
@@ -368,6 +374,7 @@ async fn follow(
             return fail(
                 ctx,
                 rec,
+                tenant,
                 status,
                 "MediaNodeLost",
                 &format!("the media node lost the recording ({e}); its upload was aborted"),
@@ -401,6 +408,7 @@ async fn follow(
             fail(
                 ctx,
                 rec,
+                tenant,
                 status,
                 "RecordingFailed",
                 &format!("the media node failed: {reason}"),
@@ -426,6 +434,7 @@ async fn seal(
         return fail(
             ctx,
             rec,
+            tenant,
             status,
             "ChecksumMismatch",
             "the stored object does not match the checksum the media node computed while uploading",
@@ -459,6 +468,7 @@ async fn seal(
     publish(
         ctx,
         rec,
+        tenant,
         EventType::Normal,
         "Sealed",
         format!("sealed: {size} bytes, checksum verified"),
@@ -491,12 +501,13 @@ async fn retain(
         publish(
             ctx,
             rec,
+            tenant,
             EventType::Normal,
             "Expired",
             "retention passed".into(),
         )
         .await;
-        return dispose(rec, ctx, status).await;
+        return dispose(rec, tenant, ctx, status).await;
     }
     let interval = ctx.config.integrity_interval;
     let due = status.integrity_checked_at.as_ref().is_none_or(|t| {
@@ -546,7 +557,7 @@ async fn retain(
         write_status(ctx, rec, status).await?;
         if !ok {
             warn!("recording integrity check failed");
-            publish(ctx, rec, EventType::Warning, reason, message).await;
+            publish(ctx, rec, tenant, EventType::Warning, reason, message).await;
         }
     } else {
         write_status(ctx, rec, status.clone()).await?;
@@ -564,6 +575,7 @@ async fn retain(
 /// Expired: delete every version of the object (with its header, the wrapped data key).
 async fn dispose(
     rec: &Recording,
+    tenant: &VideoTenant,
     ctx: &Context,
     mut status: RecordingStatus,
 ) -> Result<Action, Error> {
@@ -583,6 +595,7 @@ async fn dispose(
     publish(
         ctx,
         rec,
+        tenant,
         EventType::Normal,
         "Deleted",
         "object and wrapped data key deleted after retention".into(),
@@ -649,6 +662,7 @@ async fn cleanup(rec: &Recording, tenant: &VideoTenant, ctx: &Context) -> Result
 async fn fail(
     ctx: &Context,
     rec: &Recording,
+    tenant: &VideoTenant,
     mut status: RecordingStatus,
     reason: &str,
     message: &str,
@@ -667,7 +681,15 @@ async fn fail(
     );
     if write_status(ctx, rec, status).await? {
         warn!(reason, "recording failed");
-        publish(ctx, rec, EventType::Warning, reason, message.to_string()).await;
+        publish(
+            ctx,
+            rec,
+            tenant,
+            EventType::Warning,
+            reason,
+            message.to_string(),
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -748,11 +770,21 @@ async fn write_status(
     Ok(true)
 }
 
-async fn publish(ctx: &Context, rec: &Recording, type_: EventType, reason: &str, note: String) {
+/// Publishes an Event on the recording and the same fact to the tenant's audit trail.
+async fn publish(
+    ctx: &Context,
+    rec: &Recording,
+    tenant: &VideoTenant,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let note = super::event_note(note);
+    ctx.audit(rec, &tenant.name_any(), CONTROLLER, reason, &note);
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(super::event_note(note)),
+        note: Some(note),
         action: "Reconcile".into(),
         secondary: None,
     };

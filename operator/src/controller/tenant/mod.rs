@@ -462,7 +462,8 @@ async fn write_status(
     Ok(true)
 }
 
-/// Publishes an Event on the tenant; a failure to publish is logged, never fatal.
+/// Publishes an Event on the tenant and the same fact to its audit trail; a failure to
+/// publish is logged, never fatal.
 async fn publish(
     ctx: &Context,
     tenant: &VideoTenant,
@@ -471,10 +472,12 @@ async fn publish(
     action: &str,
     note: String,
 ) {
+    let note = super::event_note(note);
+    ctx.audit(tenant, &tenant.name_any(), CONTROLLER, reason, &note);
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(super::event_note(note)),
+        note: Some(note),
         action: action.into(),
         secondary: None,
     };

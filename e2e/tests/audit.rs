@@ -1,0 +1,234 @@
+//! The audit trail against the S3 emulator: reconciles append to the tenant's hash chain
+//! in an Object Lock bucket; `sanctum audit verify` fails at a record that was edited,
+//! deleted or reordered in the bucket, and passes again once the object is put back; the
+//! store refuses to delete a locked object version.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ObjectLockMode;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use sanctum_api::VideoTenant;
+use sanctum_e2e::{
+    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
+    workspace_binary,
+};
+use sanctum_operator::audit::store::AuditStore;
+use sanctum_operator::audit::{Record, parse};
+
+/// Runs `sanctum audit ARGS...` and returns (success, stdout, stderr).
+fn sanctum_audit(args: &[&str]) -> Result<(bool, String, String)> {
+    let out = std::process::Command::new(workspace_binary("sanctum")?)
+        .arg("audit")
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `audit verify` of `tenant`: Ok(stdout) when intact, Err(stderr) when broken.
+fn verify(bucket: &str, tenant: &str) -> Result<std::result::Result<String, String>> {
+    let (ok, stdout, stderr) = sanctum_audit(&["verify", "--tenant", tenant, "--bucket", bucket])?;
+    Ok(if ok { Ok(stdout) } else { Err(stderr) })
+}
+
+async fn put(store: &AuditStore, key: &str, body: String) -> Result<()> {
+    cloud()
+        .await?
+        .s3
+        .put_object()
+        .bucket(store.bucket())
+        .key(key)
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from(body.into_bytes()))
+        .send()
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("audit");
+    let bucket = format!("sanctum-audit-{run}");
+    let op = Operator::start_with(
+        &run,
+        "",
+        &["--audit-bucket", &bucket, "--audit-flush-ms", "4000"],
+    )
+    .await?;
+    let store = AuditStore::new(cloud().await?, &bucket);
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        tenants
+            .create(&PostParams::default(), &example_tenant(&run, &run)?)
+            .await?;
+        let tenant = wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(90)).await?;
+
+        // Three spec changes 1.5 s apart, each a reconcile that applies the Deployment:
+        // with a 4 s flush at least two of them share a batch object.
+        for replicas in [2, 3, 1] {
+            let change = serde_json::json!({"spec": {"media": {"regions": [{"name": "us-east", "replicas": replicas}]}}});
+            tenants
+                .patch(&run, &PatchParams::default(), &Patch::Merge(&change))
+                .await?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        wait_for("the reconciles' audit records", Duration::from_secs(60), || async {
+            let batches = store.chain(&run).await?;
+            let records = parse(&batches).map_err(anyhow::Error::msg)?;
+            // Creation and the three changes: four reconciles that applied something.
+            Ok(records.len() >= 4
+                && records
+                    .iter()
+                    .any(|(_, r)| r.actions.contains("applied Deployment/media-us-east")))
+        })
+        .await?;
+        // One more change after those are written, so the chain spans two objects.
+        let written = store.keys(&run).await?.len();
+        let change = serde_json::json!({"spec": {"media": {"regions": [{"name": "us-east", "replicas": 2}]}}});
+        tenants
+            .patch(&run, &PatchParams::default(), &Patch::Merge(&change))
+            .await?;
+        wait_for("a second audit object", Duration::from_secs(60), || async {
+            Ok(store.keys(&run).await?.len() > written.max(1))
+        })
+        .await?;
+        let batches = store.chain(&run).await?;
+        let records: Vec<(String, Record)> = parse(&batches).map_err(anyhow::Error::msg)?;
+        let first = &records[0].1;
+        ensure!(first.seq == 1 && first.prev.chars().all(|c| c == '0'), "{first:?}");
+        ensure!(
+            first.kind == "VideoTenant"
+                && first.name == run
+                && first.uid.as_deref() == tenant.metadata.uid.as_deref()
+                && first.controller == "videotenant"
+                && first.outcome == "Applied",
+            "{first:?}"
+        );
+        let stdout = verify(&bucket, &run)?.map_err(anyhow::Error::msg)?;
+        ensure!(stdout.contains("intact"), "{stdout}");
+        println!("{}", stdout.trim());
+
+        // No key material in the trail: not the wrapped data key, not a private key.
+        let namespace = tenant.status.as_ref().and_then(|s| s.namespace.clone()).context("namespace")?;
+        let wrapped = Api::<Secret>::namespaced(cluster.client.clone(), &namespace)
+            .get("tenant-data-key")
+            .await?
+            .data
+            .context("data")?;
+        let text: String = batches.iter().map(|b| b.body.as_str()).collect();
+        for value in wrapped.values() {
+            // A ByteString serializes as its base64 text.
+            let b64 = serde_json::to_string(value)?;
+            ensure!(!text.contains(b64.trim_matches('"')), "a wrapped key is in the audit trail");
+        }
+        ensure!(!text.contains("PRIVATE KEY"), "a private key is in the audit trail");
+
+        // Locked: compliance mode, six years by default; deleting the version is refused.
+        let key = batches[0].key.clone();
+        let (mode, until) = store.retention(&key).await?;
+        ensure!(mode == Some(ObjectLockMode::Compliance), "lock mode {mode:?}");
+        println!("{key} locked ({mode:?}) until {until:?}");
+        let s3 = cloud().await?.s3;
+        let versions = s3
+            .list_object_versions()
+            .bucket(&bucket)
+            .prefix(&key)
+            .send()
+            .await?;
+        let version = versions
+            .versions()
+            .first()
+            .and_then(|v| v.version_id())
+            .context("object version")?
+            .to_string();
+        let refused = s3
+            .delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .version_id(&version)
+            .send()
+            .await;
+        let Err(refused) = refused else {
+            anyhow::bail!("deleting a locked audit object version was allowed");
+        };
+        println!(
+            "deleting {key} version {version}: {}",
+            aws_sdk_s3::error::ProvideErrorMetadata::code(&refused).unwrap_or("no code")
+        );
+
+        // Edited: change what record 1 says.
+        let original = batches[0].body.clone();
+        let edited = original.replacen("\"outcome\":\"Applied\"", "\"outcome\":\"Nothing\"", 1);
+        ensure!(edited != original, "record 1 has an outcome to edit");
+        put(&store, &key, edited).await?;
+        let broken = verify(&bucket, &run)?.expect_err("edited chain verifies");
+        ensure!(broken.contains(&format!("record 1 in {key} does not match its hash")), "{broken}");
+        println!("after editing record 1: {}", broken.trim());
+        put(&store, &key, original).await?;
+        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the edit was put back")?;
+
+        // Reordered: swap the first two records of a batch that has two.
+        let batch = batches
+            .iter()
+            .find(|b| b.body.lines().count() >= 2)
+            .context("a batch with two records")?
+            .clone();
+        let mut lines: Vec<&str> = batch.body.lines().collect();
+        lines.swap(0, 1);
+        put(&store, &batch.key, format!("{}\n", lines.join("\n"))).await?;
+        let broken = verify(&bucket, &run)?.expect_err("reordered chain verifies");
+        let (a, b) = (batch.first_seq, batch.first_seq + 1);
+        ensure!(
+            broken.contains(&format!("record {b} in {} stands where record {a} belongs", batch.key)),
+            "{broken}"
+        );
+        println!("after swapping records {a} and {b}: {}", broken.trim());
+        put(&store, &batch.key, batch.body.clone()).await?;
+        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the order was put back")?;
+
+        // Deleted: the first object disappears behind a delete marker.
+        let marker = s3.delete_object().bucket(&bucket).key(&key).send().await?;
+        let broken = verify(&bucket, &run)?.expect_err("chain without its first object verifies");
+        let next = batches[1].first_seq;
+        ensure!(
+            broken.contains(&format!("records 1..={} are missing", next - 1)),
+            "{broken}"
+        );
+        println!("after deleting {key}: {}", broken.trim());
+        s3.delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .version_id(marker.version_id().context("delete marker version")?)
+            .send()
+            .await?;
+        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the delete marker was removed")?;
+
+        // Export: the chain's records as JSON lines, filtered by time.
+        let (ok, out, err) = sanctum_audit(&["export", "--tenant", &run, "--bucket", &bucket])?;
+        ensure!(ok, "{err}");
+        let exported: Vec<Record> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+        ensure!(exported.len() >= records.len(), "{} of {} records exported", exported.len(), records.len());
+        ensure!(exported.first() == Some(first), "export starts with record 1");
+        let (ok, out, err) = sanctum_audit(&[
+            "export", "--tenant", &run, "--bucket", &bucket, "--until", "2000-01-01T00:00:00Z",
+        ])?;
+        ensure!(ok && out.is_empty(), "nothing before 2000: {out}{err}");
+
+        tenants.delete(&run, &Default::default()).await?;
+        Ok(())
+    })
+    .await?;
+    let shipped = op
+        .counter("sanctum_audit_records_shipped_total", "")
+        .await?;
+    ensure!(shipped >= 4, "{shipped} records shipped");
+    Ok(())
+}

@@ -1,0 +1,760 @@
+//! Backups of a tenant to a second bucket (normally another region), and their restore.
+//!
+//! A backup copies, server-side, every current recording object and every audit batch of
+//! the tenant into `<tenant>/objects/` and `<tenant>/audit/` of the destination, hashes
+//! each copy, and writes `<tenant>/manifests/<id>.json`: every object with its source
+//! version, size and SHA-256, the tenant's wrapped data-key versions (ciphertext stays
+//! ciphertext; the keys stay wrapped), and when it ran. It is incremental (an object whose
+//! source version is already in the destination is not copied again), resumable (a copy
+//! made before a crash carries its source version and is found again), and one run at a
+//! time per tenant holds a lock object created with `If-None-Match: *` and renewed while
+//! it runs, so a concurrent run waits or gives up instead of interleaving.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::MetadataDirective;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::cloud::objects;
+use crate::cloud::{Cloud, CloudError};
+
+/// Object metadata naming the source version a copy was made from.
+const SOURCE_VERSION: &str = "sanctum-source-version";
+/// How long a lock lasts without renewal by default; a crashed run's lock frees itself
+/// after this.
+pub const LOCK_SECONDS: u64 = 60;
+
+/// One copied object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Copied {
+    /// Key in the source bucket.
+    pub key: String,
+    /// Source version copied (`null` in unversioned buckets).
+    pub source_version: Option<String>,
+    /// Key of the copy in the backup bucket.
+    pub backup_key: String,
+    /// Bytes.
+    pub size: i64,
+    /// SHA-256 (hex) of the copy, equal to the source's.
+    pub sha256: String,
+}
+
+/// What one backup holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Tenant backed up.
+    pub tenant: String,
+    /// Backup id: its start time, `YYYYMMDDTHHMMSS.mmmZ`.
+    pub id: String,
+    /// Start (RFC 3339).
+    pub started: String,
+    /// End (RFC 3339).
+    pub finished: String,
+    /// The tenant's recordings bucket.
+    pub source_bucket: String,
+    /// Recording objects.
+    pub objects: Vec<Copied>,
+    /// Audit batches (from the audit bucket), if one was given.
+    pub audit: Vec<Copied>,
+    /// The tenant's wrapped data-key versions (`v1`, `v2`, ... to base64), never plaintext.
+    pub wrapped_keys: BTreeMap<String, String>,
+    /// Objects copied by this run (the rest were already in the destination).
+    pub copied: usize,
+}
+
+/// Where a backup reads from and writes to.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Tenant.
+    pub tenant: String,
+    /// Recordings bucket.
+    pub source_bucket: String,
+    /// Audit bucket, whose `tenants/<tenant>/` batches are copied too.
+    pub audit_bucket: Option<String>,
+    /// Backup bucket.
+    pub destination_bucket: String,
+    /// Wrapped key versions to store in the manifest.
+    pub wrapped_keys: BTreeMap<String, Vec<u8>>,
+    /// Backups to keep; older manifests and objects only they reference are deleted.
+    pub keep: usize,
+    /// How long to wait for another run's lock before giving up.
+    pub wait: Duration,
+    /// Name of this run in the lock.
+    pub holder: String,
+    /// How long the lock lasts without renewal (renewed every quarter of it).
+    pub lock_for: Duration,
+}
+
+/// A backup that could not run or complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// Another run holds the lock.
+    #[error(
+        "another backup of {tenant} is running ({holder}, lock valid until {until}); try again later"
+    )]
+    Busy {
+        /// Tenant.
+        tenant: String,
+        /// Who holds it.
+        holder: String,
+        /// Until when.
+        until: String,
+    },
+    /// A copy's checksum differs from its source's.
+    #[error("copy of {key} does not match its source (source {source_sha256}, copy {copy_sha256})")]
+    Mismatch {
+        /// Source key.
+        key: String,
+        /// Source SHA-256.
+        source_sha256: String,
+        /// Copy SHA-256.
+        copy_sha256: String,
+    },
+    /// The lock was lost while running (renewal refused).
+    #[error("lost the backup lock of {0} while running; the next run resumes")]
+    LockLost(String),
+    /// A store call failed.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// A manifest could not be read.
+    #[error("manifest {key} is not readable: {reason}")]
+    Manifest {
+        /// Its key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// The backup id of `at`: sortable, to the millisecond.
+pub fn backup_id(at: jiff::Timestamp) -> String {
+    at.strftime("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+fn prefix(tenant: &str) -> String {
+    format!("{tenant}/")
+}
+
+fn manifest_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}/manifests/{id}.json")
+}
+
+fn lock_key(tenant: &str) -> String {
+    format!("{tenant}/lock")
+}
+
+/// A current object version of a bucket.
+struct Current {
+    key: String,
+    version: Option<String>,
+    size: i64,
+}
+
+/// Current (latest, not deleted) object versions under `prefix`.
+async fn current_objects(
+    cloud: &Cloud,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<Current>, CloudError> {
+    let mut out = Vec::new();
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let page = cloud
+            .s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
+        for v in page.versions() {
+            if v.is_latest() == Some(true)
+                && let Some(key) = v.key()
+            {
+                out.push(Current {
+                    key: key.to_string(),
+                    version: v
+                        .version_id()
+                        .filter(|id| *id != "null")
+                        .map(str::to_string),
+                    size: v.size().unwrap_or_default(),
+                });
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// Reads every manifest of `tenant` in `bucket`, oldest first.
+pub async fn manifests(
+    cloud: &Cloud,
+    bucket: &str,
+    tenant: &str,
+) -> Result<Vec<(String, Manifest)>, BackupError> {
+    let mut keys = Vec::new();
+    let mut pages = cloud
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(format!("{tenant}/manifests/"))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_string),
+        );
+    }
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let body = get(cloud, bucket, &key).await?;
+        let manifest = serde_json::from_slice(&body).map_err(|e| BackupError::Manifest {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        out.push((key, manifest));
+    }
+    Ok(out)
+}
+
+async fn get(cloud: &Cloud, bucket: &str, key: &str) -> Result<Vec<u8>, CloudError> {
+    let out = cloud
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
+        .into_bytes()
+        .to_vec())
+}
+
+/// The source version a backup copy was made from, if `key` exists in `bucket`.
+async fn copy_source_version(
+    cloud: &Cloud,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<String>, CloudError> {
+    match cloud.s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(out) => Ok(Some(
+            out.metadata()
+                .and_then(|m| m.get(SOURCE_VERSION))
+                .cloned()
+                .unwrap_or_default(),
+        )),
+        Err(e) => {
+            let error = CloudError::from_sdk("HeadObject", &e);
+            if e.as_service_error().is_some_and(|s| s.is_not_found()) || error.is_not_found() {
+                Ok(None)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The lock object: created if absent, taken over if expired, renewed while held.
+struct Lock {
+    etag: Arc<tokio::sync::Mutex<String>>,
+    lost: Arc<AtomicBool>,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LockBody {
+    holder: String,
+    until: String,
+}
+
+fn lock_body(holder: &str, lock_for: Duration) -> Vec<u8> {
+    let until = now()
+        + jiff::SignedDuration::try_from(lock_for).unwrap_or(jiff::SignedDuration::from_secs(60));
+    serde_json::to_vec(&LockBody {
+        holder: holder.to_string(),
+        until: until.to_string(),
+    })
+    .expect("lock body serializes")
+}
+
+/// Puts the lock object with a precondition; `Ok(None)` when the precondition failed.
+async fn put_lock(
+    cloud: &Cloud,
+    bucket: &str,
+    key: &str,
+    holder: &str,
+    lock_for: Duration,
+    if_match: Option<&str>,
+) -> Result<Option<String>, CloudError> {
+    let mut put = cloud
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(lock_body(holder, lock_for)));
+    put = match if_match {
+        Some(etag) => put.if_match(etag),
+        None => put.if_none_match("*"),
+    };
+    match put.send().await {
+        Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let error = CloudError::from_sdk("PutObject", &e);
+            if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
+                Ok(None)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Lock {
+    async fn acquire(
+        cloud: &Cloud,
+        bucket: &str,
+        tenant: &str,
+        plan: &Plan,
+    ) -> Result<Self, BackupError> {
+        let (holder, wait, lock_for) = (plan.holder.as_str(), plan.wait, plan.lock_for);
+        let key = lock_key(tenant);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(etag) = put_lock(cloud, bucket, &key, holder, lock_for, None).await? {
+                return Ok(Self::hold(
+                    cloud.clone(),
+                    bucket,
+                    &key,
+                    holder,
+                    lock_for,
+                    etag,
+                ));
+            }
+            // Held: take it over if it expired (its holder crashed).
+            let current = cloud.s3.get_object().bucket(bucket).key(&key).send().await;
+            if let Ok(out) = current {
+                let etag = out.e_tag().unwrap_or_default().to_string();
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map(|b| b.into_bytes())
+                    .unwrap_or_default();
+                let held: Option<LockBody> = serde_json::from_slice(&body).ok();
+                let expired = held
+                    .as_ref()
+                    .and_then(|h| h.until.parse::<jiff::Timestamp>().ok())
+                    .is_none_or(|until| until < now());
+                if expired {
+                    if let Some(etag) =
+                        put_lock(cloud, bucket, &key, holder, lock_for, Some(&etag)).await?
+                    {
+                        if let Some(h) = &held {
+                            warn!(tenant, previous = %h.holder, "took over an expired backup lock");
+                        }
+                        return Ok(Self::hold(
+                            cloud.clone(),
+                            bucket,
+                            &key,
+                            holder,
+                            lock_for,
+                            etag,
+                        ));
+                    }
+                } else if tokio::time::Instant::now() >= deadline {
+                    let held = held.expect("an unexpired lock was parsed");
+                    return Err(BackupError::Busy {
+                        tenant: tenant.to_string(),
+                        holder: held.holder,
+                        until: held.until,
+                    });
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn hold(
+        cloud: Cloud,
+        bucket: &str,
+        key: &str,
+        holder: &str,
+        lock_for: Duration,
+        etag: String,
+    ) -> Self {
+        let etag = Arc::new(tokio::sync::Mutex::new(etag));
+        let lost = Arc::new(AtomicBool::new(false));
+        let (bucket, key, holder) = (bucket.to_string(), key.to_string(), holder.to_string());
+        let renew = tokio::spawn({
+            let (etag, lost) = (etag.clone(), lost.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(lock_for / 4).await;
+                    let mut current = etag.lock().await;
+                    match put_lock(&cloud, &bucket, &key, &holder, lock_for, Some(&current)).await {
+                        Ok(Some(next)) => *current = next,
+                        Ok(None) | Err(_) => {
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Self { etag, lost, renew }
+    }
+
+    fn check(&self, tenant: &str) -> Result<(), BackupError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(BackupError::LockLost(tenant.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn release(self, cloud: &Cloud, bucket: &str, tenant: &str) {
+        self.renew.abort();
+        let _held = self.etag.lock().await;
+        if let Err(e) = cloud
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(lock_key(tenant))
+            .send()
+            .await
+        {
+            warn!(error = %CloudError::from_sdk("DeleteObject", &e), "could not release the backup lock; it expires by itself");
+        }
+    }
+}
+
+/// Copies `source` into `backup_key` unless a copy of that version is already there;
+/// returns the entry and whether it copied.
+async fn copy_one(
+    source_cloud: &Cloud,
+    dest: &Cloud,
+    source_bucket: &str,
+    current: &Current,
+    dest_bucket: &str,
+    backup_key: String,
+    known: Option<&Copied>,
+) -> Result<(Copied, bool), BackupError> {
+    let version = current.version.clone().unwrap_or_default();
+    if let Some(known) = known
+        && known.source_version == current.version
+        && known.size == current.size
+        && copy_source_version(dest, dest_bucket, &backup_key)
+            .await?
+            .as_deref()
+            == Some(version.as_str())
+    {
+        return Ok((known.clone(), false));
+    }
+    let present = copy_source_version(dest, dest_bucket, &backup_key).await?;
+    let copied = present.as_deref() != Some(version.as_str());
+    if copied {
+        let mut source = format!("{source_bucket}/{}", current.key);
+        if let Some(v) = &current.version {
+            source.push_str(&format!("?versionId={v}"));
+        }
+        dest.s3
+            .copy_object()
+            .bucket(dest_bucket)
+            .key(&backup_key)
+            .copy_source(source)
+            .metadata_directive(MetadataDirective::Replace)
+            .metadata(SOURCE_VERSION, &version)
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("CopyObject", &e))?;
+    }
+    let (source_sha, source_size) = objects::sha256(
+        source_cloud,
+        source_bucket,
+        &current.key,
+        current.version.as_deref(),
+    )
+    .await?;
+    let (copy_sha, copy_size) = objects::sha256(dest, dest_bucket, &backup_key, None).await?;
+    if source_sha != copy_sha || source_size != copy_size {
+        return Err(BackupError::Mismatch {
+            key: current.key.clone(),
+            source_sha256: source_sha,
+            copy_sha256: copy_sha,
+        });
+    }
+    Ok((
+        Copied {
+            key: current.key.clone(),
+            source_version: current.version.clone(),
+            backup_key,
+            size: copy_size,
+            sha256: copy_sha,
+        },
+        copied,
+    ))
+}
+
+/// Runs one backup of `plan`; `source` reaches the tenant and audit buckets, `dest` the
+/// backup bucket (which may be in another region).
+pub async fn backup(source: &Cloud, dest: &Cloud, plan: &Plan) -> Result<Manifest, BackupError> {
+    let tenant = plan.tenant.as_str();
+    let lock = Lock::acquire(dest, &plan.destination_bucket, tenant, plan).await?;
+    let result = run_backup(source, dest, plan, &lock).await;
+    lock.release(dest, &plan.destination_bucket, tenant).await;
+    result
+}
+
+async fn run_backup(
+    source: &Cloud,
+    dest: &Cloud,
+    plan: &Plan,
+    lock: &Lock,
+) -> Result<Manifest, BackupError> {
+    let tenant = plan.tenant.as_str();
+    let started = now();
+    let previous = manifests(dest, &plan.destination_bucket, tenant).await?;
+    let known: BTreeMap<&str, &Copied> = previous
+        .last()
+        .map(|(_, m)| {
+            m.objects
+                .iter()
+                .chain(m.audit.iter())
+                .map(|c| (c.backup_key.as_str(), c))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Recordings into `objects/`, the audit batches into `audit/`: the same copy each.
+    let mut sources = vec![(plan.source_bucket.as_str(), String::new(), "objects")];
+    if let Some(audit_bucket) = &plan.audit_bucket {
+        sources.push((audit_bucket, crate::audit::store::prefix(tenant), "audit"));
+    }
+    let mut copied = 0;
+    let mut out: [Vec<Copied>; 2] = Default::default();
+    for (i, (bucket, source_prefix, into)) in sources.iter().enumerate() {
+        for current in current_objects(source, bucket, source_prefix).await? {
+            lock.check(tenant)?;
+            let name = current.key.trim_start_matches(source_prefix.as_str());
+            let backup_key = format!("{}{into}/{name}", prefix(tenant));
+            let (entry, did) = copy_one(
+                source,
+                dest,
+                bucket,
+                &current,
+                &plan.destination_bucket,
+                backup_key.clone(),
+                known.get(backup_key.as_str()).copied(),
+            )
+            .await?;
+            copied += usize::from(did);
+            out[i].push(entry);
+        }
+    }
+    let [objects_out, audit_out] = out;
+    lock.check(tenant)?;
+    let id = backup_id(started);
+    let manifest = Manifest {
+        tenant: tenant.to_string(),
+        id: id.clone(),
+        started: started.to_string(),
+        finished: now().to_string(),
+        source_bucket: plan.source_bucket.clone(),
+        objects: objects_out,
+        audit: audit_out,
+        wrapped_keys: plan
+            .wrapped_keys
+            .iter()
+            .map(|(v, k)| (v.clone(), base64_encode(k)))
+            .collect(),
+        copied,
+    };
+    dest.s3
+        .put_object()
+        .bucket(&plan.destination_bucket)
+        .key(manifest_key(tenant, &id))
+        .if_none_match("*")
+        .content_type("application/json")
+        .body(ByteStream::from(
+            serde_json::to_vec_pretty(&manifest).expect("manifest serializes"),
+        ))
+        .send()
+        .await
+        .map_err(|e| CloudError::from_sdk("PutObject", &e))?;
+    info!(tenant, backup = %id, objects = manifest.objects.len(), audit = manifest.audit.len(), copied, "backup written");
+    prune(dest, &plan.destination_bucket, tenant, plan.keep).await?;
+    Ok(manifest)
+}
+
+/// Deletes manifests beyond the newest `keep`, and copies no kept manifest references.
+async fn prune(dest: &Cloud, bucket: &str, tenant: &str, keep: usize) -> Result<(), BackupError> {
+    let all = manifests(dest, bucket, tenant).await?;
+    if all.len() <= keep.max(1) {
+        return Ok(());
+    }
+    let (old, kept) = all.split_at(all.len() - keep.max(1));
+    let referenced: std::collections::BTreeSet<&str> = kept
+        .iter()
+        .flat_map(|(_, m)| m.objects.iter().chain(m.audit.iter()))
+        .map(|c| c.backup_key.as_str())
+        .collect();
+    for (key, manifest) in old {
+        for c in manifest.objects.iter().chain(manifest.audit.iter()) {
+            if !referenced.contains(c.backup_key.as_str()) {
+                objects::delete_all_versions(dest, bucket, &c.backup_key).await?;
+            }
+        }
+        objects::delete_all_versions(dest, bucket, key).await?;
+        info!(tenant, manifest = %key, "old backup removed");
+    }
+    Ok(())
+}
+
+/// What a restore did.
+#[derive(Serialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    /// Backup restored from.
+    pub backup: String,
+    /// Objects restored and verified.
+    pub restored: Vec<String>,
+    /// Objects of the manifest absent from the backup bucket.
+    pub missing: Vec<String>,
+    /// Objects whose restored copy did not match the manifest's SHA-256.
+    pub mismatched: Vec<String>,
+    /// Wrapped key versions brought back.
+    pub key_versions: Vec<String>,
+}
+
+/// Brings the recordings of backup `id` (or the newest) back into `target_bucket` under
+/// their original keys, checking every SHA-256; returns the manifest's wrapped keys.
+pub async fn restore(
+    backup_cloud: &Cloud,
+    target: &Cloud,
+    backup_bucket: &str,
+    tenant: &str,
+    id: Option<&str>,
+    target_bucket: &str,
+) -> Result<(Restored, BTreeMap<String, Vec<u8>>), BackupError> {
+    let all = manifests(backup_cloud, backup_bucket, tenant).await?;
+    let (key, manifest) = match id {
+        Some(id) => {
+            all.into_iter()
+                .find(|(_, m)| m.id == id)
+                .ok_or_else(|| BackupError::Manifest {
+                    key: manifest_key(tenant, id),
+                    reason: "no such backup".into(),
+                })?
+        }
+        None => all
+            .into_iter()
+            .last()
+            .ok_or_else(|| BackupError::Manifest {
+                key: format!("{tenant}/manifests/"),
+                reason: "the tenant has no backup".into(),
+            })?,
+    };
+    let mut report = Restored {
+        backup: manifest.id.clone(),
+        ..Default::default()
+    };
+    for object in &manifest.objects {
+        if copy_source_version(backup_cloud, backup_bucket, &object.backup_key)
+            .await?
+            .is_none()
+        {
+            report.missing.push(object.key.clone());
+            continue;
+        }
+        target
+            .s3
+            .copy_object()
+            .bucket(target_bucket)
+            .key(&object.key)
+            .copy_source(format!("{backup_bucket}/{}", object.backup_key))
+            .metadata_directive(MetadataDirective::Replace)
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("CopyObject", &e))?;
+        let (sha, size) = objects::sha256(target, target_bucket, &object.key, None).await?;
+        if sha == object.sha256 && size == object.size {
+            report.restored.push(object.key.clone());
+        } else {
+            report.mismatched.push(object.key.clone());
+        }
+    }
+    let mut keys = BTreeMap::new();
+    for (version, wrapped) in &manifest.wrapped_keys {
+        let bytes = base64_decode(wrapped).ok_or_else(|| BackupError::Manifest {
+            key: key.clone(),
+            reason: format!("wrapped key {version} is not base64"),
+        })?;
+        keys.insert(version.clone(), bytes);
+        report.key_versions.push(version.clone());
+    }
+    Ok((report, keys))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    // A ByteString serializes as standard base64 (what Secrets hold), so the manifest
+    // uses the same encoding Kubernetes does.
+    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec()))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    serde_json::from_value::<k8s_openapi::ByteString>(serde_json::Value::String(text.to_string()))
+        .ok()
+        .map(|b| b.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_sort_by_time() {
+        let a: jiff::Timestamp = "2026-11-25T02:03:04Z".parse().expect("a timestamp");
+        let b: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().expect("a timestamp");
+        assert_eq!(backup_id(a), "20261125T020304.000Z");
+        assert!(backup_id(a) < backup_id(b));
+    }
+
+    #[test]
+    fn wrapped_keys_round_trip_through_the_manifest_encoding() {
+        let key = vec![0u8, 1, 2, 254, 255];
+        assert_eq!(base64_decode(&base64_encode(&key)), Some(key));
+        assert_eq!(base64_encode(b"abc"), "YWJj");
+        assert_eq!(base64_decode("not base64!"), None);
+    }
+}
