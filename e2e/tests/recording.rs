@@ -869,14 +869,11 @@ async fn restore(
         report["missing"] == serde_json::json!(["recordings/filler-00.sealed"]),
         "{report}"
     );
-    // The fillers are not recordings the operator tracks; remove them again.
-    for i in 0..40 {
-        sanctum_operator::cloud::objects::delete_all_versions(
-            &cloud,
-            bucket,
-            &format!("recordings/filler-{i:02}.sealed"),
-        )
-        .await?;
+    // Back to the state before the restore: the restored objects are new versions no
+    // Recording names (restore does not re-link Recordings), and the fillers are not
+    // recordings at all.
+    for k in keys_under(bucket, "").await? {
+        sanctum_operator::cloud::objects::delete_all_versions(&cloud, bucket, &k).await?;
     }
     Ok(())
 }
