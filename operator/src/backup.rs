@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::MetadataDirective;
+use k8s_openapi::ByteString;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -63,8 +64,9 @@ pub struct Manifest {
     pub objects: Vec<Copied>,
     /// Audit batches (from the audit bucket), if one was given.
     pub audit: Vec<Copied>,
-    /// The tenant's wrapped data-key versions (`v1`, `v2`, ... to base64), never plaintext.
-    pub wrapped_keys: BTreeMap<String, String>,
+    /// The tenant's wrapped data-key versions (`v1`, `v2`, ...; base64 in JSON, as in a
+    /// Secret), never plaintext.
+    pub wrapped_keys: BTreeMap<String, ByteString>,
     /// Objects copied by this run (the rest were already in the destination).
     pub copied: usize,
 }
@@ -80,8 +82,8 @@ pub struct Plan {
     pub audit_bucket: Option<String>,
     /// Backup bucket.
     pub destination_bucket: String,
-    /// Wrapped key versions to store in the manifest.
-    pub wrapped_keys: BTreeMap<String, Vec<u8>>,
+    /// Wrapped key versions to store in the manifest (the `tenant-data-key` Secret's data).
+    pub wrapped_keys: BTreeMap<String, ByteString>,
     /// Backups to keep; older manifests and objects only they reference are deleted.
     pub keep: usize,
     /// How long to wait for another run's lock before giving up.
@@ -211,27 +213,10 @@ pub async fn manifests(
     bucket: &str,
     tenant: &str,
 ) -> Result<Vec<(String, Manifest)>, BackupError> {
-    let mut keys = Vec::new();
-    let mut pages = cloud
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(format!("{tenant}/manifests/"))
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .map(str::to_string),
-        );
-    }
-    keys.sort();
+    let keys = objects::list_keys(cloud, bucket, &format!("{tenant}/manifests/")).await?;
     let mut out = Vec::new();
     for key in keys {
-        let body = get(cloud, bucket, &key).await?;
+        let body = objects::get_bytes(cloud, bucket, &key).await?;
         let manifest = serde_json::from_slice(&body).map_err(|e| BackupError::Manifest {
             key: key.clone(),
             reason: e.to_string(),
@@ -239,24 +224,6 @@ pub async fn manifests(
         out.push((key, manifest));
     }
     Ok(out)
-}
-
-async fn get(cloud: &Cloud, bucket: &str, key: &str) -> Result<Vec<u8>, CloudError> {
-    let out = cloud
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
-    Ok(out
-        .body
-        .collect()
-        .await
-        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
-        .into_bytes()
-        .to_vec())
 }
 
 /// The source version a backup copy was made from, if `key` exists in `bucket`.
@@ -283,9 +250,9 @@ async fn copy_source_version(
     }
 }
 
-/// The lock object: created if absent, taken over if expired, renewed while held.
+/// The lock object of `plan`'s tenant: created if absent, taken over if expired, renewed
+/// while held.
 struct Lock {
-    etag: Arc<tokio::sync::Mutex<String>>,
     lost: Arc<AtomicBool>,
     renew: tokio::task::JoinHandle<()>,
 }
@@ -296,133 +263,110 @@ struct LockBody {
     until: String,
 }
 
-fn lock_body(holder: &str, lock_for: Duration) -> Vec<u8> {
-    let until = now()
-        + jiff::SignedDuration::try_from(lock_for).unwrap_or(jiff::SignedDuration::from_secs(60));
-    serde_json::to_vec(&LockBody {
-        holder: holder.to_string(),
-        until: until.to_string(),
-    })
-    .expect("lock body serializes")
-}
-
-/// Puts the lock object with a precondition; `Ok(None)` when the precondition failed.
+/// Puts the lock object with a precondition (absent, or still the version `if_match`
+/// names); returns its new ETag, or `None` when the precondition failed.
 async fn put_lock(
     cloud: &Cloud,
-    bucket: &str,
-    key: &str,
-    holder: &str,
-    lock_for: Duration,
+    plan: &Plan,
     if_match: Option<&str>,
 ) -> Result<Option<String>, CloudError> {
-    let mut put = cloud
+    let until = now()
+        + jiff::SignedDuration::try_from(plan.lock_for)
+            .unwrap_or(jiff::SignedDuration::from_secs(60));
+    let body = serde_json::to_vec(&LockBody {
+        holder: plan.holder.clone(),
+        until: until.to_string(),
+    })
+    .expect("lock body serializes");
+    let put = cloud
         .s3
         .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(lock_body(holder, lock_for)));
-    put = match if_match {
+        .bucket(&plan.destination_bucket)
+        .key(lock_key(&plan.tenant))
+        .body(ByteStream::from(body));
+    let put = match if_match {
         Some(etag) => put.if_match(etag),
         None => put.if_none_match("*"),
     };
-    match put.send().await {
-        Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let error = CloudError::from_sdk("PutObject", &e);
-            if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
-                Ok(None)
-            } else {
-                Err(error)
-            }
-        }
-    }
+    Ok(objects::unless_precondition_failed(put.send().await)?
+        .map(|out| out.e_tag().unwrap_or_default().to_string()))
+}
+
+/// The lock object's ETag and content, if it exists.
+async fn read_lock(
+    cloud: &Cloud,
+    plan: &Plan,
+) -> Result<Option<(String, Option<LockBody>)>, CloudError> {
+    let got = cloud
+        .s3
+        .get_object()
+        .bucket(&plan.destination_bucket)
+        .key(lock_key(&plan.tenant))
+        .send()
+        .await;
+    let out = match got {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(CloudError::from_sdk("GetObject", &e)),
+    };
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let body = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
+        .into_bytes();
+    Ok(Some((etag, serde_json::from_slice(&body).ok())))
 }
 
 impl Lock {
-    async fn acquire(
-        cloud: &Cloud,
-        bucket: &str,
-        tenant: &str,
-        plan: &Plan,
-    ) -> Result<Self, BackupError> {
-        let (holder, wait, lock_for) = (plan.holder.as_str(), plan.wait, plan.lock_for);
-        let key = lock_key(tenant);
-        let deadline = tokio::time::Instant::now() + wait;
+    /// Takes the lock, waiting up to `plan.wait` for a live holder to finish.
+    async fn acquire(cloud: &Cloud, plan: &Plan) -> Result<Self, BackupError> {
+        let deadline = tokio::time::Instant::now() + plan.wait;
         loop {
-            if let Some(etag) = put_lock(cloud, bucket, &key, holder, lock_for, None).await? {
-                return Ok(Self::hold(
-                    cloud.clone(),
-                    bucket,
-                    &key,
-                    holder,
-                    lock_for,
-                    etag,
-                ));
+            if let Some(etag) = put_lock(cloud, plan, None).await? {
+                return Ok(Self::hold(cloud, plan, etag));
             }
-            // Held: take it over if it expired (its holder crashed).
-            let current = cloud.s3.get_object().bucket(bucket).key(&key).send().await;
-            if let Ok(out) = current {
-                let etag = out.e_tag().unwrap_or_default().to_string();
-                let body = out
-                    .body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .unwrap_or_default();
-                let held: Option<LockBody> = serde_json::from_slice(&body).ok();
-                let expired = held
+            // Held (or released a moment ago): take it over if it expired.
+            if let Some((etag, held)) = read_lock(cloud, plan).await? {
+                let until = held
                     .as_ref()
-                    .and_then(|h| h.until.parse::<jiff::Timestamp>().ok())
-                    .is_none_or(|until| until < now());
-                if expired {
-                    if let Some(etag) =
-                        put_lock(cloud, bucket, &key, holder, lock_for, Some(&etag)).await?
-                    {
-                        if let Some(h) = &held {
-                            warn!(tenant, previous = %h.holder, "took over an expired backup lock");
+                    .and_then(|h| h.until.parse::<jiff::Timestamp>().ok());
+                match (held, until) {
+                    (Some(held), Some(until)) if until >= now() => {
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(BackupError::Busy {
+                                tenant: plan.tenant.clone(),
+                                holder: held.holder,
+                                until: held.until,
+                            });
                         }
-                        return Ok(Self::hold(
-                            cloud.clone(),
-                            bucket,
-                            &key,
-                            holder,
-                            lock_for,
-                            etag,
-                        ));
                     }
-                } else if tokio::time::Instant::now() >= deadline {
-                    let held = held.expect("an unexpired lock was parsed");
-                    return Err(BackupError::Busy {
-                        tenant: tenant.to_string(),
-                        holder: held.holder,
-                        until: held.until,
-                    });
+                    (held, _) => {
+                        if let Some(etag) = put_lock(cloud, plan, Some(&etag)).await? {
+                            if let Some(h) = held {
+                                warn!(tenant = %plan.tenant, previous = %h.holder, "took over an expired backup lock");
+                            }
+                            return Ok(Self::hold(cloud, plan, etag));
+                        }
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    fn hold(
-        cloud: Cloud,
-        bucket: &str,
-        key: &str,
-        holder: &str,
-        lock_for: Duration,
-        etag: String,
-    ) -> Self {
-        let etag = Arc::new(tokio::sync::Mutex::new(etag));
+    /// Renews the lock every quarter of its lifetime until released; a refused renewal
+    /// (someone took it over) marks it lost.
+    fn hold(cloud: &Cloud, plan: &Plan, mut etag: String) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
-        let (bucket, key, holder) = (bucket.to_string(), key.to_string(), holder.to_string());
         let renew = tokio::spawn({
-            let (etag, lost) = (etag.clone(), lost.clone());
+            let (cloud, plan, lost) = (cloud.clone(), plan.clone(), lost.clone());
             async move {
                 loop {
-                    tokio::time::sleep(lock_for / 4).await;
-                    let mut current = etag.lock().await;
-                    match put_lock(&cloud, &bucket, &key, &holder, lock_for, Some(&current)).await {
-                        Ok(Some(next)) => *current = next,
+                    tokio::time::sleep(plan.lock_for / 4).await;
+                    match put_lock(&cloud, &plan, Some(&etag)).await {
+                        Ok(Some(next)) => etag = next,
                         Ok(None) | Err(_) => {
                             lost.store(true, Ordering::SeqCst);
                             return;
@@ -431,7 +375,7 @@ impl Lock {
                 }
             }
         });
-        Self { etag, lost, renew }
+        Self { lost, renew }
     }
 
     fn check(&self, tenant: &str) -> Result<(), BackupError> {
@@ -441,14 +385,17 @@ impl Lock {
         Ok(())
     }
 
-    async fn release(self, cloud: &Cloud, bucket: &str, tenant: &str) {
+    /// Stops renewing and deletes the lock object, unless it was lost to another run.
+    async fn release(self, cloud: &Cloud, plan: &Plan) {
         self.renew.abort();
-        let _held = self.etag.lock().await;
+        if self.lost.load(Ordering::SeqCst) {
+            return;
+        }
         if let Err(e) = cloud
             .s3
             .delete_object()
-            .bucket(bucket)
-            .key(lock_key(tenant))
+            .bucket(&plan.destination_bucket)
+            .key(lock_key(&plan.tenant))
             .send()
             .await
         {
@@ -469,18 +416,15 @@ async fn copy_one(
     known: Option<&Copied>,
 ) -> Result<(Copied, bool), BackupError> {
     let version = current.version.clone().unwrap_or_default();
+    let present = copy_source_version(dest, dest_bucket, &backup_key).await?;
+    let copied = present.as_deref() != Some(version.as_str());
     if let Some(known) = known
+        && !copied
         && known.source_version == current.version
         && known.size == current.size
-        && copy_source_version(dest, dest_bucket, &backup_key)
-            .await?
-            .as_deref()
-            == Some(version.as_str())
     {
         return Ok((known.clone(), false));
     }
-    let present = copy_source_version(dest, dest_bucket, &backup_key).await?;
-    let copied = present.as_deref() != Some(version.as_str());
     if copied {
         let mut source = format!("{source_bucket}/{}", current.key);
         if let Some(v) = &current.version {
@@ -527,10 +471,9 @@ async fn copy_one(
 /// Runs one backup of `plan`; `source` reaches the tenant and audit buckets, `dest` the
 /// backup bucket (which may be in another region).
 pub async fn backup(source: &Cloud, dest: &Cloud, plan: &Plan) -> Result<Manifest, BackupError> {
-    let tenant = plan.tenant.as_str();
-    let lock = Lock::acquire(dest, &plan.destination_bucket, tenant, plan).await?;
+    let lock = Lock::acquire(dest, plan).await?;
     let result = run_backup(source, dest, plan, &lock).await;
-    lock.release(dest, &plan.destination_bucket, tenant).await;
+    lock.release(dest, plan).await;
     result
 }
 
@@ -590,11 +533,7 @@ async fn run_backup(
         source_bucket: plan.source_bucket.clone(),
         objects: objects_out,
         audit: audit_out,
-        wrapped_keys: plan
-            .wrapped_keys
-            .iter()
-            .map(|(v, k)| (v.clone(), base64_encode(k)))
-            .collect(),
+        wrapped_keys: plan.wrapped_keys.clone(),
         copied,
     };
     dest.s3
@@ -610,13 +549,21 @@ async fn run_backup(
         .await
         .map_err(|e| CloudError::from_sdk("PutObject", &e))?;
     info!(tenant, backup = %id, objects = manifest.objects.len(), audit = manifest.audit.len(), copied, "backup written");
-    prune(dest, &plan.destination_bucket, tenant, plan.keep).await?;
+    let mut all = previous;
+    all.push((manifest_key(tenant, &id), manifest.clone()));
+    prune(dest, &plan.destination_bucket, tenant, plan.keep, &all).await?;
     Ok(manifest)
 }
 
-/// Deletes manifests beyond the newest `keep`, and copies no kept manifest references.
-async fn prune(dest: &Cloud, bucket: &str, tenant: &str, keep: usize) -> Result<(), BackupError> {
-    let all = manifests(dest, bucket, tenant).await?;
+/// Deletes manifests beyond the newest `keep` of `all` (oldest first), and the copies no
+/// kept manifest references.
+async fn prune(
+    dest: &Cloud,
+    bucket: &str,
+    tenant: &str,
+    keep: usize,
+    all: &[(String, Manifest)],
+) -> Result<(), BackupError> {
     if all.len() <= keep.max(1) {
         return Ok(());
     }
@@ -663,9 +610,9 @@ pub async fn restore(
     tenant: &str,
     id: Option<&str>,
     target_bucket: &str,
-) -> Result<(Restored, BTreeMap<String, Vec<u8>>), BackupError> {
+) -> Result<(Restored, BTreeMap<String, ByteString>), BackupError> {
     let all = manifests(backup_cloud, backup_bucket, tenant).await?;
-    let (key, manifest) = match id {
+    let (_, manifest) = match id {
         Some(id) => {
             all.into_iter()
                 .find(|(_, m)| m.id == id)
@@ -687,14 +634,7 @@ pub async fn restore(
         ..Default::default()
     };
     for object in &manifest.objects {
-        if copy_source_version(backup_cloud, backup_bucket, &object.backup_key)
-            .await?
-            .is_none()
-        {
-            report.missing.push(object.key.clone());
-            continue;
-        }
-        target
+        let copied = target
             .s3
             .copy_object()
             .bucket(target_bucket)
@@ -702,8 +642,15 @@ pub async fn restore(
             .copy_source(format!("{backup_bucket}/{}", object.backup_key))
             .metadata_directive(MetadataDirective::Replace)
             .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("CopyObject", &e))?;
+            .await;
+        if let Err(e) = copied {
+            let error = CloudError::from_sdk("CopyObject", &e);
+            if error.is_not_found() {
+                report.missing.push(object.key.clone());
+                continue;
+            }
+            return Err(error.into());
+        }
         let (sha, size) = objects::sha256(target, target_bucket, &object.key, None).await?;
         if sha == object.sha256 && size == object.size {
             report.restored.push(object.key.clone());
@@ -711,31 +658,8 @@ pub async fn restore(
             report.mismatched.push(object.key.clone());
         }
     }
-    let mut keys = BTreeMap::new();
-    for (version, wrapped) in &manifest.wrapped_keys {
-        let bytes = base64_decode(wrapped).ok_or_else(|| BackupError::Manifest {
-            key: key.clone(),
-            reason: format!("wrapped key {version} is not base64"),
-        })?;
-        keys.insert(version.clone(), bytes);
-        report.key_versions.push(version.clone());
-    }
-    Ok((report, keys))
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    // A ByteString serializes as standard base64 (what Secrets hold), so the manifest
-    // uses the same encoding Kubernetes does.
-    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec()))
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    serde_json::from_value::<k8s_openapi::ByteString>(serde_json::Value::String(text.to_string()))
-        .ok()
-        .map(|b| b.0)
+    report.key_versions = manifest.wrapped_keys.keys().cloned().collect();
+    Ok((report, manifest.wrapped_keys))
 }
 
 #[cfg(test)]
@@ -753,8 +677,26 @@ mod tests {
     #[test]
     fn wrapped_keys_round_trip_through_the_manifest_encoding() {
         let key = vec![0u8, 1, 2, 254, 255];
-        assert_eq!(base64_decode(&base64_encode(&key)), Some(key));
-        assert_eq!(base64_encode(b"abc"), "YWJj");
-        assert_eq!(base64_decode("not base64!"), None);
+        let manifest = Manifest {
+            tenant: "clinic-a".into(),
+            id: "20261125T020304.000Z".into(),
+            started: String::new(),
+            finished: String::new(),
+            source_bucket: "b".into(),
+            objects: Vec::new(),
+            audit: Vec::new(),
+            wrapped_keys: BTreeMap::from([
+                ("v1".to_string(), ByteString(key.clone())),
+                ("v2".to_string(), ByteString(b"abc".to_vec())),
+            ]),
+            copied: 0,
+        };
+        let json = serde_json::to_value(&manifest).expect("serializes");
+        assert_eq!(json["wrappedKeys"]["v2"], "YWJj");
+        let back: Manifest = serde_json::from_value(json.clone()).expect("parses");
+        assert_eq!(back.wrapped_keys["v1"].0, key);
+        let mut bad = json;
+        bad["wrappedKeys"]["v1"] = "not base64!".into();
+        assert!(serde_json::from_value::<Manifest>(bad).is_err());
     }
 }

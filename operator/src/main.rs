@@ -95,9 +95,14 @@ struct CloudArgs {
 
 impl CloudArgs {
     async fn connect(&self) -> Cloud {
+        self.connect_in(None).await
+    }
+
+    /// The same store in another region (a backup bucket's), or `--aws-region`.
+    async fn connect_in(&self, region: Option<&str>) -> Cloud {
         Cloud::new(&CloudConfig {
             endpoint: self.aws_endpoint.clone(),
-            region: self.aws_region.clone(),
+            region: region.unwrap_or(&self.aws_region).to_string(),
             force_path_style: self.s3_path_style,
         })
         .await
@@ -399,16 +404,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The same store settings in another region (a backup bucket's).
-async fn cloud_in(args: &CloudArgs, region: Option<&str>) -> Cloud {
-    Cloud::new(&CloudConfig {
-        endpoint: args.aws_endpoint.clone(),
-        region: region.unwrap_or(&args.aws_region).to_string(),
-        force_path_style: args.s3_path_style,
-    })
-    .await
-}
-
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Json);
     let client = Client::try_default()
@@ -418,14 +413,12 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         .get(sanctum_operator::controller::tenant::build::tenant_key::SECRET_NAME)
         .await
         .with_context(|| format!("reading the wrapped tenant keys in {}", args.namespace))?;
-    let wrapped_keys = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(version, bytes)| (version, bytes.0))
-        .collect();
+    let wrapped_keys = secret.data.unwrap_or_default();
     let source = args.cloud.connect().await;
-    let dest = cloud_in(&args.cloud, args.destination_region.as_deref()).await;
+    let dest = args
+        .cloud
+        .connect_in(args.destination_region.as_deref())
+        .await;
     let plan = backup::Plan {
         tenant: args.tenant,
         source_bucket: args.source_bucket,
@@ -452,7 +445,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
 }
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let source = cloud_in(&args.cloud, args.backup_region.as_deref()).await;
+    let source = args.cloud.connect_in(args.backup_region.as_deref()).await;
     let target = args.cloud.connect().await;
     let (report, keys) = backup::restore(
         &source,
@@ -473,7 +466,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
                 .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("writing {} (it must not exist yet)", path.display()))?;
-            file.write_all(wrapped)?;
+            file.write_all(&wrapped.0)?;
         }
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -502,7 +495,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     match range {
         None => println!(
             "audit chain of {} intact: {} records in {} objects, last record {} ({})",
-            args.tenant, verified.records, verified.objects, verified.head.seq, verified.head.hash
+            args.tenant, verified.head.seq, verified.objects, verified.head.seq, verified.head.hash
         ),
         Some((since, until)) => {
             let mut out = std::io::stdout().lock();

@@ -88,11 +88,6 @@ impl Record {
         let bytes = serde_json::to_vec(&unsealed).expect("a record serializes to JSON");
         hex::encode(Sha256::digest(&bytes))
     }
-
-    /// Compact id for status and logs: `<tenant>/<seq>`.
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.tenant, self.seq)
-    }
 }
 
 /// Where a tenant's chain ends: the next record links here.
@@ -246,9 +241,7 @@ pub enum Broken {
 pub struct Verified {
     /// Objects read.
     pub objects: usize,
-    /// Records checked.
-    pub records: u64,
-    /// The chain's end.
+    /// The chain's end; its `seq` is the number of records checked.
     pub head: Head,
 }
 
@@ -345,7 +338,6 @@ pub fn verify_chain(tenant: &str, batches: &[Batch]) -> Result<Verified, Broken>
     }
     Ok(Verified {
         objects: batches.len(),
-        records: head.seq,
         head,
     })
 }
@@ -404,7 +396,7 @@ mod tests {
     fn an_intact_chain_verifies_to_its_head() {
         let batches = chain();
         let v = verify_chain("clinic-a", &batches).expect("intact");
-        assert_eq!(v.records, 6);
+        assert_eq!(v.head.seq, 6);
         assert_eq!(v.objects, 3);
         let last = parse(&batches).expect("readable").pop().expect("records").1;
         assert_eq!(v.head.hash, last.hash);

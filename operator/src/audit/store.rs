@@ -11,7 +11,7 @@ use sanctum_api::{ObjectLockMode, ObjectLockSpec};
 
 use super::{Batch, Head, Record};
 use crate::cloud::buckets::{self, BucketReport, DesiredBucket};
-use crate::cloud::{Cloud, CloudError};
+use crate::cloud::{Cloud, CloudError, objects};
 
 /// Six years, the HIPAA documentation retention period (45 CFR 164.316(b)(2)(i)).
 pub const DEFAULT_RETENTION_DAYS: i32 = 2192;
@@ -56,11 +56,6 @@ impl AuditStore {
         }
     }
 
-    /// Bucket name.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Creates the bucket (Object Lock on, compliance mode, `retention_days` default
     /// retention; public access blocked; TLS only; versioned) or repairs its settings.
     pub async fn ensure(&self, retention_days: i32) -> Result<BucketReport, CloudError> {
@@ -83,46 +78,14 @@ impl AuditStore {
 
     /// Every batch key of `tenant`, in chain order.
     pub async fn keys(&self, tenant: &str) -> Result<Vec<String>, CloudError> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .cloud
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix(tenant))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter(|k| first_seq(k).is_some())
-                    .map(str::to_string),
-            );
-        }
-        keys.sort();
+        let mut keys = objects::list_keys(&self.cloud, &self.bucket, &prefix(tenant)).await?;
+        keys.retain(|k| first_seq(k).is_some());
         Ok(keys)
     }
 
     /// Reads one batch.
     pub async fn read(&self, key: &str) -> Result<Batch, CloudError> {
-        let out = self
-            .cloud
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| CloudError::other("GetObject", e.to_string()))?
-            .into_bytes();
+        let bytes = objects::get_bytes(&self.cloud, &self.bucket, key).await?;
         Ok(Batch {
             key: key.to_string(),
             first_seq: first_seq(key).unwrap_or_default(),
@@ -177,18 +140,10 @@ impl AuditStore {
             .body(ByteStream::from(body.into_bytes()))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Put::Written),
-            Err(e) => {
-                let error = CloudError::from_sdk("PutObject", &e);
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
-                    Ok(Put::Exists)
-                } else {
-                    Err(error)
-                }
-            }
-        }
+        Ok(match objects::unless_precondition_failed(sent)? {
+            Some(_) => Put::Written,
+            None => Put::Exists,
+        })
     }
 
     /// The Object Lock mode and retain-until date of the current version of `key`.

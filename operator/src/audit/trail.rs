@@ -52,11 +52,6 @@ impl Trail {
             warn!("audit trail stopped; an audit entry was not recorded");
         }
     }
-
-    /// True when entries go somewhere.
-    pub fn enabled(&self) -> bool {
-        self.tx.is_some()
-    }
 }
 
 struct Queue {
