@@ -56,11 +56,6 @@ async fn requests(op: &Operator) -> Result<u64> {
     op.counter("sanctum_kube_api_requests_total", "").await
 }
 
-async fn tenant_reconciles(op: &Operator) -> Result<u64> {
-    op.counter("sanctum_reconciles_total", "controller=\"videotenant\"")
-        .await
-}
-
 /// Retries what a loaded API server turns away (429, 5xx, dropped connections), as any
 /// client does; the operator's own requests are retried by its error policy.
 async fn retry<T, F, Fut>(mut call: F) -> Result<T>
@@ -228,7 +223,7 @@ async fn run(cluster: &Cluster, n: usize, steady: Duration, debounce: Option<&st
     let op = Operator::start_with(&run, "", &args).await?;
     let pid = op.pid().context("operator pid")?;
     let requests_before = requests(&op).await?;
-    let reconciles_before = tenant_reconciles(&op).await?;
+    let reconciles_before = op.reconciles().await?;
     let cpu_before = proc_cpu(pid);
     let start = Instant::now();
     let names: Vec<String> = (0..n).map(|i| format!("{run}-{i}")).collect();
@@ -274,7 +269,7 @@ async fn run(cluster: &Cluster, n: usize, steady: Duration, debounce: Option<&st
     let seconds = start.elapsed().as_secs_f64();
     let cpu_seconds = proc_cpu(pid) - cpu_before;
     let reqs = requests(&op).await? - requests_before;
-    let reconciles = tenant_reconciles(&op).await? - reconciles_before;
+    let reconciles = op.reconciles().await? - reconciles_before;
 
     // Steady state: nothing changes; count writes.
     tokio::time::sleep(Duration::from_secs(5)).await;

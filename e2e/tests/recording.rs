@@ -5,6 +5,7 @@
 //! retention deletes, legal hold keeps and blocks deletion, and a node killed mid-recording
 //! leaves a Failed Recording (MediaNodeLost) and no upload behind.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use sanctum_e2e::{
     with_logs, workspace_binary,
 };
 use sanctum_media_client::{Kind, Options, Session, connect, parse_frame};
+use sanctum_operator::cloud::Cloud;
+use sanctum_operator::cloud::objects::{delete_all_versions, list_keys};
 
 /// Host name of the test's media node; the operator pins it to 127.0.0.1 (`--resolve`).
 const NODE_HOST: &str = "media-node.sanctum-e2e.test";
@@ -411,16 +414,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         write_master_key(&cluster, &master_file).await?;
         let webm = out.path().join("visit-1.webm");
         let decrypt = |target: &Path, obj_key: &str| {
-            std::process::Command::new(workspace_binary("sanctum-media-node").expect("built"))
-                .args(["decrypt", "--tenant", &run, "--key-provider", "local"])
-                .args(["--bucket", &bucket, "--key", obj_key])
-                .arg("--tenant-key-dir")
-                .arg(&keys_dir)
-                .arg("--local-master-key-file")
-                .arg(&master_file)
-                .arg("--output")
-                .arg(target)
-                .output()
+            decrypt(&run, &bucket, obj_key, &keys_dir, &master_file, target)
         };
         let done = decrypt(&webm, &key)?;
         ensure!(
@@ -472,9 +466,9 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         );
         ensure!(!bad.exists(), "a partial plaintext file was left behind");
 
-        // Backed up now; restored below, once the integrity check has removed the
-        // recording's sealed version from the bucket.
-        let backup_bucket = back_up(&run, &ns, &bucket, &key).await?;
+        // Backed up now; restored below, after this test has deleted the recording's
+        // sealed version for the integrity check.
+        let backup_bucket = back_up(&cloud, &run, &ns, &bucket, &key).await?;
 
         // Integrity: the periodic re-check confirms the object, then notices it is gone.
         wait_integrity(&api, "visit-1", "True", "ChecksumMatches").await?;
@@ -499,7 +493,16 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             "no Warning Event for the missing object"
         );
 
-        restore(&run, &bucket, &backup_bucket, &key, &frames, &master_file).await?;
+        restore(
+            &cloud,
+            &run,
+            &bucket,
+            &backup_bucket,
+            &key,
+            &frames,
+            &master_file,
+        )
+        .await?;
 
         // Legal hold: a second recording survives retention and blocks deletion.
         let (held, _) = record(
@@ -513,17 +516,38 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         .await?;
         let held_key = held.status.clone().context("status")?.key.context("key")?;
 
-        // Retention: move both recordings' end 40 days back, as if time had passed.
+        // Retention: move both recordings' end 40 days back, as if time had passed. The
+        // operator applies the whole status it computed from its last read, so a write of
+        // its that crosses this patch puts the old end back: patch until it holds.
+        ensure!(
+            object(&bucket, &key).await?.is_some(),
+            "the restored recording is in the bucket before it expires"
+        );
         let past = "2026-01-01T00:00:00Z";
-        for name in ["visit-1", "visit-2"] {
-            api.patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": {"endedAt": past}})),
-            )
-            .await?;
-        }
-        wait_phase(&api, "visit-1", RecordingPhase::Deleted).await?;
+        wait_for(
+            "visit-1 to expire and be deleted",
+            Duration::from_secs(60),
+            || async {
+                let mut deleted = false;
+                for name in ["visit-1", "visit-2"] {
+                    let r = api.get(name).await?;
+                    let status = r.status.unwrap_or_default();
+                    deleted |= name == "visit-1" && status.phase == Some(RecordingPhase::Deleted);
+                    if status.ended_at.as_ref().map(|t| t.0.to_string()).as_deref() != Some(past)
+                        && status.phase == Some(RecordingPhase::Sealed)
+                    {
+                        api.patch_status(
+                            name,
+                            &PatchParams::default(),
+                            &Patch::Merge(serde_json::json!({"status": {"endedAt": past}})),
+                        )
+                        .await?;
+                    }
+                }
+                Ok(deleted)
+            },
+        )
+        .await?;
         ensure!(
             object(&bucket, &key).await?.is_none(),
             "expired object still there"
@@ -668,27 +692,53 @@ async fn run_backup(
     )?)
 }
 
-async fn keys_under(bucket: &str, prefix: &str) -> Result<Vec<String>> {
-    let listed = cloud()
-        .await?
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .send()
-        .await?;
-    Ok(listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key())
-        .map(str::to_string)
-        .collect())
+/// Runs `sanctum restore` of the tenant's newest backup into `bucket`, with extra flags.
+fn restore_command(
+    run: &str,
+    dest: &str,
+    bucket: &str,
+    extra: &[&OsStr],
+) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(workspace_binary("sanctum")?)
+        .args([
+            "restore",
+            "--tenant",
+            run,
+            "--backup-bucket",
+            dest,
+            "--target-bucket",
+            bucket,
+        ])
+        .args(extra)
+        .output()?)
+}
+
+/// `sanctum-media-node decrypt` of `key` with the wrapped keys in `keys_dir`, into `output`.
+fn decrypt(
+    run: &str,
+    bucket: &str,
+    key: &str,
+    keys_dir: &Path,
+    master_file: &Path,
+    output: &Path,
+) -> Result<std::process::Output> {
+    Ok(
+        std::process::Command::new(workspace_binary("sanctum-media-node")?)
+            .args(["decrypt", "--tenant", run, "--key-provider", "local"])
+            .args(["--bucket", bucket, "--key", key])
+            .arg("--tenant-key-dir")
+            .arg(keys_dir)
+            .arg("--local-master-key-file")
+            .arg(master_file)
+            .arg("--output")
+            .arg(output)
+            .output()?,
+    )
 }
 
 /// Backs the tenant up to a second bucket: killed midway and resumed, run twice at once,
 /// refused without waiting while another run holds the lock. Returns the backup bucket.
-async fn back_up(run: &str, ns: &str, bucket: &str, key: &str) -> Result<String> {
-    let cloud = cloud().await?;
+async fn back_up(cloud: &Cloud, run: &str, ns: &str, bucket: &str, key: &str) -> Result<String> {
     let dest = format!("{run}-backup");
     cloud.s3.create_bucket().bucket(&dest).send().await?;
     // More objects, so a run can be killed while it copies.
@@ -703,23 +753,22 @@ async fn back_up(run: &str, ns: &str, bucket: &str, key: &str) -> Result<String>
             .send()
             .await?;
     }
-    let total = keys_under(bucket, "").await?.len();
+    let total = list_keys(cloud, bucket, "").await?.len();
+    let manifests = format!("{run}/manifests/");
 
     // Killed midway: copies made, no manifest; the next run takes over the expired lock,
     // keeps the copies it finds and completes.
     let mut first = backup_command(run, ns, bucket, &dest, &[])?.spawn()?;
     let objects_prefix = format!("{run}/objects/");
     wait_for("the first copies", Duration::from_secs(60), || async {
-        Ok(keys_under(&dest, &objects_prefix).await?.len() >= 3)
+        Ok(list_keys(cloud, &dest, &objects_prefix).await?.len() >= 3)
     })
     .await?;
     first.kill().await?;
-    let partial = keys_under(&dest, &objects_prefix).await?.len();
+    let partial = list_keys(cloud, &dest, &objects_prefix).await?.len();
     ensure!(partial < total, "the backup finished before it was killed");
     ensure!(
-        keys_under(&dest, &format!("{run}/manifests/"))
-            .await?
-            .is_empty(),
+        list_keys(cloud, &dest, &manifests).await?.is_empty(),
         "a killed backup wrote a manifest"
     );
     let resumed = run_backup(run, ns, bucket, &dest, &["--wait-seconds", "30"]).await?;
@@ -742,14 +791,14 @@ async fn back_up(run: &str, ns: &str, bucket: &str, key: &str) -> Result<String>
         "{a} {b}"
     );
     ensure!(
-        keys_under(&dest, &format!("{run}/manifests/")).await?.len() == 3,
+        list_keys(cloud, &dest, &manifests).await?.len() == 3,
         "three manifests"
     );
     // Without waiting, a run that finds the lock held says so and fails.
     let mut holder = backup_command(run, ns, bucket, &dest, &[])?.spawn()?;
     let lock = format!("{run}/lock");
     wait_for("the lock", Duration::from_secs(30), || async {
-        Ok(keys_under(&dest, &lock).await?.contains(&lock))
+        Ok(list_keys(cloud, &dest, &lock).await?.contains(&lock))
     })
     .await?;
     let busy = backup_command(run, ns, bucket, &dest, &[])?
@@ -769,6 +818,7 @@ async fn back_up(run: &str, ns: &str, bucket: &str, key: &str) -> Result<String>
 /// Every object of the tenant bucket deleted (all versions), restored from the backup, and
 /// the recording decrypted with the restored wrapped keys into the frames it held.
 async fn restore(
+    cloud: &Cloud,
     run: &str,
     bucket: &str,
     dest: &str,
@@ -776,29 +826,26 @@ async fn restore(
     frames: &[u32],
     master_file: &Path,
 ) -> Result<()> {
-    let cloud = cloud().await?;
-    let total = keys_under(dest, &format!("{run}/objects/")).await?.len();
+    let total = list_keys(cloud, dest, &format!("{run}/objects/"))
+        .await?
+        .len();
 
     // Lose every recording object (all versions), restore, read back.
-    for k in keys_under(bucket, "").await? {
-        sanctum_operator::cloud::objects::delete_all_versions(&cloud, bucket, &k).await?;
+    for k in list_keys(cloud, bucket, "").await? {
+        delete_all_versions(cloud, bucket, &k).await?;
     }
-    ensure!(keys_under(bucket, "").await?.is_empty(), "objects left");
+    ensure!(
+        list_keys(cloud, bucket, "").await?.is_empty(),
+        "objects left"
+    );
     let restored_keys = tempfile::tempdir()?;
     let keys_dir = restored_keys.path().join("keys");
-    let out = std::process::Command::new(workspace_binary("sanctum")?)
-        .args([
-            "restore",
-            "--tenant",
-            run,
-            "--backup-bucket",
-            dest,
-            "--target-bucket",
-            bucket,
-        ])
-        .arg("--keys-dir")
-        .arg(&keys_dir)
-        .output()?;
+    let out = restore_command(
+        run,
+        dest,
+        bucket,
+        &["--keys-dir".as_ref(), keys_dir.as_os_str()],
+    )?;
     ensure!(
         out.status.success(),
         "restore failed: {}{}",
@@ -820,20 +867,11 @@ async fn restore(
         "{report}"
     );
     ensure!(
-        keys_under(bucket, "").await?.len() == total,
+        list_keys(cloud, bucket, "").await?.len() == total,
         "restored object count"
     );
     let webm = restored_keys.path().join("restored.webm");
-    let done = std::process::Command::new(workspace_binary("sanctum-media-node")?)
-        .args(["decrypt", "--tenant", run, "--key-provider", "local"])
-        .args(["--bucket", bucket, "--key", key])
-        .arg("--tenant-key-dir")
-        .arg(&keys_dir)
-        .arg("--local-master-key-file")
-        .arg(master_file)
-        .arg("--output")
-        .arg(&webm)
-        .output()?;
+    let done = decrypt(run, bucket, key, &keys_dir, master_file, &webm)?;
     ensure!(
         done.status.success(),
         "decrypting the restored recording failed: {}",
@@ -845,21 +883,9 @@ async fn restore(
     );
 
     // A backup whose copy was removed: restore reports it missing and fails.
-    let manifests = keys_under(dest, &format!("{run}/manifests/")).await?;
-    ensure!(!manifests.is_empty(), "manifests");
     let gone = format!("{run}/objects/recordings/filler-00.sealed");
-    sanctum_operator::cloud::objects::delete_all_versions(&cloud, dest, &gone).await?;
-    let out = std::process::Command::new(workspace_binary("sanctum")?)
-        .args([
-            "restore",
-            "--tenant",
-            run,
-            "--backup-bucket",
-            dest,
-            "--target-bucket",
-            bucket,
-        ])
-        .output()?;
+    delete_all_versions(cloud, dest, &gone).await?;
+    let out = restore_command(run, dest, bucket, &[])?;
     ensure!(
         !out.status.success(),
         "a restore with a missing object succeeded"
@@ -869,11 +895,12 @@ async fn restore(
         report["missing"] == serde_json::json!(["recordings/filler-00.sealed"]),
         "{report}"
     );
-    // Back to the state before the restore: the restored objects are new versions no
-    // Recording names (restore does not re-link Recordings), and the fillers are not
-    // recordings at all.
-    for k in keys_under(bucket, "").await? {
-        sanctum_operator::cloud::objects::delete_all_versions(&cloud, bucket, &k).await?;
+    // The restored recording stays for the retention check, which must delete it; the
+    // rest (fillers, the tampered copy) are not recordings the operator tracks.
+    for k in list_keys(cloud, bucket, "").await? {
+        if k != key {
+            delete_all_versions(cloud, bucket, &k).await?;
+        }
     }
     Ok(())
 }
