@@ -247,6 +247,7 @@ pub fn spawn(
         sessions: sessions.clone(),
         metrics,
         recorders,
+        queued: Vec::new(),
     };
     let task = tokio::spawn(driver.run());
     (MediaHandle { tx, sessions }, task)
@@ -260,6 +261,8 @@ struct Driver {
     sessions: Arc<Sessions>,
     metrics: Metrics,
     recorders: Recorders,
+    /// The datagrams of one turn; kept between turns so the hot path does not allocate it.
+    queued: Vec<(Vec<u8>, SocketAddr)>,
 }
 
 impl Driver {
@@ -367,7 +370,7 @@ impl Driver {
     /// Sends what the SFU queued (in batches, see [`crate::udp`]), then reports its events
     /// and gauges.
     async fn flush(&mut self) {
-        let mut queued = Vec::new();
+        let mut queued = std::mem::take(&mut self.queued);
         while let Some(t) = self.sfu.poll_transmit() {
             queued.push((Vec::from(t.contents), t.destination));
         }
@@ -387,7 +390,8 @@ impl Driver {
                     next += sent;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if self.socket.writable().await.is_err() {
+                    if let Err(e) = self.socket.writable().await {
+                        tracing::debug!(error = %e, dropped = queued.len() - next, "media socket unusable; datagrams dropped");
                         break;
                     }
                 }
@@ -398,6 +402,8 @@ impl Driver {
                 }
             }
         }
+        queued.clear();
+        self.queued = queued;
         self.metrics.traffic("out", packets, bytes);
         self.report();
     }

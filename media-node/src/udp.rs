@@ -49,15 +49,20 @@ pub fn send_batch<B: AsRef<[u8]>>(
     Ok(sent.count())
 }
 
-/// Portable fallback: one `send_to` per datagram, same contract.
+/// Other unix systems (no `sendmmsg`): one `sendto` per datagram, same contract.
 #[cfg(not(target_os = "linux"))]
 pub fn send_batch<B: AsRef<[u8]>>(
-    socket: &std::net::UdpSocket,
+    socket: &impl AsRawFd,
     datagrams: &[(B, SocketAddr)],
 ) -> io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, SockaddrStorage, sendto};
+
     let mut sent = 0;
     for (data, to) in datagrams.iter().take(MAX_BATCH) {
-        match socket.send_to(data.as_ref(), to) {
+        let to = SockaddrStorage::from(*to);
+        match sendto(socket.as_raw_fd(), data.as_ref(), &to, MsgFlags::empty())
+            .map_err(io::Error::from)
+        {
             Ok(_) => sent += 1,
             Err(e) if sent == 0 => return Err(e),
             Err(_) => break,
