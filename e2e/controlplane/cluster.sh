@@ -130,6 +130,28 @@ print_env() {
   print_aws_env
 }
 
+# kwok's default node and pod stages, except that a Job's pod annotated
+# e2e.sanctum.dev/run-on-host is not completed by kwok: a test runs its container as a
+# local process and writes the pod's real outcome (e2e/tests/backup_schedule.rs).
+kwok_stages() {
+  local src out="$CACHE/kwok-stages.yaml"
+  src="$(cd "$HERE/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+  {
+    cat "$src/node/fast/node-initialize.yaml"; echo "---"
+    cat "$src/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"; echo "---"
+    cat "$src/pod/fast/pod-ready.yaml"; echo "---"
+    awk '{ print }
+      !done && /operator: .DoesNotExist./ {
+        print "    - key: '"'"'.metadata.annotations[\"e2e.sanctum.dev/run-on-host\"]'"'"'"
+        print "      operator: '"'"'DoesNotExist'"'"'"
+        done = 1
+      }' "$src/pod/fast/pod-complete.yaml"; echo "---"
+    cat "$src/pod/fast/pod-delete.yaml"
+  } > "$out"
+  grep -q 'run-on-host' "$out" || { log "could not patch kwok's pod-complete stage"; exit 1; }
+  echo "$out"
+}
+
 up() {
   build
   export PATH="$BIN:$PATH"
@@ -144,6 +166,7 @@ up() {
       --kube-scheduler-binary "$BIN/kube-scheduler" \
       --etcd-binary "$BIN/etcd" --kwok-controller-binary "$BIN/kwok" \
       --kube-audit-policy "$HERE/audit-policy.yaml" \
+      --config "$(kwok_stages)" \
       --kubeconfig "$KUBECONFIG_PATH" --wait 2m >&2
     kwokctl scale node --name "$NAME" --replicas 3 >&2
   fi

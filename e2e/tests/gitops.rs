@@ -50,24 +50,22 @@ async fn kstatus_follows_the_tenant_through_its_life() -> Result<()> {
         "unobserved generation: {status} ({message})"
     );
 
-    // Asking for what this release cannot do: Stalled=True, which kstatus reports as Failed.
-    let mut stalled = changed.clone();
-    stalled.spec.backup = Some(serde_json::from_value(serde_json::json!({
-        "schedule": "@daily", "destination": {"bucket": format!("{name}-backups")}
-    }))?);
-    tenants
-        .patch(&name, &apply, &Patch::Apply(&stalled))
-        .await?;
-    let op = Operator::start(&run).await?;
+    // Asking for what this installation does not allow (the tenant's key provider, once the
+    // operator is restarted with `--key-providers aws`): Stalled=True, which kstatus
+    // reports as Failed.
+    let op = Operator::start_with(&run, "", &["--key-providers", "aws"]).await?;
     with_logs(&op, || async {
         wait_condition(&tenants, &name, "Stalled", "True", Duration::from_secs(120)).await?;
         let (status, message) = kstatus(&tenants.get(&name).await?).await?;
         ensure!(status == "Failed", "stalled tenant: {status} ({message})");
+        Ok(())
+    })
+    .await?;
+    drop(op);
 
-        // Back to a valid spec: Current again.
-        tenants
-            .patch(&name, &apply, &Patch::Apply(&changed))
-            .await?;
+    // Allowed again: Current again.
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
         wait_for("kstatus Current", Duration::from_secs(120), || async {
             Ok(status_of(&tenants, &name).await? == "Current")
         })

@@ -125,6 +125,17 @@ pub enum BackupError {
     /// A store call failed.
     #[error(transparent)]
     Cloud(#[from] CloudError),
+    /// A store call failed while backing up from `from` to `to` (names both buckets, so
+    /// a missing or forbidden one is found from the message alone).
+    #[error("backup from {from} to {to}: {source}")]
+    Store {
+        /// Recordings bucket.
+        from: String,
+        /// Backup bucket.
+        to: String,
+        /// What failed.
+        source: CloudError,
+    },
     /// A manifest could not be read.
     #[error("manifest {key} is not readable: {reason}")]
     Manifest {
@@ -137,6 +148,27 @@ pub enum BackupError {
 
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
+}
+
+/// Reads the wrapped key versions from a mounted `tenant-data-key` Secret, so a backup pod
+/// needs no API access: one file per Secret key, skipping the volume's `..data` bookkeeping.
+pub fn read_key_dir(dir: &std::path::Path) -> std::io::Result<BTreeMap<String, ByteString>> {
+    let mut keys = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !std::fs::metadata(entry.path())?.is_file() {
+            continue;
+        }
+        keys.insert(name, ByteString(std::fs::read(entry.path())?));
+    }
+    if keys.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no wrapped key versions found",
+        ));
+    }
+    Ok(keys)
 }
 
 /// The backup id of `at`: sortable, to the millisecond.
@@ -471,10 +503,18 @@ async fn copy_one(
 /// Runs one backup of `plan`; `source` reaches the tenant and audit buckets, `dest` the
 /// backup bucket (which may be in another region).
 pub async fn backup(source: &Cloud, dest: &Cloud, plan: &Plan) -> Result<Manifest, BackupError> {
-    let lock = Lock::acquire(dest, plan).await?;
+    let with_buckets = |e| match e {
+        BackupError::Cloud(source) => BackupError::Store {
+            from: plan.source_bucket.clone(),
+            to: plan.destination_bucket.clone(),
+            source,
+        },
+        other => other,
+    };
+    let lock = Lock::acquire(dest, plan).await.map_err(with_buckets)?;
     let result = run_backup(source, dest, plan, &lock).await;
     lock.release(dest, plan).await;
-    result
+    result.map_err(with_buckets)
 }
 
 async fn run_backup(
@@ -665,6 +705,26 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_dir_reads_a_secret_volume_and_skips_its_bookkeeping() {
+        // The layout kubelet gives a Secret volume: keys are links into `..data`.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = dir.path().join("..2026_11_25_02_00_00.1");
+        std::fs::create_dir(&data).expect("the data directory");
+        std::fs::write(data.join("v1"), b"wrapped-one").expect("v1");
+        std::fs::write(data.join("v2"), b"wrapped-two").expect("v2");
+        std::os::unix::fs::symlink(&data, dir.path().join("..data")).expect("..data");
+        for v in ["v1", "v2"] {
+            std::os::unix::fs::symlink(format!("..data/{v}"), dir.path().join(v)).expect("link");
+        }
+        let keys = read_key_dir(dir.path()).expect("the keys");
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["v1", "v2"]);
+        assert_eq!(keys["v2"].0, b"wrapped-two");
+
+        let empty = tempfile::tempdir().expect("a temporary directory");
+        assert!(read_key_dir(empty.path()).is_err(), "no keys is an error");
+    }
 
     #[test]
     fn backup_ids_sort_by_time() {

@@ -22,6 +22,7 @@ use sanctum_operator::audit::store::{AuditStore, DEFAULT_RETENTION_DAYS};
 use sanctum_operator::audit::trail::Trail;
 use sanctum_operator::backup;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
+use sanctum_operator::controller::tenant::build::backup::BackupJobs;
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
 use sanctum_operator::http::{HttpState, serve};
@@ -127,9 +128,22 @@ struct BackupArgs {
     /// Tenant to back up.
     #[arg(long)]
     tenant: String,
-    /// Namespace holding the tenant's `tenant-data-key` Secret (wrapped keys).
+    /// Namespace holding the tenant's `tenant-data-key` Secret (wrapped keys), read through
+    /// the API.
+    #[arg(
+        long,
+        required_unless_present = "keys_dir",
+        conflicts_with = "keys_dir"
+    )]
+    namespace: Option<String>,
+    /// Directory where the `tenant-data-key` Secret is mounted (what the CronJob uses, so
+    /// its pod needs no API access).
     #[arg(long)]
-    namespace: String,
+    keys_dir: Option<PathBuf>,
+    /// File to write the result to as one line of JSON, or the error on failure: the
+    /// container's termination message, which the operator reads into the tenant's status.
+    #[arg(long)]
+    result_file: Option<PathBuf>,
     /// The tenant's recordings bucket.
     #[arg(long)]
     source_bucket: String,
@@ -260,6 +274,13 @@ struct RunArgs {
     /// puts on the API server, KMS and S3.
     #[arg(long, env = "SANCTUM_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
     max_concurrent_reconciles: u16,
+    /// Image tenants' backup CronJobs run (`sanctum backup`): the operator's own image.
+    #[arg(long, env = "SANCTUM_BACKUP_IMAGE", default_value = concat!("ghcr.io/sanctum-dev/sanctum-operator:", env!("CARGO_PKG_VERSION")))]
+    backup_image: String,
+    /// IAM role for backup pods (IRSA annotation on the tenant's `backup` ServiceAccount),
+    /// holding only the backup's S3 rights (docs/iam.md).
+    #[arg(long, env = "SANCTUM_BACKUP_ROLE_ARN")]
+    backup_role_arn: Option<String>,
 }
 
 #[tokio::main]
@@ -352,6 +373,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok((host.to_string(), ip))
             })
             .collect::<anyhow::Result<_>>()?,
+        backup: BackupJobs {
+            image: args.backup_image,
+            role_arn: args.backup_role_arn,
+            audit_bucket: args.audit_bucket.clone(),
+            endpoint: args.cloud.aws_endpoint.clone(),
+            region: args.cloud.aws_region.clone(),
+            path_style: args.cloud.s3_path_style,
+        },
     };
     let cloud = args.cloud.connect().await;
     let (trail, shipper) = match &args.audit_bucket {
@@ -406,14 +435,37 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Json);
-    let client = Client::try_default()
-        .await
-        .context("no Kubernetes configuration found")?;
-    let secret = Api::<Secret>::namespaced(client, &args.namespace)
-        .get(sanctum_operator::controller::tenant::build::tenant_key::SECRET_NAME)
-        .await
-        .with_context(|| format!("reading the wrapped tenant keys in {}", args.namespace))?;
-    let wrapped_keys = secret.data.unwrap_or_default();
+    let result_file = args.result_file.clone();
+    let outcome = run_backup(args).await;
+    let line = match &outcome {
+        Ok(summary) => summary.to_string(),
+        Err(e) => serde_json::json!({ "error": format!("{e:#}") }).to_string(),
+    };
+    if let Some(path) = result_file {
+        // Kubernetes keeps at most 4096 bytes of a termination message.
+        let line: String = line.chars().take(4000).collect();
+        std::fs::write(&path, line).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", outcome?);
+    Ok(())
+}
+
+async fn run_backup(args: BackupArgs) -> anyhow::Result<serde_json::Value> {
+    let wrapped_keys = match (&args.keys_dir, &args.namespace) {
+        (Some(dir), _) => backup::read_key_dir(dir)
+            .with_context(|| format!("reading the wrapped tenant keys in {}", dir.display()))?,
+        (None, Some(namespace)) => {
+            let client = Client::try_default()
+                .await
+                .context("no Kubernetes configuration found")?;
+            let secret = Api::<Secret>::namespaced(client, namespace)
+                .get(sanctum_operator::controller::tenant::build::tenant_key::SECRET_NAME)
+                .await
+                .with_context(|| format!("reading the wrapped tenant keys in {namespace}"))?;
+            secret.data.unwrap_or_default()
+        }
+        (None, None) => anyhow::bail!("--keys-dir or --namespace is required"),
+    };
     let source = args.cloud.connect().await;
     let dest = args
         .cloud
@@ -431,17 +483,13 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         holder: std::env::var("POD_NAME").unwrap_or_else(|_| format!("pid-{}", std::process::id())),
     };
     let manifest = backup::backup(&source, &dest, &plan).await?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "backup": manifest.id,
-            "objects": manifest.objects.len(),
-            "audit": manifest.audit.len(),
-            "copied": manifest.copied,
-            "keyVersions": manifest.wrapped_keys.len(),
-        })
-    );
-    Ok(())
+    Ok(serde_json::json!({
+        "backup": manifest.id,
+        "objects": manifest.objects.len(),
+        "audit": manifest.audit.len(),
+        "copied": manifest.copied,
+        "keyVersions": manifest.wrapped_keys.len(),
+    }))
 }
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<()> {

@@ -38,6 +38,22 @@ pub struct RequestLabels {
     pub method: String,
 }
 
+/// Labels of backup metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupLabels {
+    /// Tenant whose backup ran.
+    pub tenant: String,
+    /// `Succeeded` or `Failed`.
+    pub outcome: String,
+}
+
+/// Labels of per-tenant gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// Tenant.
+    pub tenant: String,
+}
+
 /// All operator metrics, shared by the controllers and the HTTP endpoint.
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +66,8 @@ pub struct Metrics {
     audit_failures: Counter,
     audit_pending: Gauge,
     audit_lag: Gauge<f64, AtomicU64>,
+    backups: Family<BackupLabels, Counter>,
+    backup_last_success: Family<TenantLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -101,6 +119,18 @@ impl Default for Metrics {
             "Age of the oldest audit record not yet in the audit bucket",
             audit_lag.clone(),
         );
+        let backups = Family::<BackupLabels, Counter>::default();
+        let backup_last_success = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "backups",
+            "Backup runs the operator saw finish, by tenant and outcome",
+            backups.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the tenant's last successful backup finished (alert when it gets old)",
+            backup_last_success.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
@@ -111,6 +141,8 @@ impl Default for Metrics {
             audit_failures,
             audit_pending,
             audit_lag,
+            backups,
+            backup_last_success,
         }
     }
 }
@@ -176,6 +208,24 @@ impl Metrics {
         self.audit_lag.set(seconds);
     }
 
+    /// Counts a finished backup run; a success also sets the tenant's last-success time.
+    pub fn backup_finished(&self, tenant: &str, succeeded: bool, finished_unix: i64) {
+        let outcome = if succeeded { "Succeeded" } else { "Failed" };
+        self.backups
+            .get_or_create(&BackupLabels {
+                tenant: tenant.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        if succeeded {
+            self.backup_last_success
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.to_string(),
+                })
+                .set(finished_unix);
+        }
+    }
+
     /// The text exposition format Prometheus scrapes.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -227,5 +277,15 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.api_requests("PATCH"), 1);
+        m.backup_finished("clinic-a", true, 1_800_000_000);
+        m.backup_finished("clinic-a", false, 1_800_000_100);
+        let text = m.encode();
+        for line in [
+            "sanctum_backups_total{tenant=\"clinic-a\",outcome=\"Succeeded\"} 1",
+            "sanctum_backups_total{tenant=\"clinic-a\",outcome=\"Failed\"} 1",
+            "sanctum_backup_last_success_timestamp_seconds{tenant=\"clinic-a\"} 1800000000",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
     }
 }

@@ -26,7 +26,6 @@ local FAILURE_REASONS = {
   InvalidSpec = true,
   NamespaceConflict = true,
   LegalHold = true,
-  NotImplemented = true,
   ReadFailed = true,
   ApplyFailed = true,
   PruneFailed = true,

@@ -39,8 +39,10 @@ pub mod reasons {
     pub const WAITING_FOR_MEDIA: &str = "WaitingForMediaNodes";
     /// Some parts are not ready yet.
     pub const PARTS_NOT_READY: &str = "PartsNotReady";
-    /// The feature this condition reports on is not available in this release.
-    pub const NOT_IMPLEMENTED: &str = "NotImplemented";
+    /// Backups run on the tenant's schedule; the last one (if any) succeeded.
+    pub const SCHEDULED: &str = "Scheduled";
+    /// Backups are scheduled, but the last run failed (an Event and a metric say why).
+    pub const LAST_BACKUP_FAILED: &str = "LastBackupFailed";
     /// Nothing to do for this part (for example no backup configured).
     pub const NOT_CONFIGURED: &str = "NotConfigured";
     /// The spec cannot be reconciled as written.

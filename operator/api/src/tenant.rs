@@ -37,6 +37,7 @@ const CRON_ITEM: &str = r"([*?]|[0-9]+(-[0-9]+)?|[A-Za-z]{3}(-[A-Za-z]{3})?)(/[0
     printcolumn(name = "Status", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
     printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
     printcolumn(name = "Media", type_ = "string", json_path = ".status.mediaNodes", description = "ready/desired media nodes over all regions"),
+    printcolumn(name = "Last Backup", type_ = "string", json_path = ".status.lastBackupOutcome", priority = 1, description = "outcome of the last backup run (kubectl get -o wide)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 40").message("tenant names are at most 40 characters, so the tenant namespace and bucket names fit DNS limits"),
     validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("tenant names must be DNS labels: lowercase letters, digits and '-'")
@@ -463,6 +464,9 @@ pub struct VideoTenantStatus {
     /// Outcome of the last backup (`Succeeded` or `Failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_outcome: Option<String>,
+    /// Recording objects in the last successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_objects: Option<i64>,
     /// Id of the last audit record written for this tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_audit_record: Option<String>,

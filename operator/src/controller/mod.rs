@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -154,6 +155,8 @@ pub struct RunConfig {
     pub debounce: Duration,
     /// Tenant reconciles at once (0 = unbounded), to cap load on the API server and cloud.
     pub concurrency: u16,
+    /// How tenants' backup CronJobs run their pods.
+    pub backup: tenant::build::backup::BackupJobs,
 }
 
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.
@@ -191,6 +194,10 @@ pub async fn run(
     let controller = watch_owned::<Service>(controller, &client);
     let controller = watch_owned::<PodDisruptionBudget>(controller, &client);
     let controller = watch_owned::<HorizontalPodAutoscaler>(controller, &client);
+    let controller = watch_owned::<CronJob>(controller, &client);
+    // Backup Jobs carry the tenant's labels (from the CronJob's template): a finished one
+    // updates `status.lastBackup*` right away instead of at the next resync.
+    let controller = watch_owned::<Job>(controller, &client);
     let recordings = Controller::new(
         Api::<Recording>::all(client.clone()),
         watcher::Config::default(),

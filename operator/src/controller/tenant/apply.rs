@@ -7,13 +7,14 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service, ServiceAccount,
+    ConfigMap, LimitRange, Namespace, Pod, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -22,8 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::build::{self, TenantKeyRef, signing_key, tenant_key};
-use super::status::{self, Observed};
+use super::build::{self, TenantKeyRef, backup, signing_key, tenant_key};
+use super::status::{self, BackupRun, Observed};
 use super::validate::{Validated, validate};
 use super::{Error, now, publish, write_status};
 use crate::cloud::buckets::{self, DesiredBucket};
@@ -116,6 +117,23 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     run.prune::<Service>(&media, &keep).await?;
     run.prune::<Deployment>(&media, &keep).await?;
 
+    let backup_objects = backup::backup_objects_selector(&v);
+    let bucket = observed.bucket.clone().unwrap_or_default();
+    match backup::build_backup(&v, &ctx.config.backup, &bucket, &key) {
+        Some(objects) => {
+            run.apply(&run.api::<ServiceAccount>(), objects.service_account)
+                .await?;
+            let cron_job = run.apply(&run.api::<CronJob>(), objects.cron_job).await?;
+            observed.last_backup = run.last_backup(&cron_job, tenant).await?;
+        }
+        None => {
+            run.prune::<CronJob>(&backup_objects, &BTreeSet::new())
+                .await?;
+            run.prune::<ServiceAccount>(&backup_objects, &BTreeSet::new())
+                .await?;
+        }
+    }
+
     let api = Api::<VideoTenant>::all(ctx.client.clone());
     write_status(
         &api,
@@ -128,7 +146,56 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         let note = run.changes.join(", ");
         publish(ctx, tenant, EventType::Normal, "Applied", "Reconcile", note).await;
     }
+    // After the status write, so a run is announced once: the next reconcile sees it there.
+    if let Some(run) = observed
+        .last_backup
+        .as_ref()
+        .filter(|r| r.is_new(tenant.status.as_ref()))
+    {
+        report_backup(ctx, tenant, run).await;
+    }
     Ok(Action::requeue(ctx.config.resync))
+}
+
+/// Event (and audit record) and metrics for a backup run the status did not report yet.
+async fn report_backup(ctx: &Context, tenant: &VideoTenant, run: &BackupRun) {
+    ctx.metrics.backup_finished(
+        &tenant.name_any(),
+        run.succeeded,
+        run.finished.0.as_second(),
+    );
+    if run.succeeded {
+        let objects = run
+            .objects
+            .map_or_else(|| "an unknown number of".to_string(), |n| n.to_string());
+        info!(job = %run.job, "backup succeeded");
+        let note = format!(
+            "backup job {} finished: {objects} recording objects",
+            run.job
+        );
+        publish(
+            ctx,
+            tenant,
+            EventType::Normal,
+            "BackupSucceeded",
+            "Backup",
+            note,
+        )
+        .await;
+    } else {
+        let error = run.error.as_deref().unwrap_or("no reason given");
+        warn!(job = %run.job, error, "backup failed");
+        let note = format!("backup job {} failed: {error}", run.job);
+        publish(
+            ctx,
+            tenant,
+            EventType::Warning,
+            "BackupFailed",
+            "Backup",
+            note,
+        )
+        .await;
+    }
 }
 
 /// Secret of the operator's namespace holding the local provider's master key.
@@ -230,6 +297,37 @@ impl Run<'_> {
                 .map(|n| format!("deleted {}/{n}", K::kind(&()))),
         );
         Ok(())
+    }
+
+    /// The newest finished Job of the tenant's backup CronJob. Reads its pod's termination
+    /// message (what `sanctum backup --result-file` wrote) only for a run the status does
+    /// not report yet; otherwise keeps what the status says.
+    async fn last_backup(
+        &self,
+        cron_job: &CronJob,
+        tenant: &VideoTenant,
+    ) -> Result<Option<BackupRun>, Error> {
+        let selector = backup::backup_objects_selector(self.v);
+        let jobs = self
+            .api::<Job>()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(self.read_error("backup jobs"))?;
+        let Some(mut run) = backup::newest_finished(cron_job, &jobs.items) else {
+            return Ok(None);
+        };
+        if !run.is_new(tenant.status.as_ref()) {
+            let status = tenant.status.as_ref();
+            run.objects = status.and_then(|s| s.last_backup_objects);
+            return Ok(Some(run));
+        }
+        let pods = self
+            .api::<Pod>()
+            .list(&ListParams::default().labels(&format!("job-name={}", run.job)))
+            .await
+            .map_err(self.read_error("backup pods"))?;
+        backup::read_result(&mut run, &pods.items);
+        Ok(Some(run))
     }
 
     /// Returns the tenant's join-token public key, creating the key pair on first use.

@@ -26,6 +26,40 @@ pub struct Observed {
     pub key: Option<TenantKeyRef>,
     /// The recordings bucket, once it is provisioned.
     pub bucket: Option<String>,
+    /// The newest finished run of the backup CronJob, when `spec.backup` is set.
+    pub last_backup: Option<BackupRun>,
+}
+
+/// A finished backup Job, as the tenant's status reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRun {
+    /// The Job's name.
+    pub job: String,
+    /// When it completed or failed.
+    pub finished: Time,
+    /// Whether it completed.
+    pub succeeded: bool,
+    /// Recording objects in the backup, from the pod's termination message.
+    pub objects: Option<i64>,
+    /// The failure reported by the pod or the Job, if it failed.
+    pub error: Option<String>,
+}
+
+impl BackupRun {
+    /// `Succeeded` or `Failed`, as `status.lastBackupOutcome` spells it.
+    pub fn outcome(&self) -> &'static str {
+        if self.succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    }
+
+    /// Whether the status does not report this run yet (so its Event is still due).
+    pub fn is_new(&self, status: Option<&VideoTenantStatus>) -> bool {
+        let reported = status.and_then(|s| s.last_backup_time.as_ref());
+        reported.is_none_or(|t| t.0 < self.finished.0)
+    }
 }
 
 /// Counts of one region, read from its live Deployment.
@@ -140,25 +174,39 @@ pub fn converged(
             ),
         )
     });
-    parts.push(match &v.spec.backup {
-        None => Desired::yes(
+    parts.push(match (&v.spec.backup, &observed.last_backup) {
+        (None, _) => Desired::yes(
             c::BACKUP_SCHEDULED,
             reasons::NOT_CONFIGURED,
             "spec.backup is not set: no backups are taken",
         ),
-        Some(_) => Desired::no(
+        (Some(spec), None) => Desired::yes(
             c::BACKUP_SCHEDULED,
-            reasons::NOT_IMPLEMENTED,
-            "scheduled backups are not available in this release",
+            reasons::SCHEDULED,
+            format!(
+                "backups to {} run on schedule `{}`; none has finished yet",
+                spec.destination.bucket, spec.schedule
+            ),
+        ),
+        (Some(spec), Some(run)) => Desired::yes(
+            c::BACKUP_SCHEDULED,
+            if run.succeeded {
+                reasons::SCHEDULED
+            } else {
+                reasons::LAST_BACKUP_FAILED
+            },
+            format!(
+                "backups to {} run on schedule `{}`; the last one ({}) {} at {}",
+                spec.destination.bucket,
+                spec.schedule,
+                run.job,
+                if run.succeeded { "succeeded" } else { "failed" },
+                run.finished.0
+            ),
         ),
     });
 
     let not_ready: Vec<&Desired> = parts.iter().filter(|p| !p.is_true()).collect();
-    let blocked: Vec<&str> = not_ready
-        .iter()
-        .filter(|p| p.reason == reasons::NOT_IMPLEMENTED)
-        .map(|p| p.type_.as_str())
-        .collect();
     let progressing = !observed.rolling_out.is_empty();
     let mut desired_conditions = vec![
         if not_ready.is_empty() {
@@ -174,16 +222,7 @@ pub fn converged(
                 format!("not ready: {}", list.join(", ")),
             )
         },
-        // Stalled and Reconciling are never both true: kstatus (Flux) and Argo CD take the
-        // first abnormal condition they meet, and a tenant that cannot become Ready without
-        // a spec change must read as Failed/Degraded, not as still progressing.
-        if !blocked.is_empty() {
-            Desired::no(
-                c::RECONCILING,
-                reasons::NOT_IMPLEMENTED,
-                "stalled: nothing more happens until the spec changes",
-            )
-        } else if progressing {
+        if progressing {
             Desired::yes(
                 c::RECONCILING,
                 reasons::WAITING_FOR_MEDIA,
@@ -192,18 +231,7 @@ pub fn converged(
         } else {
             Desired::no(c::RECONCILING, reasons::RECONCILED, "all changes applied")
         },
-        if blocked.is_empty() {
-            Desired::no(c::STALLED, reasons::RECONCILED, "no blocking problem")
-        } else {
-            Desired::yes(
-                c::STALLED,
-                reasons::NOT_IMPLEMENTED,
-                format!(
-                    "cannot become Ready: {} not available in this release",
-                    blocked.join(", ")
-                ),
-            )
-        },
+        Desired::no(c::STALLED, reasons::RECONCILED, "no blocking problem"),
     ];
     desired_conditions.extend(parts);
     let current = tenant.status.clone().unwrap_or_default();
@@ -221,6 +249,18 @@ pub fn converged(
         key_arn: observed.key.as_ref().map(|k| k.arn.clone()),
         key_version: observed.key.as_ref().map(|k| k.version),
         bucket: observed.bucket.clone(),
+        last_backup_time: match &observed.last_backup {
+            Some(run) => Some(run.finished.clone()),
+            None => current.last_backup_time.clone(),
+        },
+        last_backup_outcome: match &observed.last_backup {
+            Some(run) => Some(run.outcome().to_string()),
+            None => current.last_backup_outcome.clone(),
+        },
+        last_backup_objects: match &observed.last_backup {
+            Some(run) => run.objects,
+            None => current.last_backup_objects,
+        },
         ..current
     }
 }
@@ -303,6 +343,7 @@ mod tests {
             network_policies: 5,
             key: Some(fixtures::key()),
             bucket: Some("sanctum-clinic-a-1234abcd".into()),
+            last_backup: None,
         }
     }
 
@@ -356,13 +397,26 @@ mod tests {
     #[test]
     fn ready_is_never_claimed_for_what_does_not_exist() {
         let t = fixtures::tenant("clinic-a");
-        let mut v = fixtures::validated("clinic-a");
+        let v = fixtures::validated("clinic-a");
         let mut o = observed(&[]);
         o.key = None;
         let s = converged(&t, &v, &o, &now());
         assert!(!is_true(&s.conditions, c::KEY_READY));
         assert!(!is_true(&s.conditions, c::READY));
+    }
 
+    fn reason<'a>(s: &'a VideoTenantStatus, type_: &str) -> &'a str {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.reason.as_str())
+            .expect("condition present")
+    }
+
+    #[test]
+    fn backups_report_the_schedule_and_the_last_run_without_blocking_ready() {
+        let mut t = fixtures::tenant("clinic-a");
+        let mut v = fixtures::validated("clinic-a");
         v.spec.backup = Some(
             serde_json::from_value(serde_json::json!({
                 "schedule": "@daily", "destination": {"bucket": "backups-a"}
@@ -370,17 +424,59 @@ mod tests {
             .expect("backup spec"),
         );
         let s = converged(&t, &v, &observed(&[]), &now());
-        assert!(!is_true(&s.conditions, c::BACKUP_SCHEDULED));
-        assert!(!is_true(&s.conditions, c::READY));
+        assert!(is_true(&s.conditions, c::BACKUP_SCHEDULED));
+        assert_eq!(reason(&s, c::BACKUP_SCHEDULED), reasons::SCHEDULED);
+        assert!(is_true(&s.conditions, c::READY));
+        assert_eq!(s.last_backup_outcome, None, "no run yet, none claimed");
+
+        let run = BackupRun {
+            job: "backup-29000000".into(),
+            finished: now(),
+            succeeded: false,
+            objects: None,
+            error: Some("destination bucket not found".into()),
+        };
+        assert!(run.is_new(t.status.as_ref()));
+        let mut o = observed(&[]);
+        o.last_backup = Some(run.clone());
+        let s = converged(&t, &v, &o, &now());
+        assert_eq!(reason(&s, c::BACKUP_SCHEDULED), reasons::LAST_BACKUP_FAILED);
         assert!(
-            is_true(&s.conditions, c::STALLED),
-            "backups are not implemented: the tenant says so"
+            is_true(&s.conditions, c::READY),
+            "a failed run is alerted on (Event, metric), not a reason to call the tenant down"
         );
-        let s = converged(&t, &v, &observed(&["us-east"]), &now());
-        assert!(is_true(&s.conditions, c::STALLED));
+        assert_eq!(s.last_backup_outcome.as_deref(), Some("Failed"));
+        assert_eq!(s.last_backup_time, Some(now()));
+        t.status = Some(s);
+        assert!(!run.is_new(t.status.as_ref()), "reported once");
+
+        let later = Time(Timestamp::from_second(1_800_086_400).expect("valid"));
+        o.last_backup = Some(BackupRun {
+            job: "backup-29001440".into(),
+            finished: later.clone(),
+            succeeded: true,
+            objects: Some(42),
+            error: None,
+        });
         assert!(
-            !is_true(&s.conditions, c::RECONCILING),
-            "a stalled tenant is not also reconciling, even while media nodes roll out"
+            o.last_backup
+                .as_ref()
+                .expect("set")
+                .is_new(t.status.as_ref())
+        );
+        let s = converged(&t, &v, &o, &later);
+        assert_eq!(reason(&s, c::BACKUP_SCHEDULED), reasons::SCHEDULED);
+        assert_eq!(s.last_backup_outcome.as_deref(), Some("Succeeded"));
+        assert_eq!(s.last_backup_objects, Some(42));
+        assert_eq!(s.last_backup_time, Some(later));
+
+        t.status = Some(s.clone());
+        o.last_backup = None;
+        let kept = converged(&t, &v, &o, &now());
+        assert_eq!(
+            kept.last_backup_objects,
+            Some(42),
+            "kept when no Job is left"
         );
     }
 

@@ -6,10 +6,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretVolumeSource,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -19,8 +18,9 @@ use sanctum_api::{KeyProvider, RegionSpec};
 
 use super::signing_key::PUBLIC_KEY_FILE;
 use super::{
-    MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, TenantKeyRef,
-    media_selector, media_selector_labels, region_meta,
+    MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, TenantKeyRef, field_env,
+    media_selector, media_selector_labels, region_meta, restricted_container_security,
+    restricted_pod_security,
 };
 use crate::controller::tenant::validate::Validated;
 
@@ -83,17 +83,7 @@ fn pod_spec(
         automount_service_account_token: Some(true),
         enable_service_links: Some(false),
         node_selector: (!region.node_selector.is_empty()).then(|| region.node_selector.clone()),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(MEDIA_UID),
-            run_as_group: Some(MEDIA_UID),
-            fs_group: Some(MEDIA_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_pod_security(MEDIA_UID)),
         topology_spread_constraints: Some(
             ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
                 .into_iter()
@@ -178,17 +168,7 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(vec!["serve".into()]),
         env: Some(vec![
-            EnvVar {
-                name: "POD_IP".into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "status.podIP".into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            field_env("POD_IP", "status.podIP"),
             env("SANCTUM_TENANT", v.name.clone()),
             env("SANCTUM_REGION", region.name.clone()),
             env(
@@ -240,21 +220,7 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
         resources: Some(media.resources.clone().unwrap_or_else(default_resources)),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container_security()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "join-token-key".into(),

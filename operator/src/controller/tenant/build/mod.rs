@@ -3,6 +3,7 @@
 //! This is where the tenant's security lives (security contexts, network rules, RBAC),
 //! so every builder is a plain function, tested without a cluster.
 
+pub mod backup;
 mod deployment;
 mod hpa;
 mod namespace;
@@ -19,7 +20,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
+    Capabilities, ConfigMap, EnvVar, EnvVarSource, LimitRange, Namespace, ObjectFieldSelector,
+    PodSecurityContext, ResourceQuota, SeccompProfile, SecurityContext, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -126,6 +128,58 @@ pub fn regions(v: &Validated, public_key: &ConfigMap, key: &TenantKeyRef) -> Vec
 /// Name of a region's Deployment, Service, PDB and HPA.
 pub fn region_object_name(region: &RegionSpec) -> String {
     format!("media-{}", region.name)
+}
+
+/// Pod security of every tenant workload (Pod Security `restricted`, enforced on the
+/// namespace): non-root as `uid`, seccomp `RuntimeDefault`.
+pub fn restricted_pod_security(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    }
+}
+
+/// Container security of every tenant workload: no privilege or escalation, read-only
+/// root filesystem, every capability dropped.
+pub fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    }
+}
+
+/// An environment variable the kubelet fills from the pod's own fields (Downward API).
+pub fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
+    }
 }
 
 /// Labels every object of the tenant carries.
