@@ -17,7 +17,7 @@ use sanctum_e2e::{
     workspace_binary,
 };
 use sanctum_operator::audit::store::AuditStore;
-use sanctum_operator::audit::{Record, parse};
+use sanctum_operator::audit::{Chain, Record, chain_prefix, parse};
 
 /// Runs `sanctum audit ARGS...` and returns (success, stdout, stderr).
 fn sanctum_audit(args: &[&str]) -> Result<(bool, String, String)> {
@@ -62,7 +62,8 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
     )
     .await?;
     let cloud = cloud().await?;
-    let store = AuditStore::new(cloud.clone(), &bucket);
+    let store = AuditStore::new(cloud.s3.clone(), &bucket);
+    let chain = chain_prefix(&run, Chain::Reconciles);
     let s3 = &cloud.s3;
     with_logs(&op, || async {
         let tenants = Api::<VideoTenant>::all(cluster.client.clone());
@@ -81,7 +82,7 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
         wait_for("the reconciles' audit records", Duration::from_secs(60), || async {
-            let batches = store.chain(&run).await?;
+            let batches = store.chain(&chain).await?;
             let records = parse(&batches).map_err(anyhow::Error::msg)?;
             // Creation and the three changes: four reconciles that applied something.
             Ok(records.len() >= 4
@@ -91,16 +92,16 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         })
         .await?;
         // One more change after those are written, so the chain spans two objects.
-        let written = store.keys(&run).await?.len();
+        let written = store.keys(&chain).await?.len();
         let change = serde_json::json!({"spec": {"media": {"regions": [{"name": "us-east", "replicas": 2}]}}});
         tenants
             .patch(&run, &PatchParams::default(), &Patch::Merge(&change))
             .await?;
         wait_for("a second audit object", Duration::from_secs(60), || async {
-            Ok(store.keys(&run).await?.len() > written)
+            Ok(store.keys(&chain).await?.len() > written)
         })
         .await?;
-        let batches = store.chain(&run).await?;
+        let batches = store.chain(&chain).await?;
         let records: Vec<(String, Record)> = parse(&batches).map_err(anyhow::Error::msg)?;
         let first = &records[0].1;
         ensure!(first.seq == 1 && first.prev.chars().all(|c| c == '0'), "{first:?}");

@@ -103,6 +103,8 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
     let child = tokio::process::Command::new(workspace_binary("sanctum-media-node")?)
         .args(["serve", "--insecure-http", "--log-format", "text"])
         .args(["--tenant", &tenant.name_any()])
+        .args(["--audit-bucket", &audit_bucket(&tenant.name_any())])
+        .args(["--node-name", "media-e2e-0", "--audit-flush-ms", "200"])
         .args(["--signaling-addr", &format!("127.0.0.1:{port}")])
         .args(["--media-udp-addr", "127.0.0.1:0"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
@@ -341,6 +343,8 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             &format!("{NODE_HOST}=127.0.0.1"),
             "--integrity-check-seconds",
             "2",
+            "--audit-bucket",
+            &audit_bucket(&run),
         ],
     )
     .await?;
@@ -481,15 +485,8 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             .send()
             .await?;
         wait_integrity(&api, "visit-1", "False", "ObjectMissing").await?;
-        let events = Api::<Event>::namespaced(cluster.client.clone(), &ns)
-            .list(&ListParams::default().fields("involvedObject.name=visit-1"))
-            .await?;
         ensure!(
-            events
-                .items
-                .iter()
-                .any(|e| e.type_.as_deref() == Some("Warning")
-                    && e.reason.as_deref() == Some("ObjectMissing")),
+            has_event(&cluster, &ns, "visit-1", "Warning", "ObjectMissing").await?,
             "no Warning Event for the missing object"
         );
 
@@ -503,6 +500,23 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             &master_file,
         )
         .await?;
+        session_log_is_audited(&cloud, &run).await?;
+
+        // The Recording finds its object again: restored from the version it names, with
+        // the SHA-256 recorded at sealing. (Re-linked once, then re-checked as usual.)
+        wait_for("visit-1 re-linked", Duration::from_secs(30), || async {
+            let status = api.get("visit-1").await?.status.unwrap_or_default();
+            let verified = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "IntegrityVerified" && c.status == "True");
+            Ok(verified && status.version_id.is_some() && status.version_id != st.version_id)
+        })
+        .await?;
+        ensure!(
+            has_event(&cluster, &ns, "visit-1", "Normal", "Relinked").await?,
+            "no Relinked Event"
+        );
 
         // Legal hold: a second recording survives retention and blocks deletion.
         let (held, _) = record(
@@ -690,6 +704,84 @@ async fn run_backup(
     Ok(serde_json::from_str(
         stdout.lines().last().context("a summary line")?,
     )?)
+}
+
+/// Whether `name` in `ns` has an Event of `type_` with `reason`.
+async fn has_event(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> Result<bool> {
+    let events = Api::<Event>::namespaced(cluster.client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await?;
+    Ok(events
+        .items
+        .iter()
+        .any(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason)))
+}
+
+/// The audit bucket of the test's operator and node.
+fn audit_bucket(run: &str) -> String {
+    format!("sanctum-audit-{run}")
+}
+
+/// The node's session log is in the audit trail: its own chain beside the operator's,
+/// intact, holding the sessions and the recording, and nothing like a token.
+async fn session_log_is_audited(cloud: &Cloud, run: &str) -> Result<()> {
+    let bucket = audit_bucket(run);
+    let audit = |command: &str| {
+        std::process::Command::new(workspace_binary("sanctum")?)
+            .args(["audit", command, "--tenant", run, "--bucket", &bucket])
+            .output()
+            .map_err(anyhow::Error::from)
+    };
+    wait_for(
+        "the node's session chain",
+        Duration::from_secs(30),
+        || async {
+            Ok(
+                !list_keys(cloud, &bucket, &format!("tenants/{run}/nodes/media-e2e-0/"))
+                    .await?
+                    .is_empty(),
+            )
+        },
+    )
+    .await?;
+    let verified = audit("verify")?;
+    let out = String::from_utf8_lossy(&verified.stdout);
+    ensure!(
+        verified.status.success()
+            && out.contains(&format!("audit chain of {run} (reconciles) intact"))
+            && out.contains(&format!(
+                "audit chain of {run} (sessions of media node media-e2e-0) intact"
+            )),
+        "audit verify: {out}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let exported = audit("export")?;
+    ensure!(exported.status.success(), "audit export failed");
+    let text = String::from_utf8_lossy(&exported.stdout);
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let has = |kind: &str, outcome: &str| {
+        records.iter().any(|r| {
+            r["controller"] == "media-node" && r["kind"] == kind && r["outcome"] == outcome
+        })
+    };
+    ensure!(
+        has("Session", "join") && has("Session", "publish") && has("Recording", "record-start"),
+        "session log records missing from the export: {text}"
+    );
+    ensure!(
+        !text.contains("eyJ") && !text.contains("BEGIN"),
+        "a token or key reached the audit trail"
+    );
+    Ok(())
 }
 
 /// Runs `sanctum restore` of the tenant's newest backup into `bucket`, with extra flags.

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod control;
 pub mod decrypt;
 pub mod keys;

@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use sanctum_audit::store::AuditStore;
+use sanctum_media_node::audit;
 use sanctum_media_node::decrypt::{self, Source};
 use sanctum_media_node::keys::{KeyConfig, Provider, Unwrapper};
+use sanctum_media_node::metrics::Metrics;
 use sanctum_media_node::server::{self, ServeConfig, StorageConfig, Tls};
 use sanctum_media_node::token::{self, Grant, RoleClaim};
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Sanctum media node: WebRTC SFU with WHIP/WHEP signaling and signed join tokens.
@@ -174,6 +179,16 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SANCTUM_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Audit bucket (Object Lock): the session log is also written there, as this node's
+    /// hash chain beside the operator's. Without it the session log is only logged.
+    #[arg(long, env = "SANCTUM_AUDIT_BUCKET")]
+    audit_bucket: Option<String>,
+    /// This node's name in the audit trail (the pod name); names its chain.
+    #[arg(long, env = "POD_NAME", default_value = "media-node")]
+    node_name: String,
+    /// Milliseconds between writes of queued session log records.
+    #[arg(long, env = "SANCTUM_AUDIT_FLUSH_MS", default_value_t = 2000)]
+    audit_flush_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -233,23 +248,59 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logs(format: LogFormat) {
+    init_logs_with(format, None);
+}
+
+/// Logs as `format`; with `audit`, the session log also feeds the audit trail, whatever
+/// the log level (`RUST_LOG` filters only what is printed).
+fn init_logs_with(format: LogFormat, audit: Option<audit::SessionLayer>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let audited = Targets::new()
+        .with_target("sanctum::session", Level::INFO)
+        .with_target("sanctum::auth", Level::INFO);
+    let registry = tracing_subscriber::registry().with(audit.map(|l| l.with_filter(audited)));
     match format {
         LogFormat::Json => registry
             .with(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false),
+                    .with_current_span(false)
+                    .with_filter(filter),
             )
             .init(),
-        LogFormat::Text => registry.with(fmt::layer().compact()).init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().compact().with_filter(filter))
+            .init(),
     }
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    init_logs(a.log_format);
+    let metrics = Metrics::default();
+    let session_trail = match &a.audit_bucket {
+        Some(bucket) => {
+            let s3 = server::s3_client(
+                &a.store.aws_region,
+                a.store.aws_endpoint.as_deref(),
+                a.store.s3_path_style,
+            )
+            .await;
+            let (trail, layer) = audit::SessionTrail::start(
+                AuditStore::new(s3, bucket),
+                &a.tenant,
+                &a.node_name,
+                metrics.clone(),
+                Duration::from_millis(a.audit_flush_ms.max(10)),
+            );
+            init_logs_with(a.log_format, Some(layer));
+            Some(trail)
+        }
+        None => {
+            init_logs(a.log_format);
+            tracing::warn!("no --audit-bucket: the session log is not written to the audit trail");
+            None
+        }
+    };
     let tls = match (a.insecure_http, a.tls_cert_file, a.tls_key_file) {
         (true, _, _) => Tls::InsecureHttp,
         (false, Some(cert), Some(key)) => Tls::Files { cert, key },
@@ -265,6 +316,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "starting"
     );
     let running = server::start(ServeConfig {
+        metrics,
         signaling_addr: a.signaling_addr,
         media_addr: a.media_udp_addr,
         advertise_addr,
@@ -294,6 +346,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     .await?;
     wait_for_signal().await?;
     running.shutdown().await;
+    if let Some(trail) = session_trail {
+        trail.close(Duration::from_secs(10)).await;
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! Counts and gauges only: no label carries a room, user or address.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -48,7 +49,21 @@ pub struct Metrics {
     pub recordings_active: Gauge,
     /// Frames a recorder could not take in time (total).
     pub recording_frames_dropped: Gauge,
+    /// Session log records written to the audit bucket.
+    pub audit_shipped: Counter,
+    /// Writes of session log records the audit bucket refused (retried).
+    pub audit_failures: Counter,
+    /// Session log records queued and not yet written.
+    pub audit_pending: Gauge,
+    /// Age of the oldest unwritten session log record.
+    pub audit_lag: Gauge<f64, AtomicU64>,
     recorders: Arc<std::sync::Mutex<Option<crate::recording::Recorders>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -65,8 +80,32 @@ impl Default for Metrics {
             sessions_ended: Family::default(),
             recordings_active: Gauge::default(),
             recording_frames_dropped: Gauge::default(),
+            audit_shipped: Counter::default(),
+            audit_failures: Counter::default(),
+            audit_pending: Gauge::default(),
+            audit_lag: Gauge::default(),
             recorders: Arc::default(),
         };
+        registry.register(
+            "audit_records_shipped",
+            "Session log records written to the audit bucket",
+            m.audit_shipped.clone(),
+        );
+        registry.register(
+            "audit_ship_failures",
+            "Writes of session log records the audit bucket refused (retried)",
+            m.audit_failures.clone(),
+        );
+        registry.register(
+            "audit_pending_records",
+            "Session log records queued and not yet in the audit bucket",
+            m.audit_pending.clone(),
+        );
+        registry.register(
+            "audit_lag_seconds",
+            "Age of the oldest session log record not yet in the audit bucket",
+            m.audit_lag.clone(),
+        );
         registry.register(
             "recordings_active",
             "Recordings writing now",

@@ -42,6 +42,8 @@ pub enum Tls {
 /// Everything a node needs to run.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// Metrics served on the metrics address (shared with the session trail).
+    pub metrics: Metrics,
     /// Signaling listen address.
     pub signaling_addr: SocketAddr,
     /// Media UDP listen address.
@@ -169,7 +171,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
         None => media_addr,
     };
-    let metrics = Metrics::default();
+    let metrics = cfg.metrics.clone();
     let recorders = Recorders::new(RecorderConfig {
         tenant: cfg.keys.tenant.clone(),
         s3: s3_client(

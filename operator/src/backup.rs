@@ -26,6 +26,10 @@ use crate::cloud::{Cloud, CloudError};
 
 /// Object metadata naming the source version a copy was made from.
 const SOURCE_VERSION: &str = "sanctum-source-version";
+/// Metadata of a restored object: the version it was backed up from, which lets the
+/// recording controller re-link a `Recording` that names that version (after checking
+/// the SHA-256 itself).
+pub const RESTORED_FROM_VERSION: &str = "sanctum-restored-from-version";
 /// How long a lock lasts without renewal by default; a crashed run's lock frees itself
 /// after this.
 pub const LOCK_SECONDS: u64 = 60;
@@ -539,7 +543,11 @@ async fn run_backup(
     // Recordings into `objects/`, the audit batches into `audit/`: the same copy each.
     let mut sources = vec![(plan.source_bucket.as_str(), String::new(), "objects")];
     if let Some(audit_bucket) = &plan.audit_bucket {
-        sources.push((audit_bucket, crate::audit::store::prefix(tenant), "audit"));
+        sources.push((
+            audit_bucket,
+            crate::audit::chain_prefix(tenant, crate::audit::Chain::Reconciles),
+            "audit",
+        ));
     }
     let mut copied = 0;
     let mut out: [Vec<Copied>; 2] = Default::default();
@@ -681,6 +689,9 @@ pub async fn restore(
             .key(&object.key)
             .copy_source(format!("{backup_bucket}/{}", object.backup_key))
             .metadata_directive(MetadataDirective::Replace)
+            .set_metadata(object.source_version.as_ref().map(|v| {
+                std::collections::HashMap::from([(RESTORED_FROM_VERSION.to_string(), v.clone())])
+            }))
             .send()
             .await;
         if let Err(e) = copied {

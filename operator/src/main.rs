@@ -19,7 +19,8 @@ use kube::client::ClientBuilder;
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use sanctum_operator::audit::store::{AuditStore, DEFAULT_RETENTION_DAYS};
-use sanctum_operator::audit::trail::Trail;
+use sanctum_operator::audit::trail::{Trail, Writer};
+use sanctum_operator::audit::{self, Chain};
 use sanctum_operator::backup;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
 use sanctum_operator::controller::tenant::build::backup::BackupJobs;
@@ -373,6 +374,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok((host.to_string(), ip))
             })
             .collect::<anyhow::Result<_>>()?,
+        audit_bucket: args.audit_bucket.clone(),
         backup: BackupJobs {
             image: args.backup_image,
             role_arn: args.backup_role_arn,
@@ -385,13 +387,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cloud = args.cloud.connect().await;
     let (trail, shipper) = match &args.audit_bucket {
         Some(bucket) => {
-            let store = AuditStore::new(cloud.clone(), bucket);
-            store
-                .ensure(args.audit_retention_days)
+            audit::ensure_bucket(&cloud, bucket, args.audit_retention_days)
                 .await
                 .with_context(|| format!("cannot prepare the audit bucket {bucket}"))?;
             let (trail, task) = Trail::start(
-                store,
+                AuditStore::new(cloud.s3.clone(), bucket),
+                Writer::Operator,
                 metrics.clone(),
                 Duration::from_millis(args.audit_flush_ms.max(10)),
             );
@@ -533,30 +534,55 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Verify(args) => (args, None),
         AuditCommand::Export { args, since, until } => (args, Some((since, until))),
     };
-    let store = AuditStore::new(args.cloud.connect().await, &args.bucket);
-    let batches = store
-        .chain(&args.tenant)
+    let store = AuditStore::new(args.cloud.connect().await.s3, &args.bucket);
+    let tenant = &args.tenant;
+    // The operator's chain of reconciles, then each media node's chain of sessions.
+    let mut chains = vec![(
+        "reconciles".to_string(),
+        audit::chain_prefix(tenant, Chain::Reconciles),
+    )];
+    for node in store
+        .nodes(tenant)
         .await
-        .with_context(|| format!("reading the audit chain of {}", args.tenant))?;
-    let verified = sanctum_operator::audit::verify_chain(&args.tenant, &batches)
-        .map_err(|broken| anyhow::anyhow!("audit chain of {} is broken: {broken}", args.tenant))?;
-    match range {
-        None => println!(
-            "audit chain of {} intact: {} records in {} objects, last record {} ({})",
-            args.tenant, verified.head.seq, verified.objects, verified.head.seq, verified.head.hash
-        ),
-        Some((since, until)) => {
-            let mut out = std::io::stdout().lock();
-            for (_, record) in sanctum_operator::audit::parse(&batches)? {
-                let time: jiff::Timestamp = record
-                    .time
-                    .parse()
-                    .with_context(|| format!("record {} has no valid time", record.seq))?;
-                if since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u) {
-                    serde_json::to_writer(&mut out, &record)?;
-                    writeln!(out)?;
-                }
+        .with_context(|| format!("listing the media-node audit chains of {tenant}"))?
+    {
+        let prefix = audit::chain_prefix(tenant, Chain::Node(&node));
+        chains.push((format!("sessions of media node {node}"), prefix));
+    }
+    let mut records = Vec::new();
+    for (name, prefix) in &chains {
+        let batches = store
+            .chain(prefix)
+            .await
+            .with_context(|| format!("reading the audit chain of {tenant} ({name})"))?;
+        let verified = audit::verify_chain(tenant, &batches).map_err(|broken| {
+            anyhow::anyhow!("audit chain of {tenant} ({name}) is broken: {broken}")
+        })?;
+        if range.is_none() {
+            println!(
+                "audit chain of {tenant} ({name}) intact: {} records in {} objects, last record {} ({})",
+                verified.head.seq, verified.objects, verified.head.seq, verified.head.hash
+            );
+        }
+        records.extend(audit::parse(&batches)?.into_iter().map(|(_, r)| r));
+    }
+    if let Some((since, until)) = range {
+        let mut timed = Vec::new();
+        for record in records {
+            let time: jiff::Timestamp = record
+                .time
+                .parse()
+                .with_context(|| format!("record {} has no valid time", record.seq))?;
+            if since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u) {
+                timed.push((time, record));
             }
+        }
+        // One timeline for the auditor; each record's `controller` names its chain.
+        timed.sort_by_key(|(time, _)| *time);
+        let mut out = std::io::stdout().lock();
+        for (_, record) in timed {
+            serde_json::to_writer(&mut out, &record)?;
+            writeln!(out)?;
         }
     }
     Ok(())

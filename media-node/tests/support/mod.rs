@@ -83,6 +83,7 @@ impl Node {
         };
         let any = |port| SocketAddr::new(LOOPBACK, port);
         let running = server::start(ServeConfig {
+            metrics: sanctum_media_node::metrics::Metrics::default(),
             signaling_addr: any(0),
             media_addr: any(0),
             advertise_addr: None,

@@ -1,7 +1,5 @@
 //! Objects: checksums, disposal, leftover uploads, listing and conditional writes.
 
-use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use sha2::{Digest, Sha256};
 
@@ -132,61 +130,12 @@ pub async fn list_keys(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<String>, CloudError> {
-    let mut keys = Vec::new();
-    let mut pages = cloud
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .map(str::to_string),
-        );
-    }
-    keys.sort();
-    Ok(keys)
+    sanctum_audit::store::list_keys(&cloud.s3, bucket, prefix).await
 }
 
 /// The current version of a small object (a manifest, an audit batch), read whole.
 pub async fn get_bytes(cloud: &Cloud, bucket: &str, key: &str) -> Result<Vec<u8>, CloudError> {
-    let out = cloud
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
-    Ok(out
-        .body
-        .collect()
-        .await
-        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
-        .into_bytes()
-        .to_vec())
+    sanctum_audit::store::get_bytes(&cloud.s3, bucket, key).await
 }
 
-/// The outcome of a conditional PutObject (`If-None-Match` / `If-Match`): `Ok(None)` when
-/// the condition failed (412), so the caller can tell "someone else got there" from errors.
-pub fn unless_precondition_failed(
-    sent: Result<PutObjectOutput, SdkError<PutObjectError>>,
-) -> Result<Option<PutObjectOutput>, CloudError> {
-    match sent {
-        Ok(out) => Ok(Some(out)),
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let error = CloudError::from_sdk("PutObject", &e);
-            if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
-                Ok(None)
-            } else {
-                Err(error)
-            }
-        }
-    }
-}
+pub use sanctum_audit::store::unless_precondition_failed;

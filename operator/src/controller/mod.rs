@@ -157,6 +157,8 @@ pub struct RunConfig {
     pub concurrency: u16,
     /// How tenants' backup CronJobs run their pods.
     pub backup: tenant::build::backup::BackupJobs,
+    /// Audit bucket, where media nodes also write their session logs.
+    pub audit_bucket: Option<String>,
 }
 
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.

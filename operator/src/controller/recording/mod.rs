@@ -529,11 +529,23 @@ async fn retain(
                 "the stored object does NOT match status.sha256: it was altered or replaced"
                     .to_string(),
             ),
-            Err(e) if e.is_not_found() => (
-                false,
-                "ObjectMissing",
-                format!("the stored object is missing: {e}"),
-            ),
+            Err(e) if e.is_not_found() => {
+                match restored_version(ctx, &bucket, &key, &status).await? {
+                    Some(restored) => {
+                        let message = format!(
+                            "version {} is gone; the object restored from it (version {restored}) matches status.sha256 and is now this recording's",
+                            status.version_id.as_deref().unwrap_or("null")
+                        );
+                        status.version_id = Some(restored);
+                        (true, "Relinked", message)
+                    }
+                    None => (
+                        false,
+                        "ObjectMissing",
+                        format!("the stored object is missing: {e}"),
+                    ),
+                }
+            }
             Err(e) => {
                 return Err(Error::Cloud(CloudError::other(
                     e.operation,
@@ -558,6 +570,9 @@ async fn retain(
         if !ok {
             warn!("recording integrity check failed");
             publish(ctx, rec, tenant, EventType::Warning, reason, message).await;
+        } else if reason == "Relinked" {
+            info!("recording re-linked to its restored object");
+            publish(ctx, rec, tenant, EventType::Normal, reason, message).await;
         }
     } else {
         write_status(ctx, rec, status.clone()).await?;
@@ -570,6 +585,51 @@ async fn retain(
         .min(ctx.config.resync)
         .max(Duration::from_secs(1));
     Ok(Action::requeue(wait))
+}
+
+/// After `sanctum restore`: the key's current version, when it was restored from the
+/// version the status names (restore's metadata says so) and its SHA-256 is the one
+/// recorded at sealing. Anything else stays missing: the metadata alone proves nothing.
+async fn restored_version(
+    ctx: &Context,
+    bucket: &str,
+    key: &str,
+    status: &RecordingStatus,
+) -> Result<Option<String>, CloudError> {
+    let (Some(lost), Some(sealed_sha)) = (status.version_id.as_deref(), status.sha256.as_ref())
+    else {
+        return Ok(None);
+    };
+    let head = match ctx
+        .cloud
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(head) => head,
+        Err(e) => {
+            let error = CloudError::from_sdk("HeadObject", &e);
+            return if error.is_not_found() {
+                Ok(None)
+            } else {
+                Err(error)
+            };
+        }
+    };
+    let from = head
+        .metadata()
+        .and_then(|m| m.get(crate::backup::RESTORED_FROM_VERSION));
+    let (Some(from), Some(current)) = (from, head.version_id()) else {
+        return Ok(None);
+    };
+    if from != lost {
+        return Ok(None);
+    }
+    let (sha, _) = objects::sha256(&ctx.cloud, bucket, key, Some(current)).await?;
+    Ok((&sha == sealed_sha).then(|| current.to_string()))
 }
 
 /// Expired: delete every version of the object (with its header, the wrapped data key).

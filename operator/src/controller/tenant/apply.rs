@@ -86,7 +86,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         bucket: Some(bucket),
         ..Default::default()
     };
-    let regions = build::regions(&v, &config_map, &key);
+    let regions = build::regions(&v, &config_map, &key, ctx.config.audit_bucket.as_deref());
     let media = build::media_objects_selector(&v);
     let keep_hpas: BTreeSet<String> = regions
         .iter()

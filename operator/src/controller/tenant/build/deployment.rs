@@ -39,6 +39,7 @@ pub fn build_deployment(
     region: &RegionSpec,
     public_key: &ConfigMap,
     key: &TenantKeyRef,
+    audit_bucket: Option<&str>,
 ) -> Deployment {
     let replicas = if region.autoscaling.is_some() {
         None
@@ -64,7 +65,7 @@ pub fn build_deployment(
                     labels: Some(pod_labels),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(v, region, public_key, key)),
+                spec: Some(pod_spec(v, region, public_key, key, audit_bucket)),
             },
             ..Default::default()
         }),
@@ -77,6 +78,7 @@ fn pod_spec(
     region: &RegionSpec,
     public_key: &ConfigMap,
     key: &TenantKeyRef,
+    audit_bucket: Option<&str>,
 ) -> PodSpec {
     PodSpec {
         service_account_name: Some(MEDIA_SERVICE_ACCOUNT.into()),
@@ -97,7 +99,7 @@ fn pod_spec(
                 .collect(),
         ),
         termination_grace_period_seconds: Some(60),
-        containers: vec![container(v, region, key)],
+        containers: vec![container(v, region, key, audit_bucket)],
         volumes: Some(vec![
             Volume {
                 name: "join-token-key".into(),
@@ -139,7 +141,12 @@ fn pod_spec(
     }
 }
 
-fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Container {
+fn container(
+    v: &Validated,
+    region: &RegionSpec,
+    key: &TenantKeyRef,
+    audit_bucket: Option<&str>,
+) -> Container {
     let media = &v.spec.media;
     let env = |name: &str, value: String| EnvVar {
         name: name.into(),
@@ -167,51 +174,58 @@ fn container(v: &Validated, region: &RegionSpec, key: &TenantKeyRef) -> Containe
         image: Some(media.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(vec!["serve".into()]),
-        env: Some(vec![
-            field_env("POD_IP", "status.podIP"),
-            env("SANCTUM_TENANT", v.name.clone()),
-            env("SANCTUM_REGION", region.name.clone()),
-            env(
-                "SANCTUM_MAX_SESSION_MINUTES",
-                media.max_session_minutes.to_string(),
-            ),
-            env(
-                "SANCTUM_IDLE_TIMEOUT_SECONDS",
-                media.idle_timeout_seconds.to_string(),
-            ),
-            env(
-                "SANCTUM_KEY_PROVIDER",
-                provider_name(key.provider).to_string(),
-            ),
-            env("SANCTUM_KMS_KEY_ARN", key.arn.clone()),
-            env(
-                "SANCTUM_TENANT_KEY_FILE",
-                format!("{TENANT_KEY_DIR}/v{}", key.version),
-            ),
-            env(
-                "SANCTUM_JOIN_TOKEN_PUBLIC_KEY",
-                format!("{SIGNING_KEY_DIR}/{PUBLIC_KEY_FILE}"),
-            ),
-            env(
-                "SANCTUM_CONTROL_PUBLIC_KEY",
-                format!(
-                    "{SIGNING_KEY_DIR}/{}",
-                    sanctum_api::control::PUBLIC_KEY_FILE
+        env: Some(
+            [
+                field_env("POD_IP", "status.podIP"),
+                // Names this node's session chain in the audit trail.
+                field_env("POD_NAME", "metadata.name"),
+                env("SANCTUM_TENANT", v.name.clone()),
+                env("SANCTUM_REGION", region.name.clone()),
+                env(
+                    "SANCTUM_MAX_SESSION_MINUTES",
+                    media.max_session_minutes.to_string(),
                 ),
-            ),
-            env("SANCTUM_TENANT_KEY_VERSION", key.version.to_string()),
-            env(
-                "SANCTUM_SIGNALING_ADDR",
-                format!("0.0.0.0:{SIGNALING_PORT}"),
-            ),
-            env(
-                "SANCTUM_MEDIA_UDP_ADDR",
-                format!("0.0.0.0:{MEDIA_UDP_PORT}"),
-            ),
-            env("SANCTUM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
-            env("SANCTUM_TLS_CERT_FILE", format!("{TLS_DIR}/tls.crt")),
-            env("SANCTUM_TLS_KEY_FILE", format!("{TLS_DIR}/tls.key")),
-        ]),
+                env(
+                    "SANCTUM_IDLE_TIMEOUT_SECONDS",
+                    media.idle_timeout_seconds.to_string(),
+                ),
+                env(
+                    "SANCTUM_KEY_PROVIDER",
+                    provider_name(key.provider).to_string(),
+                ),
+                env("SANCTUM_KMS_KEY_ARN", key.arn.clone()),
+                env(
+                    "SANCTUM_TENANT_KEY_FILE",
+                    format!("{TENANT_KEY_DIR}/v{}", key.version),
+                ),
+                env(
+                    "SANCTUM_JOIN_TOKEN_PUBLIC_KEY",
+                    format!("{SIGNING_KEY_DIR}/{PUBLIC_KEY_FILE}"),
+                ),
+                env(
+                    "SANCTUM_CONTROL_PUBLIC_KEY",
+                    format!(
+                        "{SIGNING_KEY_DIR}/{}",
+                        sanctum_api::control::PUBLIC_KEY_FILE
+                    ),
+                ),
+                env("SANCTUM_TENANT_KEY_VERSION", key.version.to_string()),
+                env(
+                    "SANCTUM_SIGNALING_ADDR",
+                    format!("0.0.0.0:{SIGNALING_PORT}"),
+                ),
+                env(
+                    "SANCTUM_MEDIA_UDP_ADDR",
+                    format!("0.0.0.0:{MEDIA_UDP_PORT}"),
+                ),
+                env("SANCTUM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
+                env("SANCTUM_TLS_CERT_FILE", format!("{TLS_DIR}/tls.crt")),
+                env("SANCTUM_TLS_KEY_FILE", format!("{TLS_DIR}/tls.key")),
+            ]
+            .into_iter()
+            .chain(audit_bucket.map(|b| env("SANCTUM_AUDIT_BUCKET", b.to_string())))
+            .collect(),
+        ),
         ports: Some(vec![
             port("https", SIGNALING_PORT, "TCP"),
             port("media", MEDIA_UDP_PORT, "UDP"),
@@ -282,7 +296,13 @@ mod tests {
     fn deployment(region: usize) -> Deployment {
         let v = fixtures::validated("clinic-a");
         let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
-        build_deployment(&v, &v.spec.media.regions[region], &cm, &fixtures::key())
+        build_deployment(
+            &v,
+            &v.spec.media.regions[region],
+            &cm,
+            &fixtures::key(),
+            Some("sanctum-audit"),
+        )
     }
 
     #[test]

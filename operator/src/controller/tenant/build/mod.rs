@@ -109,15 +109,21 @@ pub struct TenantKeyRef {
     pub secret: String,
 }
 
-/// Builds the per-region media objects; `public_key` is the ConfigMap holding the join-token key.
-pub fn regions(v: &Validated, public_key: &ConfigMap, key: &TenantKeyRef) -> Vec<RegionObjects> {
+/// Builds the per-region media objects; `public_key` is the ConfigMap holding the join-token
+/// key, `audit_bucket` where media nodes write their session log.
+pub fn regions(
+    v: &Validated,
+    public_key: &ConfigMap,
+    key: &TenantKeyRef,
+    audit_bucket: Option<&str>,
+) -> Vec<RegionObjects> {
     v.spec
         .media
         .regions
         .iter()
         .map(|region| RegionObjects {
             region: region.name.clone(),
-            deployment: build_deployment(v, region, public_key, key),
+            deployment: build_deployment(v, region, public_key, key, audit_bucket),
             service: build_service(v, region),
             pdb: build_pdb(v, region),
             hpa: build_hpa(v, region),

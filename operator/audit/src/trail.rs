@@ -1,12 +1,12 @@
 //! Ships audit entries to the audit bucket in the background.
 //!
-//! Reconciles hand entries to [`Trail::record`] and go on; one task per process links
-//! them into each tenant's chain and writes a batch per tenant every flush interval. A
-//! write the store refuses stays queued and is retried on the next tick; a batch key
-//! that already exists (another writer got there first) makes the task reload that
-//! tenant's head and relink, so two operator processes never fork a chain. Entries still
-//! queued when the process is killed are lost; `sanctum_audit_pending_records` and
-//! `sanctum_audit_lag_seconds` show how much is at risk.
+//! Writers (reconciles, a media node's session log) hand entries to [`Trail::record`] and
+//! go on; one task per process links them into their chain and writes a batch per chain
+//! every flush interval. A write the store refuses stays queued and is retried on the
+//! next tick; a batch key that already exists (another writer got there first) makes the
+//! task reload that chain's head and relink, so two processes never fork a chain. Entries
+//! still queued when the process is killed are lost; the [`Meter`] says how many are at
+//! risk and for how long.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +16,39 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::store::{AuditStore, Put, key};
-use super::{Entry, Head, link, to_json_lines};
-use crate::metrics::Metrics;
+use crate::store::{AuditStore, Put};
+use crate::{Chain, CloudError, Entry, Head, batch_key, chain_prefix, link, to_json_lines};
+
+/// Where a process reports how shipping goes (its Prometheus metrics).
+pub trait Meter: Send + Sync + 'static {
+    /// Records written to the store.
+    fn shipped(&self, records: u64);
+    /// A write the store refused (retried).
+    fn ship_failed(&self);
+    /// Records queued and not yet written.
+    fn pending(&self, records: usize);
+    /// Age of the oldest unwritten record.
+    fn lag(&self, seconds: f64);
+}
+
+/// Whose chains a trail writes: the operator's reconcile chains, or one media node's
+/// session chains (one per tenant it serves).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// The operator: `tenants/<tenant>/`.
+    Operator,
+    /// A media node, by pod name: `tenants/<tenant>/nodes/<node>/`.
+    Node(String),
+}
+
+impl Writer {
+    fn prefix(&self, tenant: &str) -> String {
+        match self {
+            Writer::Operator => chain_prefix(tenant, Chain::Reconciles),
+            Writer::Node(node) => chain_prefix(tenant, Chain::Node(node)),
+        }
+    }
+}
 
 /// Records per batch object at most; more wait for the next write.
 const MAX_BATCH: usize = 500;
@@ -38,9 +68,14 @@ impl Trail {
 
     /// Starts the shipping task; it ends after every handle is dropped and the queue is
     /// written (or `store` refused it `attempts_on_close` times).
-    pub fn start(store: AuditStore, metrics: Metrics, flush: Duration) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        store: AuditStore,
+        writer: Writer,
+        metrics: impl Meter,
+        flush: Duration,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(ship(store, metrics, flush, rx));
+        let task = tokio::spawn(ship(store, writer, metrics, flush, rx));
         (Self { tx: Some(tx) }, task)
     }
 
@@ -61,7 +96,8 @@ struct Queue {
 
 async fn ship(
     store: AuditStore,
-    metrics: Metrics,
+    writer: Writer,
+    metrics: impl Meter,
     flush: Duration,
     mut rx: mpsc::UnboundedReceiver<Entry>,
 ) {
@@ -75,30 +111,30 @@ async fn ship(
         tokio::select! {
             entry = rx.recv(), if open => match entry {
                 Some(entry) => {
-                    let queue = queues.entry(entry.tenant.clone()).or_insert_with(|| Queue {
+                    let queue = queues.entry(writer.prefix(&entry.tenant)).or_insert_with(|| Queue {
                         entries: Vec::new(),
                         oldest: None,
                     });
                     queue.oldest.get_or_insert_with(Instant::now);
                     queue.entries.push(entry);
-                    metrics.audit_pending(queues.values().map(|q| q.entries.len()).sum());
+                    metrics.pending(queues.values().map(|q| q.entries.len()).sum());
                     continue;
                 }
                 None => open = false,
             },
             _ = tick.tick() => {}
         }
-        for (tenant, queue) in queues.iter_mut() {
+        for (prefix, queue) in queues.iter_mut() {
             while !queue.entries.is_empty() {
                 let take = queue.entries.len().min(MAX_BATCH);
-                match write_batch(&store, &mut heads, tenant, &queue.entries[..take]).await {
+                match write_batch(&store, &mut heads, prefix, &queue.entries[..take]).await {
                     Ok(()) => {
                         queue.entries.drain(..take);
-                        metrics.audit_shipped(take as u64);
+                        metrics.shipped(take as u64);
                     }
                     Err(error) => {
-                        metrics.audit_ship_failed();
-                        warn!(%error, tenant, queued = queue.entries.len(), "could not write audit records; will retry");
+                        metrics.ship_failed();
+                        warn!(%error, chain = %prefix, queued = queue.entries.len(), "could not write audit records; will retry");
                         break;
                     }
                 }
@@ -109,13 +145,13 @@ async fn ship(
         }
         queues.retain(|_, q| !q.entries.is_empty());
         let pending = queues.values().map(|q| q.entries.len()).sum();
-        metrics.audit_pending(pending);
+        metrics.pending(pending);
         let lag = queues
             .values()
             .filter_map(|q| q.oldest)
             .map(|t| t.elapsed().as_secs_f64())
             .fold(0.0, f64::max);
-        metrics.audit_lag(lag);
+        metrics.lag(lag);
         if !open {
             closing_attempts += 1;
             if pending == 0 || closing_attempts >= 5 {
@@ -128,39 +164,39 @@ async fn ship(
     }
 }
 
-/// Links `entries` after the tenant's head and writes them as one new object, reloading
-/// the head from the store when unknown or when another writer took the key.
+/// Links `entries` after the head of the chain at `prefix` and writes them as one new
+/// object, reloading the head from the store when unknown or when another writer took the key.
 async fn write_batch(
     store: &AuditStore,
     heads: &mut BTreeMap<String, Head>,
-    tenant: &str,
+    prefix: &str,
     entries: &[Entry],
-) -> Result<(), crate::cloud::CloudError> {
+) -> Result<(), CloudError> {
     for _ in 0..5 {
-        let head = match heads.get(tenant) {
+        let head = match heads.get(prefix) {
             Some(head) => head.clone(),
-            None => store.head(tenant).await?,
+            None => store.head(prefix).await?,
         };
         let (records, next) = link(entries, &head);
-        let batch_key = key(tenant, head.seq + 1);
-        match store.put_new(&batch_key, to_json_lines(&records)).await {
+        let key = batch_key(prefix, head.seq + 1);
+        match store.put_new(&key, to_json_lines(&records)).await {
             Ok(Put::Written) => {
-                debug!(key = %batch_key, records = records.len(), "audit records written");
-                heads.insert(tenant.to_string(), next);
+                debug!(%key, records = records.len(), "audit records written");
+                heads.insert(prefix.to_string(), next);
                 return Ok(());
             }
             Ok(Put::Exists) => {
-                debug!(key = %batch_key, "audit batch key taken by another writer; reloading the head");
-                heads.remove(tenant);
+                debug!(%key, "audit batch key taken by another writer; reloading the head");
+                heads.remove(prefix);
             }
             Err(e) => {
-                heads.remove(tenant);
+                heads.remove(prefix);
                 return Err(e);
             }
         }
     }
-    Err(crate::cloud::CloudError::other(
+    Err(CloudError::other(
         "PutObject",
-        format!("audit chain of {tenant} kept moving under five attempts to append"),
+        format!("audit chain {prefix} kept moving under five attempts to append"),
     ))
 }

@@ -1,0 +1,213 @@
+//! The session log in the tenant's audit trail.
+//!
+//! Every line the node logs under `sanctum::session` (joins, publishes, subscribes,
+//! leaves, recording starts and stops) and `sanctum::auth` (refused requests) also
+//! becomes an audit record in this node's own hash chain, `tenants/<tenant>/nodes/<pod>/`
+//! of the audit bucket (Object Lock), beside the operator's chain of reconciles;
+//! `sanctum audit verify` walks both. The lines carry opaque ids only (session, room,
+//! user), never a token, SDP, address or key, so neither do the records.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sanctum_audit::Entry;
+use sanctum_audit::store::AuditStore;
+use sanctum_audit::trail::{Meter, Trail, Writer};
+use tokio::task::JoinHandle;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, Layer};
+
+use crate::metrics::Metrics;
+
+/// Log targets whose events are audited.
+const AUDITED: [&str; 2] = ["sanctum::session", "sanctum::auth"];
+
+/// The node's session trail: a tracing layer that queues audited log lines, and the
+/// task that writes them.
+pub struct SessionTrail {
+    slot: Arc<Mutex<Option<Trail>>>,
+    task: JoinHandle<()>,
+}
+
+impl SessionTrail {
+    /// Starts shipping `tenant`'s session log lines of node `node` to `store`.
+    pub fn start(
+        store: AuditStore,
+        tenant: &str,
+        node: &str,
+        metrics: Metrics,
+        flush: Duration,
+    ) -> (Self, SessionLayer) {
+        let (trail, task) = Trail::start(store, Writer::Node(node.to_string()), metrics, flush);
+        let slot = Arc::new(Mutex::new(Some(trail)));
+        let layer = SessionLayer {
+            slot: slot.clone(),
+            tenant: tenant.to_string(),
+        };
+        (Self { slot, task }, layer)
+    }
+
+    /// Stops queueing and waits (up to `wait`) for what is queued to be written.
+    pub async fn close(self, wait: Duration) {
+        self.slot.lock().expect("trail slot lock").take();
+        if tokio::time::timeout(wait, self.task).await.is_err() {
+            tracing::warn!("session log records still queued at exit were not written");
+        }
+    }
+}
+
+/// The tracing layer feeding [`SessionTrail`].
+pub struct SessionLayer {
+    slot: Arc<Mutex<Option<Trail>>>,
+    tenant: String,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for SessionLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let target = event.metadata().target();
+        if !AUDITED.contains(&target) {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let entry = entry(&self.tenant, target, fields.0);
+        if let Some(trail) = self.slot.lock().expect("trail slot lock").as_ref() {
+            trail.record(entry);
+        }
+    }
+}
+
+/// An audit entry from one session log line: the event (or refusal reason) is the
+/// outcome, the session (or recording, or room) the object, every field the actions.
+fn entry(tenant: &str, target: &str, fields: BTreeMap<String, String>) -> Entry {
+    let refused = target == "sanctum::auth";
+    let outcome = if refused {
+        format!(
+            "refused:{}",
+            fields.get("reason").map_or("", String::as_str)
+        )
+    } else {
+        fields.get("event").cloned().unwrap_or_default()
+    };
+    let (kind, name) = ["session", "recording", "room"]
+        .iter()
+        .find_map(|k| fields.get(*k).map(|v| (*k, v.clone())))
+        .unwrap_or(("request", String::new()));
+    let mut actions = String::new();
+    for (key, value) in fields.iter().filter(|(k, _)| k.as_str() != "message") {
+        if !actions.is_empty() {
+            actions.push(' ');
+        }
+        let _ = write!(actions, "{key}={value}");
+    }
+    Entry {
+        tenant: tenant.to_string(),
+        time: jiff::Timestamp::now().to_string(),
+        controller: "media-node".into(),
+        kind: match (refused, kind) {
+            (true, _) => "Request".into(),
+            (false, "recording") => "Recording".into(),
+            _ => "Session".into(),
+        },
+        namespace: None,
+        name,
+        uid: None,
+        generation: None,
+        actions,
+        outcome,
+    }
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+}
+
+impl Meter for Metrics {
+    fn shipped(&self, records: u64) {
+        self.audit_shipped.inc_by(records);
+    }
+
+    fn ship_failed(&self) {
+        self.audit_failures.inc();
+    }
+
+    fn pending(&self, records: usize) {
+        self.audit_pending
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
+    }
+
+    fn lag(&self, seconds: f64) {
+        self.audit_lag.set(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_session_line_becomes_a_session_record() {
+        let e = entry(
+            "clinic-a",
+            "sanctum::session",
+            fields(&[
+                ("message", "session"),
+                ("event", "join"),
+                ("session", "a1b2"),
+                ("room", "room-7"),
+                ("user", "u-42"),
+                ("role", "host"),
+            ]),
+        );
+        assert_eq!(
+            (e.kind.as_str(), e.name.as_str(), e.outcome.as_str()),
+            ("Session", "a1b2", "join")
+        );
+        assert_eq!(
+            e.actions,
+            "event=join role=host room=room-7 session=a1b2 user=u-42"
+        );
+        assert_eq!(e.controller, "media-node");
+    }
+
+    #[test]
+    fn recordings_and_refusals_are_named_for_what_they_are() {
+        let r = entry(
+            "clinic-a",
+            "sanctum::session",
+            fields(&[
+                ("event", "record-start"),
+                ("recording", "visit-1"),
+                ("room", "r"),
+            ]),
+        );
+        assert_eq!((r.kind.as_str(), r.name.as_str()), ("Recording", "visit-1"));
+        let refused = entry(
+            "clinic-a",
+            "sanctum::auth",
+            fields(&[("reason", "expired"), ("room", "room-7")]),
+        );
+        assert_eq!(refused.kind, "Request");
+        assert_eq!(refused.outcome, "refused:expired");
+        assert_eq!(refused.name, "room-7");
+    }
+}

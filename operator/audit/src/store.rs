@@ -1,0 +1,208 @@
+//! The audit bucket: chains of batch objects, created once and never overwritten.
+
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ObjectLockMode;
+
+use crate::{Batch, CloudError, Head, NODES, Record, first_seq};
+
+/// Six years, the HIPAA documentation retention period (45 CFR 164.316(b)(2)(i)).
+pub const DEFAULT_RETENTION_DAYS: i32 = 2192;
+
+/// What a conditional create found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Put {
+    /// The object was created.
+    Written,
+    /// An object of that key already existed; nothing was written.
+    Exists,
+}
+
+/// The audit bucket.
+#[derive(Clone, Debug)]
+pub struct AuditStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl AuditStore {
+    /// A store over `bucket`, reached with `s3`.
+    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            s3,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// Every batch key of the chain at `prefix`, in chain order.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
+        let mut keys = list_keys(&self.s3, &self.bucket, prefix).await?;
+        keys.retain(|k| first_seq(prefix, k).is_some());
+        Ok(keys)
+    }
+
+    /// Reads one batch of the chain at `prefix`.
+    pub async fn read(&self, prefix: &str, key: &str) -> Result<Batch, CloudError> {
+        let bytes = get_bytes(&self.s3, &self.bucket, key).await?;
+        Ok(Batch {
+            key: key.to_string(),
+            first_seq: first_seq(prefix, key).unwrap_or_default(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    /// Reads the whole chain at `prefix`, in order.
+    pub async fn chain(&self, prefix: &str) -> Result<Vec<Batch>, CloudError> {
+        let mut batches = Vec::new();
+        for key in self.keys(prefix).await? {
+            batches.push(self.read(prefix, &key).await?);
+        }
+        Ok(batches)
+    }
+
+    /// The media nodes that wrote a session chain for `tenant`, by name.
+    pub async fn nodes(&self, tenant: &str) -> Result<Vec<String>, CloudError> {
+        let under = format!(
+            "{}{NODES}/",
+            crate::chain_prefix(tenant, crate::Chain::Reconciles)
+        );
+        let mut nodes: Vec<String> = list_keys(&self.s3, &self.bucket, &under)
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix(&under)?.split_once('/'))
+            .map(|(node, _)| node.to_string())
+            .collect();
+        nodes.dedup();
+        Ok(nodes)
+    }
+
+    /// Where the chain at `prefix` ends, from its last batch (the empty head if none).
+    pub async fn head(&self, prefix: &str) -> Result<Head, CloudError> {
+        let Some(last) = self.keys(prefix).await?.pop() else {
+            return Ok(Head::default());
+        };
+        let batch = self.read(prefix, &last).await?;
+        let record = batch
+            .body
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str::<Record>(l).ok())
+            .ok_or_else(|| {
+                CloudError::other(
+                    "GetObject",
+                    format!("{last} does not end with an audit record; run `audit verify`"),
+                )
+            })?;
+        Ok(Head {
+            seq: record.seq,
+            hash: record.hash,
+        })
+    }
+
+    /// Creates `key` with `body` unless it exists. The bucket's default retention locks it.
+    pub async fn put_new(&self, key: &str, body: String) -> Result<Put, CloudError> {
+        let sent = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/x-ndjson")
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+            .await;
+        Ok(match unless_precondition_failed(sent)? {
+            Some(_) => Put::Written,
+            None => Put::Exists,
+        })
+    }
+
+    /// The Object Lock mode and retain-until date of the current version of `key`.
+    pub async fn retention(
+        &self,
+        key: &str,
+    ) -> Result<(Option<ObjectLockMode>, Option<String>), CloudError> {
+        let out = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("HeadObject", &e))?;
+        Ok((
+            out.object_lock_mode().cloned(),
+            out.object_lock_retain_until_date().map(|d| d.to_string()),
+        ))
+    }
+}
+
+/// Every key under `prefix` in `bucket`, sorted.
+pub async fn list_keys(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, CloudError> {
+    let mut keys = Vec::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_string),
+        );
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// The current version of a small object (a manifest, an audit batch), read whole.
+pub async fn get_bytes(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, CloudError> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
+        .into_bytes()
+        .to_vec())
+}
+
+/// The outcome of a conditional PutObject (`If-None-Match` / `If-Match`): `Ok(None)` when
+/// the condition failed (412), so the caller can tell "someone else got there" from errors.
+pub fn unless_precondition_failed(
+    sent: Result<PutObjectOutput, SdkError<PutObjectError>>,
+) -> Result<Option<PutObjectOutput>, CloudError> {
+    match sent {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let error = CloudError::from_sdk("PutObject", &e);
+            if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
+                Ok(None)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
