@@ -9,8 +9,9 @@ use anyhow::{Context, Result, ensure};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectLockMode;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use sanctum_api::VideoTenant;
 use sanctum_e2e::{
     Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
@@ -58,7 +59,14 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
     let op = Operator::start_with(
         &run,
         "",
-        &["--audit-bucket", &bucket, "--audit-flush-ms", "4000"],
+        &[
+            "--audit-bucket",
+            &bucket,
+            "--audit-flush-ms",
+            "4000",
+            "--audit-lag-event-seconds",
+            "3",
+        ],
     )
     .await?;
     let cloud = cloud().await?;
@@ -221,6 +229,47 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
             "export", "--tenant", &run, "--bucket", &bucket, "--until", "2000-01-01T00:00:00Z",
         ])?;
         ensure!(ok && out.is_empty(), "nothing before 2000: {out}{err}");
+
+        // The bucket refuses writes for a while: the tenant gets a Warning Event, the
+        // records wait, and once the bucket takes them again the chain is complete.
+        let policy = s3.get_bucket_policy().bucket(&bucket).send().await?;
+        let policy = policy.policy().context("the audit bucket's policy")?.to_string();
+        let deny = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "RefuseWrites", "Effect": "Deny", "Principal": "*",
+                "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{bucket}/*")
+            }]
+        });
+        s3.put_bucket_policy().bucket(&bucket).policy(deny.to_string()).send().await?;
+        let before = parse(&store.chain(&chain).await?).map_err(anyhow::Error::msg)?.len();
+        let change = serde_json::json!({"spec": {"media": {"regions": [{"name": "us-east", "replicas": 3}]}}});
+        tenants
+            .patch(&run, &PatchParams::default(), &Patch::Merge(&change))
+            .await?;
+        let shipping = |reason: &'static str| {
+            let events = Api::<Event>::all(cluster.client.clone());
+            let run = run.clone();
+            async move {
+                wait_for(&format!("a {reason} Event"), Duration::from_secs(60), || async {
+                    let list = events
+                        .list(&ListParams::default().fields(&format!("regarding.name={run}")))
+                        .await?;
+                    Ok(list.items.iter().any(|e| e.reason.as_deref() == Some(reason)))
+                })
+                .await
+            }
+        };
+        shipping("AuditShippingDelayed").await?;
+        ensure!(
+            op.counter("sanctum_audit_ship_failures_total", "").await? > 0,
+            "refused writes are counted"
+        );
+        s3.put_bucket_policy().bucket(&bucket).policy(policy).send().await?;
+        shipping("AuditShippingRecovered").await?;
+        let after = parse(&store.chain(&chain).await?).map_err(anyhow::Error::msg)?.len();
+        ensure!(after > before, "the delayed records were written ({before} -> {after})");
+        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the delay")?;
 
         tenants.delete(&run, &Default::default()).await?;
         Ok(())

@@ -16,11 +16,12 @@ use http::HeaderValue;
 use http::header::USER_AGENT;
 use k8s_openapi::api::core::v1::Secret;
 use kube::client::ClientBuilder;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use sanctum_operator::audit::store::{AuditStore, DEFAULT_RETENTION_DAYS};
 use sanctum_operator::audit::trail::{Trail, Writer};
-use sanctum_operator::audit::{self, Chain};
+use sanctum_operator::audit::{self, AuditMeter, Chain};
 use sanctum_operator::backup;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
 use sanctum_operator::controller::tenant::build::backup::BackupJobs;
@@ -267,6 +268,10 @@ struct RunArgs {
     /// Milliseconds between writes of queued audit records.
     #[arg(long, env = "SANCTUM_AUDIT_FLUSH_MS", default_value_t = 2000)]
     audit_flush_ms: u64,
+    /// Seconds a tenant's audit records may wait for the bucket before a Warning Event
+    /// (`AuditShippingDelayed`) on the tenant says so.
+    #[arg(long, env = "SANCTUM_AUDIT_LAG_EVENT_SECONDS", default_value_t = 60)]
+    audit_lag_event_seconds: u64,
     /// Milliseconds a tenant's reconcile waits for more events before it runs: the
     /// burst of child events a reconcile causes then yields one reconcile, not one each.
     #[arg(long, env = "SANCTUM_RECONCILE_DEBOUNCE_MS", default_value_t = 0)]
@@ -349,7 +354,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         operator_namespace: args.namespace,
         tenant_selector: args.tenant_selector,
         resync: Duration::from_secs(args.resync_seconds),
-        instance: args.instance,
+        instance: args.instance.clone(),
         key_providers: args
             .key_providers
             .iter()
@@ -390,10 +395,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             audit::ensure_bucket(&cloud, bucket, args.audit_retention_days)
                 .await
                 .with_context(|| format!("cannot prepare the audit bucket {bucket}"))?;
+            let recorder = Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: sanctum_operator::CONTROLLER_NAME.to_string(),
+                    instance: args.instance.clone(),
+                },
+            );
+            let meter = AuditMeter::new(
+                metrics.clone(),
+                recorder,
+                Duration::from_secs(args.audit_lag_event_seconds),
+            );
             let (trail, task) = Trail::start(
                 AuditStore::new(cloud.s3.clone(), bucket),
                 Writer::Operator,
-                metrics.clone(),
+                meter,
                 Duration::from_millis(args.audit_flush_ms.max(10)),
             );
             (trail, Some(task))

@@ -29,6 +29,9 @@ pub trait Meter: Send + Sync + 'static {
     fn pending(&self, records: usize);
     /// Age of the oldest unwritten record.
     fn lag(&self, seconds: f64);
+    /// After a flush that left `tenant`'s records unwritten (the store refused them): how
+    /// long the oldest has waited; `0.0` once they are written after all.
+    fn chain_lag(&self, _tenant: &str, _seconds: f64) {}
 }
 
 /// Whose chains a trail writes: the operator's reconcile chains, or one media node's
@@ -90,8 +93,11 @@ impl Trail {
 }
 
 struct Queue {
+    tenant: String,
     entries: Vec<Entry>,
     oldest: Option<Instant>,
+    /// A flush left entries behind; reported as caught up once they are written.
+    behind: bool,
 }
 
 async fn ship(
@@ -112,8 +118,10 @@ async fn ship(
             entry = rx.recv(), if open => match entry {
                 Some(entry) => {
                     let queue = queues.entry(writer.prefix(&entry.tenant)).or_insert_with(|| Queue {
+                        tenant: entry.tenant.clone(),
                         entries: Vec::new(),
                         oldest: None,
+                        behind: false,
                     });
                     queue.oldest.get_or_insert_with(Instant::now);
                     queue.entries.push(entry);
@@ -141,6 +149,13 @@ async fn ship(
             }
             if queue.entries.is_empty() {
                 queue.oldest = None;
+                if queue.behind {
+                    metrics.chain_lag(&queue.tenant, 0.0);
+                }
+            } else {
+                queue.behind = true;
+                let waited = queue.oldest.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                metrics.chain_lag(&queue.tenant, waited);
             }
         }
         queues.retain(|_, q| !q.entries.is_empty());
