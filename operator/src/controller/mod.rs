@@ -1,5 +1,6 @@
 //! Controllers: the watch loops and the shared context they reconcile with.
 
+pub mod cache;
 pub mod conditions;
 pub mod recording;
 pub mod ssa;
@@ -14,20 +15,24 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use sanctum_api::labels;
 use sanctum_api::{Recording, VideoTenant};
 use serde::de::DeserializeOwned;
 
+use self::cache::Caches;
 use crate::audit::Entry;
 use crate::audit::trail::Trail;
 use crate::cloud::Cloud;
@@ -62,6 +67,8 @@ pub struct Context {
     pub cloud: Cloud,
     /// The tenants' audit trails (disabled without an audit bucket).
     pub trail: Trail,
+    /// Children as the watches last saw them (empty when no controller runs).
+    pub caches: Caches,
     /// Consecutive failures per tenant, for exponential retry backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -80,8 +87,15 @@ impl Context {
             config,
             cloud,
             trail: Trail::disabled(),
+            caches: Caches::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// Reads children from `caches` instead of the API server.
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = caches;
+        self
     }
 
     /// Sends this context's audit entries to `trail`.
@@ -183,23 +197,29 @@ pub async fn run(
     let tenant_config = controller::Config::default()
         .debounce(config.debounce)
         .concurrency(config.concurrency);
-    let ctx = Arc::new(Context::new(client.clone(), metrics, config, cloud).with_trail(trail));
     let controller = Controller::new(tenants, tenant_watch).with_config(tenant_config);
-    let controller = watch_owned::<Namespace>(controller, &client);
-    let controller = watch_owned::<NetworkPolicy>(controller, &client);
-    let controller = watch_owned::<ResourceQuota>(controller, &client);
-    let controller = watch_owned::<LimitRange>(controller, &client);
-    let controller = watch_owned::<ServiceAccount>(controller, &client);
-    let controller = watch_owned::<Role>(controller, &client);
-    let controller = watch_owned::<RoleBinding>(controller, &client);
-    let controller = watch_owned::<Deployment>(controller, &client);
-    let controller = watch_owned::<Service>(controller, &client);
-    let controller = watch_owned::<PodDisruptionBudget>(controller, &client);
-    let controller = watch_owned::<HorizontalPodAutoscaler>(controller, &client);
-    let controller = watch_owned::<CronJob>(controller, &client);
+    let mut caches = Caches::default();
+    let controller = watch_owned::<Namespace>(controller, &client, &mut caches);
+    let controller = watch_owned::<NetworkPolicy>(controller, &client, &mut caches);
+    let controller = watch_owned::<ResourceQuota>(controller, &client, &mut caches);
+    let controller = watch_owned::<LimitRange>(controller, &client, &mut caches);
+    let controller = watch_owned::<ServiceAccount>(controller, &client, &mut caches);
+    let controller = watch_owned::<Role>(controller, &client, &mut caches);
+    let controller = watch_owned::<RoleBinding>(controller, &client, &mut caches);
+    let controller = watch_owned::<ConfigMap>(controller, &client, &mut caches);
+    let controller = watch_owned::<Deployment>(controller, &client, &mut caches);
+    let controller = watch_owned::<Service>(controller, &client, &mut caches);
+    let controller = watch_owned::<PodDisruptionBudget>(controller, &client, &mut caches);
+    let controller = watch_owned::<HorizontalPodAutoscaler>(controller, &client, &mut caches);
+    let controller = watch_owned::<CronJob>(controller, &client, &mut caches);
     // Backup Jobs carry the tenant's labels (from the CronJob's template): a finished one
     // updates `status.lastBackup*` right away instead of at the next resync.
-    let controller = watch_owned::<Job>(controller, &client);
+    let controller = watch_owned::<Job>(controller, &client, &mut caches);
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics, config, cloud)
+            .with_trail(trail)
+            .with_caches(caches),
+    );
     let recordings = Controller::new(
         Api::<Recording>::all(client.clone()),
         watcher::Config::default(),
@@ -226,11 +246,17 @@ pub async fn run(
     Ok(())
 }
 
-/// Re-reconciles the owning tenant when an object it owns changes.
+/// Re-reconciles the owning tenant when an object it owns changes, and keeps what the
+/// watch sees in `caches` for reconciles to read (managed fields dropped: never read,
+/// and a large part of each object).
 ///
 /// `Controller::owns` cannot be used: it maps owner references into the child's
 /// namespace, which never matches a cluster-scoped `VideoTenant`.
-fn watch_owned<K>(controller: Controller<VideoTenant>, client: &Client) -> Controller<VideoTenant>
+fn watch_owned<K>(
+    controller: Controller<VideoTenant>,
+    client: &Client,
+    caches: &mut Caches,
+) -> Controller<VideoTenant>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -241,15 +267,21 @@ where
         + 'static,
 {
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
-    controller.watches(
+    let (store, writer) = reflector::store::<K>();
+    caches.insert(store);
+    let stream = watcher(
         Api::<K>::all(client.clone()),
         watcher::Config::default().labels(&selector),
-        |obj: K| {
-            obj.labels()
-                .get(labels::TENANT)
-                .map(|tenant| ObjectRef::<VideoTenant>::new(tenant))
-        },
     )
+    .default_backoff()
+    .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+    .reflect(writer)
+    .touched_objects();
+    controller.watches_stream(stream, |obj: K| {
+        obj.labels()
+            .get(labels::TENANT)
+            .map(|tenant| ObjectRef::<VideoTenant>::new(tenant))
+    })
 }
 
 #[cfg(test)]

@@ -29,8 +29,13 @@ pub struct Applied<K> {
 }
 
 /// Applies `desired` with server-side apply under [`crate::FIELD_MANAGER`], unless the
-/// live object already matches it.
-pub async fn apply<K>(api: &Api<K>, mut desired: K) -> Result<Applied<K>, kube::Error>
+/// live object already matches it. `cached` is the live object as a watch last saw it
+/// (`Some(None)`: not seen); without it the live object is read from the API server.
+pub async fn apply<K>(
+    api: &Api<K>,
+    mut desired: K,
+    cached: Option<Option<K>>,
+) -> Result<Applied<K>, kube::Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
@@ -39,7 +44,11 @@ where
     desired
         .annotations_mut()
         .insert(APPLIED_HASH.to_string(), hash.clone());
-    if let Some(live) = api.get_opt(&name).await?
+    let live = match cached {
+        Some(live) => live,
+        None => api.get_opt(&name).await?,
+    };
+    if let Some(live) = live
         && live.annotations().get(APPLIED_HASH) == Some(&hash)
         && is_applied(&desired, &live)
     {
@@ -76,22 +85,33 @@ where
     }
 }
 
-/// Deletes every object matching `selector` whose name is not in `keep`; returns the deleted names.
+/// Deletes every object matching `selector` whose name is not in `keep`; returns the
+/// deleted names. `cached` are the matching objects as a watch last saw them; without
+/// them they are listed from the API server.
 pub async fn prune<K>(
     api: &Api<K>,
     selector: &str,
     keep: &BTreeSet<String>,
+    cached: Option<Vec<K>>,
 ) -> Result<Vec<String>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
+    let found: Vec<(String, bool)> = match cached {
+        Some(objects) => objects
+            .iter()
+            .map(|o| (o.name_any(), o.meta().deletion_timestamp.is_some()))
+            .collect(),
+        None => api
+            .list_metadata(&ListParams::default().labels(selector))
+            .await?
+            .into_iter()
+            .map(|o| (o.name_any(), o.metadata.deletion_timestamp.is_some()))
+            .collect(),
+    };
     let mut deleted = Vec::new();
-    for obj in api
-        .list_metadata(&ListParams::default().labels(selector))
-        .await?
-    {
-        let name = obj.name_any();
-        if !keep.contains(&name) && obj.metadata.deletion_timestamp.is_none() {
+    for (name, deleting) in found {
+        if !keep.contains(&name) && !deleting {
             match api.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => deleted.push(name),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}

@@ -225,12 +225,23 @@ impl Run<'_> {
     }
 
     /// Refuses to take over a namespace made by someone else or by another tenant.
+    ///
+    /// The cache holds only namespaces this operator labelled; one it does not hold is
+    /// read from the API server, where someone else's would be found.
     async fn check_namespace_ownership(&self) -> Result<(), Error> {
-        let namespaces = Api::<Namespace>::all(self.ctx.client.clone());
-        if let Some(ns) = namespaces
-            .get_opt(&self.v.namespace)
-            .await
-            .map_err(self.read_error("namespace"))?
+        let cached = self
+            .ctx
+            .caches
+            .get::<Namespace>(&self.v.namespace, None)
+            .flatten();
+        let existing = match cached {
+            Some(ns) => Some(ns),
+            None => Api::<Namespace>::all(self.ctx.client.clone())
+                .get_opt(&self.v.namespace)
+                .await
+                .map_err(self.read_error("namespace"))?,
+        };
+        if let Some(ns) = existing
             && ns.labels().get(labels::TENANT) != Some(&self.v.name)
         {
             return Err(Error::NamespaceConflict {
@@ -243,10 +254,14 @@ impl Run<'_> {
 
     async fn apply<K>(&mut self, api: &Api<K>, desired: K) -> Result<K, Error>
     where
-        K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+        K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + 'static,
     {
         let name = desired.name_any();
-        let applied = ssa::apply(api, desired)
+        let cached = self
+            .ctx
+            .caches
+            .get::<K>(&name, desired.meta().namespace.as_deref());
+        let applied = ssa::apply(api, desired, cached)
             .await
             .map_err(|source| Error::Apply {
                 tenant: self.v.name.clone(),
@@ -267,7 +282,8 @@ impl Run<'_> {
             + Clone
             + Serialize
             + DeserializeOwned
-            + Debug,
+            + Debug
+            + 'static,
     {
         let keep = ssa::names(&desired);
         let api = self.api::<K>();
@@ -282,9 +298,11 @@ impl Run<'_> {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
-            + Debug,
+            + Debug
+            + 'static,
     {
-        let deleted = ssa::prune(&self.api::<K>(), selector, keep)
+        let cached = self.ctx.caches.matching::<K>(&self.v.namespace, selector);
+        let deleted = ssa::prune(&self.api::<K>(), selector, keep, cached)
             .await
             .map_err(|source| Error::Prune {
                 tenant: self.v.name.clone(),
@@ -308,12 +326,21 @@ impl Run<'_> {
         tenant: &VideoTenant,
     ) -> Result<Option<BackupRun>, Error> {
         let selector = backup::backup_objects_selector(self.v);
-        let jobs = self
-            .api::<Job>()
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(self.read_error("backup jobs"))?;
-        let Some(mut run) = backup::newest_finished(cron_job, &jobs.items) else {
+        let jobs = match self
+            .ctx
+            .caches
+            .matching::<Job>(&self.v.namespace, &selector)
+        {
+            Some(jobs) => jobs,
+            None => {
+                self.api::<Job>()
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(self.read_error("backup jobs"))?
+                    .items
+            }
+        };
+        let Some(mut run) = backup::newest_finished(cron_job, &jobs) else {
             return Ok(None);
         };
         if !run.is_new(tenant.status.as_ref()) {
