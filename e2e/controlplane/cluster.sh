@@ -160,13 +160,15 @@ up() {
     kwokctl start cluster --name "$NAME" --wait 2m >&2
   else
     log "creating cluster $NAME (Kubernetes $K8S_VERSION, kwok $KWOK_VERSION)"
+    local stages
+    stages="$(kwok_stages)"
     kwokctl create cluster --name "$NAME" --runtime binary \
       --kube-apiserver-binary "$BIN/kube-apiserver" \
       --kube-controller-manager-binary "$BIN/kube-controller-manager" \
       --kube-scheduler-binary "$BIN/kube-scheduler" \
       --etcd-binary "$BIN/etcd" --kwok-controller-binary "$BIN/kwok" \
       --kube-audit-policy "$HERE/audit-policy.yaml" \
-      --config "$(kwok_stages)" \
+      --config "$stages" \
       --kubeconfig "$KUBECONFIG_PATH" --wait 2m >&2
     kwokctl scale node --name "$NAME" --replicas 3 >&2
   fi

@@ -151,6 +151,10 @@ impl Meter for Metrics {
     fn lag(&self, seconds: f64) {
         self.audit_lag.set(seconds);
     }
+
+    fn dropped(&self, records: u64) {
+        self.audit_dropped.inc_by(records);
+    }
 }
 
 #[cfg(test)]

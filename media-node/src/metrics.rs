@@ -57,6 +57,8 @@ pub struct Metrics {
     pub audit_pending: Gauge,
     /// Age of the oldest unwritten session log record.
     pub audit_lag: Gauge<f64, AtomicU64>,
+    /// Session log records dropped because the queue was full.
+    pub audit_dropped: Counter,
     recorders: Arc<std::sync::Mutex<Option<crate::recording::Recorders>>>,
 }
 
@@ -84,6 +86,7 @@ impl Default for Metrics {
             audit_failures: Counter::default(),
             audit_pending: Gauge::default(),
             audit_lag: Gauge::default(),
+            audit_dropped: Counter::default(),
             recorders: Arc::default(),
         };
         registry.register(
@@ -100,6 +103,11 @@ impl Default for Metrics {
             "audit_pending_records",
             "Session log records queued and not yet in the audit bucket",
             m.audit_pending.clone(),
+        );
+        registry.register(
+            "audit_records_dropped",
+            "Session log records dropped because the queue was full",
+            m.audit_dropped.clone(),
         );
         registry.register(
             "audit_lag_seconds",

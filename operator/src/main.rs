@@ -460,9 +460,16 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         Err(e) => serde_json::json!({ "error": format!("{e:#}") }).to_string(),
     };
     if let Some(path) = result_file {
-        // Kubernetes keeps at most 4096 bytes of a termination message.
-        let line: String = line.chars().take(4000).collect();
-        std::fs::write(&path, line).with_context(|| format!("writing {}", path.display()))?;
+        // Kubernetes keeps at most 4096 bytes of a termination message: cut at a char
+        // boundary below that. A file that cannot be written must not turn a backup that
+        // ran into a failure (the Job would run it again), nor hide why one failed.
+        let mut end = line.len().min(4000);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Err(error) = std::fs::write(&path, &line[..end]) {
+            tracing::warn!(%error, path = %path.display(), "could not write the result file");
+        }
     }
     println!("{}", outcome?);
     Ok(())
@@ -582,6 +589,16 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             );
         }
         records.extend(audit::parse(&batches)?.into_iter().map(|(_, r)| r));
+    }
+    let hidden = store
+        .deleted(&audit::chain_prefix(tenant, Chain::Reconciles))
+        .await
+        .with_context(|| format!("listing the versions of {tenant}'s audit objects"))?;
+    if let Some(key) = hidden.first() {
+        anyhow::bail!(
+            "audit trail of {tenant} is broken: {key} was deleted ({} object(s) hidden by delete markers; their locked versions remain, remove the markers to restore them)",
+            hidden.len()
+        );
     }
     if let Some((since, until)) = range {
         let mut timed = Vec::new();

@@ -66,6 +66,7 @@ pub struct Metrics {
     audit_failures: Counter,
     audit_pending: Gauge,
     audit_lag: Gauge<f64, AtomicU64>,
+    audit_dropped: Counter,
     backups: Family<BackupLabels, Counter>,
     backup_last_success: Family<TenantLabels, Gauge>,
 }
@@ -119,6 +120,12 @@ impl Default for Metrics {
             "Age of the oldest audit record not yet in the audit bucket",
             audit_lag.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_records_dropped",
+            "Audit records dropped because the queue was full (the store refused writes for long)",
+            audit_dropped.clone(),
+        );
         let backups = Family::<BackupLabels, Counter>::default();
         let backup_last_success = Family::<TenantLabels, Gauge>::default();
         registry.register(
@@ -141,6 +148,7 @@ impl Default for Metrics {
             audit_failures,
             audit_pending,
             audit_lag,
+            audit_dropped,
             backups,
             backup_last_success,
         }
@@ -203,13 +211,18 @@ impl Metrics {
             .set(i64::try_from(records).unwrap_or(i64::MAX));
     }
 
+    /// Counts audit records dropped for a full queue.
+    pub fn audit_dropped(&self, records: u64) {
+        self.audit_dropped.inc_by(records);
+    }
+
     /// Sets the age of the oldest unwritten audit record.
     pub fn audit_lag(&self, seconds: f64) {
         self.audit_lag.set(seconds);
     }
 
-    /// Counts a finished backup run; a success also sets the tenant's last-success time.
-    pub fn backup_finished(&self, tenant: &str, succeeded: bool, finished_unix: i64) {
+    /// Counts a finished backup run (once per run).
+    pub fn backup_finished(&self, tenant: &str, succeeded: bool) {
         let outcome = if succeeded { "Succeeded" } else { "Failed" };
         self.backups
             .get_or_create(&BackupLabels {
@@ -217,13 +230,16 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
-        if succeeded {
-            self.backup_last_success
-                .get_or_create(&TenantLabels {
-                    tenant: tenant.to_string(),
-                })
-                .set(finished_unix);
-        }
+    }
+
+    /// Sets when the tenant's last successful backup finished (set on every reconcile
+    /// that sees it, so the series survives a restart).
+    pub fn backup_succeeded_at(&self, tenant: &str, finished_unix: i64) {
+        self.backup_last_success
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_string(),
+            })
+            .set(finished_unix);
     }
 
     /// The text exposition format Prometheus scrapes.
@@ -277,8 +293,9 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.api_requests("PATCH"), 1);
-        m.backup_finished("clinic-a", true, 1_800_000_000);
-        m.backup_finished("clinic-a", false, 1_800_000_100);
+        m.backup_finished("clinic-a", true);
+        m.backup_succeeded_at("clinic-a", 1_800_000_000);
+        m.backup_finished("clinic-a", false);
         let text = m.encode();
         for line in [
             "sanctum_backups_total{tenant=\"clinic-a\",outcome=\"Succeeded\"} 1",

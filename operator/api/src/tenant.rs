@@ -464,7 +464,7 @@ pub struct VideoTenantStatus {
     /// Outcome of the last backup (`Succeeded` or `Failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_outcome: Option<String>,
-    /// Recording objects in the last successful backup.
+    /// Recording objects in the last backup run (absent when it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_objects: Option<i64>,
     /// Id of the last audit record written for this tenant.

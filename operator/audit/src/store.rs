@@ -77,6 +77,40 @@ impl AuditStore {
         Ok(nodes)
     }
 
+    /// Keys under `prefix` whose current version is a delete marker: objects someone
+    /// deleted. Object Lock keeps their versions, but a whole chain hidden this way would
+    /// otherwise look like a chain that never existed.
+    pub async fn deleted(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
+        let mut deleted = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .s3
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
+            deleted.extend(
+                page.delete_markers()
+                    .iter()
+                    .filter(|m| m.is_latest() == Some(true))
+                    .filter_map(|m| m.key())
+                    .map(str::to_string),
+            );
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+        deleted.sort();
+        Ok(deleted)
+    }
+
     /// Where the chain at `prefix` ends, from its last batch (the empty head if none).
     pub async fn head(&self, prefix: &str) -> Result<Head, CloudError> {
         let Some(last) = self.keys(prefix).await?.pop() else {

@@ -9,6 +9,8 @@
 //! risk and for how long.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -32,6 +34,8 @@ pub trait Meter: Send + Sync + 'static {
     /// After a flush that left `tenant`'s records unwritten (the store refused them): how
     /// long the oldest has waited; `0.0` once they are written after all.
     fn chain_lag(&self, _tenant: &str, _seconds: f64) {}
+    /// Entries dropped because the queue was full.
+    fn dropped(&self, records: u64);
 }
 
 /// Whose chains a trail writes: the operator's reconcile chains, or one media node's
@@ -55,39 +59,58 @@ impl Writer {
 
 /// Records per batch object at most; more wait for the next write.
 const MAX_BATCH: usize = 500;
+/// Entries handed over and not yet taken by the shipping task, at most.
+const CHANNEL: usize = 10_000;
+/// Entries waiting for the store, at most, over all chains: beyond it new entries are
+/// dropped and counted, so a store that refuses writes (or a flood of refused requests at
+/// a media node) cannot grow the process until it is killed and loses everything.
+const MAX_PENDING: usize = 100_000;
 
 /// Handle the controllers record through; cheap to clone. Disabled when no audit bucket
 /// is configured.
 #[derive(Clone, Debug, Default)]
 pub struct Trail {
-    tx: Option<mpsc::UnboundedSender<Entry>>,
+    tx: Option<mpsc::Sender<Entry>>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Trail {
     /// A trail that drops every entry (no audit bucket configured).
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self::default()
     }
 
     /// Starts the shipping task; it ends after every handle is dropped and the queue is
-    /// written (or `store` refused it `attempts_on_close` times).
+    /// written (or the store refused it five times in a row).
     pub fn start(
         store: AuditStore,
         writer: Writer,
         metrics: impl Meter,
         flush: Duration,
     ) -> (Self, JoinHandle<()>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(ship(store, writer, metrics, flush, rx));
-        (Self { tx: Some(tx) }, task)
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(ship(store, writer, metrics, flush, rx, dropped.clone()));
+        (
+            Self {
+                tx: Some(tx),
+                dropped,
+            },
+            task,
+        )
     }
 
-    /// Queues an entry; never blocks a reconcile.
+    /// Queues an entry; never blocks the caller. A full queue drops it and counts it.
     pub fn record(&self, entry: Entry) {
-        if let Some(tx) = &self.tx
-            && tx.send(entry).is_err()
-        {
-            warn!("audit trail stopped; an audit entry was not recorded");
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(entry) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                warn!("audit trail stopped; an audit entry was not recorded");
+            }
         }
     }
 }
@@ -105,7 +128,8 @@ async fn ship(
     writer: Writer,
     metrics: impl Meter,
     flush: Duration,
-    mut rx: mpsc::UnboundedReceiver<Entry>,
+    mut rx: mpsc::Receiver<Entry>,
+    dropped: Arc<AtomicU64>,
 ) {
     let mut heads: BTreeMap<String, Head> = BTreeMap::new();
     let mut queues: BTreeMap<String, Queue> = BTreeMap::new();
@@ -116,6 +140,10 @@ async fn ship(
     loop {
         tokio::select! {
             entry = rx.recv(), if open => match entry {
+                Some(_) if queues.values().map(|q| q.entries.len()).sum::<usize>() >= MAX_PENDING => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Some(entry) => {
                     let queue = queues.entry(writer.prefix(&entry.tenant)).or_insert_with(|| Queue {
                         tenant: entry.tenant.clone(),
@@ -131,6 +159,11 @@ async fn ship(
                 None => open = false,
             },
             _ = tick.tick() => {}
+        }
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            warn!(lost, "audit queue full; entries were dropped");
+            metrics.dropped(lost);
         }
         for (prefix, queue) in queues.iter_mut() {
             while !queue.entries.is_empty() {

@@ -104,6 +104,10 @@ impl trail::Meter for AuditMeter {
         self.metrics.audit_lag(seconds);
     }
 
+    fn dropped(&self, records: u64) {
+        self.metrics.audit_dropped(records);
+    }
+
     fn chain_lag(&self, tenant: &str, seconds: f64) {
         let mut delayed = self.delayed.lock().expect("delayed set lock");
         if seconds >= self.threshold && delayed.insert(tenant.to_string()) {

@@ -5,12 +5,14 @@
 //! trigger stream), so by the time a change wakes a reconcile the store already holds
 //! it. A store can trail the API server by the watch's latency: a reconcile that finds a
 //! child missing or different applies it (server-side apply makes that safe), and the
-//! watch event of any change made behind its back triggers another reconcile.
+//! watch event of any change made behind its back triggers another reconcile. A store
+//! whose watch has not listed yet is not read: the API server answers instead.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::Resource;
 use kube::core::{Expression, Selector, SelectorExt};
@@ -19,57 +21,55 @@ use kube::runtime::reflector::{ObjectRef, Store};
 /// The stores of every watched child kind.
 #[derive(Clone, Default)]
 pub struct Caches {
-    stores: Arc<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
-    ready: Vec<Arc<dyn Readiness>>,
+    stores: Arc<HashMap<TypeId, Cached>>,
 }
 
-trait Readiness: Send + Sync {
-    fn wait(&self) -> futures::future::BoxFuture<'_, ()>;
-}
-
-impl<K> Readiness for Store<K>
-where
-    K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
-{
-    fn wait(&self) -> futures::future::BoxFuture<'_, ()> {
-        Box::pin(async move {
-            // Only fails when the writer is gone, which ends the controller anyway.
-            let _ = self.wait_until_ready().await;
-        })
-    }
+struct Cached {
+    store: Box<dyn Any + Send + Sync>,
+    /// Set once the watch has delivered its first full list; until then (at start, or
+    /// while a watch cannot list) the store is not read and the API server answers.
+    ready: Arc<AtomicBool>,
 }
 
 impl Caches {
-    /// Adds the store of kind `K`.
+    /// Adds the store of kind `K`; must run inside the Tokio runtime.
     pub fn insert<K>(&mut self, store: Store<K>)
     where
         K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {
-        self.ready.push(Arc::new(store.clone()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let (flag, waiting) = (ready.clone(), store.clone());
+        tokio::spawn(async move {
+            // Fails only when the writer is gone, and then the store stays unread.
+            if waiting.wait_until_ready().await.is_ok() {
+                flag.store(true, Ordering::Release);
+            }
+        });
         Arc::get_mut(&mut self.stores)
             .expect("caches are filled before they are shared")
-            .insert(TypeId::of::<K>(), Box::new(store));
+            .insert(
+                TypeId::of::<K>(),
+                Cached {
+                    store: Box::new(store),
+                    ready,
+                },
+            );
     }
 
-    /// The store of kind `K`, when that kind is watched.
-    pub fn store<K>(&self) -> Option<&Store<K>>
+    /// The store of kind `K`, when that kind is watched and its first list is in.
+    fn store<K>(&self) -> Option<&Store<K>>
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        self.stores.get(&TypeId::of::<K>())?.downcast_ref()
-    }
-
-    /// Waits until every store has its first full list (at start, a reconcile that read
-    /// an empty store would re-apply every child of every tenant).
-    pub async fn wait_ready(&self) {
-        for store in &self.ready {
-            store.wait().await;
+        let cached = self.stores.get(&TypeId::of::<K>())?;
+        if !cached.ready.load(Ordering::Acquire) {
+            return None;
         }
+        cached.store.downcast_ref()
     }
 
-    /// The cached `name` (in `namespace`) of kind `K`: `None` when `K` is not watched,
-    /// `Some(None)` when the watch has not seen such an object.
+    /// The cached `name` (in `namespace`) of kind `K`: `None` when `K` is not watched or
+    /// its watch has not listed yet, `Some(None)` when the watch has not seen such an object.
     pub fn get<K>(&self, name: &str, namespace: Option<&str>) -> Option<Option<K>>
     where
         K: Resource<DynamicType = ()> + Clone + Debug + 'static,
@@ -83,7 +83,7 @@ impl Caches {
     }
 
     /// The cached objects of kind `K` in `namespace` matching `selector` (`key=value`
-    /// pairs, comma-separated); `None` when `K` is not watched.
+    /// pairs, comma-separated); `None` when `K` is not watched or has not listed yet.
     pub fn matching<K>(&self, namespace: &str, selector: &str) -> Option<Vec<K>>
     where
         K: Resource<DynamicType = ()> + Clone + Debug + 'static,

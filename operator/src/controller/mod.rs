@@ -71,6 +71,8 @@ pub struct Context {
     pub caches: Caches,
     /// Consecutive failures per tenant, for exponential retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The last backup Job announced per tenant, so a run is announced once.
+    reported_backups: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -89,6 +91,7 @@ impl Context {
             trail: Trail::disabled(),
             caches: Caches::default(),
             failures: Mutex::default(),
+            reported_backups: Mutex::default(),
         }
     }
 
@@ -126,6 +129,18 @@ impl Context {
             actions: actions.to_string(),
             outcome: outcome.to_string(),
         });
+    }
+
+    /// True the first time `job` is reported for `tenant` by this process.
+    pub fn first_report(&self, tenant: &str, job: &str) -> bool {
+        let mut reported = self
+            .reported_backups
+            .lock()
+            .expect("reported backups lock is never poisoned");
+        reported
+            .insert(tenant.to_string(), job.to_string())
+            .as_deref()
+            != Some(job)
     }
 
     /// Delay before retrying `key` after one more failure: 1 s doubling up to 5 minutes.
@@ -237,8 +252,13 @@ pub async fn run(
         .shutdown_on_signal()
         .run(tenant::reconcile, tenant::error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile loop reported an error");
+            match result {
+                // A failing watch leaves its cache (and the reconciles waiting on it) behind.
+                Err(controller::Error::QueueError(error)) => {
+                    tracing::warn!(%error, "a watch of tenant objects failed; retrying");
+                }
+                Err(error) => tracing::debug!(%error, "reconcile loop reported an error"),
+                Ok(_) => {}
             }
         });
     tokio::join!(tenants, recordings);

@@ -30,7 +30,9 @@ pub struct Applied<K> {
 
 /// Applies `desired` with server-side apply under [`crate::FIELD_MANAGER`], unless the
 /// live object already matches it. `cached` is the live object as a watch last saw it
-/// (`Some(None)`: not seen); without it the live object is read from the API server.
+/// (`Some(None)`: not seen): when it matches, nothing is sent at all; when it is missing
+/// or differs, the API server is asked before writing, since a watch can trail a write
+/// of ours and a patch that changes nothing must not be reported as a change.
 pub async fn apply<K>(
     api: &Api<K>,
     mut desired: K,
@@ -44,13 +46,19 @@ where
     desired
         .annotations_mut()
         .insert(APPLIED_HASH.to_string(), hash.clone());
-    let live = match cached {
-        Some(live) => live,
-        None => api.get_opt(&name).await?,
+    let matches = |live: &K| {
+        live.annotations().get(APPLIED_HASH) == Some(&hash) && is_applied(&desired, live)
     };
-    if let Some(live) = live
-        && live.annotations().get(APPLIED_HASH) == Some(&hash)
-        && is_applied(&desired, &live)
+    if let Some(Some(live)) = cached
+        && matches(&live)
+    {
+        return Ok(Applied {
+            object: live,
+            changed: false,
+        });
+    }
+    if let Some(live) = api.get_opt(&name).await?
+        && matches(&live)
     {
         return Ok(Applied {
             object: live,

@@ -146,24 +146,24 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         let note = run.changes.join(", ");
         publish(ctx, tenant, EventType::Normal, "Applied", "Reconcile", note).await;
     }
-    // After the status write, so a run is announced once: the next reconcile sees it there.
-    if let Some(run) = observed
-        .last_backup
-        .as_ref()
-        .filter(|r| r.is_new(tenant.status.as_ref()))
-    {
-        report_backup(ctx, tenant, run).await;
+    if let Some(run) = &observed.last_backup {
+        if run.succeeded {
+            ctx.metrics
+                .backup_succeeded_at(&name, run.finished.0.as_second());
+        }
+        // After the status write, so the next reconcile finds the run there; the context
+        // remembers it too, for a reconcile that starts from a status read before the write.
+        if run.is_new(tenant.status.as_ref()) && ctx.first_report(&name, &run.job) {
+            report_backup(ctx, tenant, run).await;
+        }
     }
     Ok(Action::requeue(ctx.config.resync))
 }
 
 /// Event (and audit record) and metrics for a backup run the status did not report yet.
 async fn report_backup(ctx: &Context, tenant: &VideoTenant, run: &BackupRun) {
-    ctx.metrics.backup_finished(
-        &tenant.name_any(),
-        run.succeeded,
-        run.finished.0.as_second(),
-    );
+    ctx.metrics
+        .backup_finished(&tenant.name_any(), run.succeeded);
     if run.succeeded {
         let objects = run
             .objects

@@ -232,7 +232,6 @@ fn is_rejected(error: &kube::Error) -> bool {
 /// Reconciles one tenant; the entry point the controller calls.
 #[instrument(skip(tenant, ctx), fields(tenant = %tenant.name_any()))]
 pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.caches.wait_ready().await;
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let name = tenant.name_any();
     let api = Api::<VideoTenant>::all(ctx.client.clone());

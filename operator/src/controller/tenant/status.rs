@@ -184,7 +184,7 @@ pub fn converged(
             c::BACKUP_SCHEDULED,
             reasons::SCHEDULED,
             format!(
-                "backups to {} run on schedule `{}`; none has finished yet",
+                "backups to {} run on schedule `{}`; no run of the CronJob has finished yet",
                 spec.destination.bucket, spec.schedule
             ),
         ),
