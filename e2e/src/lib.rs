@@ -24,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -471,6 +472,29 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Waits until an Event about the object named `name` (in `namespace`, or in any) satisfies
+/// `check`; `what` names it in the timeout error.
+pub async fn wait_event(
+    client: &Client,
+    namespace: Option<&str>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Event) -> bool,
+) -> Result<()> {
+    let events = match namespace {
+        Some(ns) => Api::<Event>::namespaced(client.clone(), ns),
+        None => Api::<Event>::all(client.clone()),
+    };
+    let selector = format!("regarding.name={name}");
+    wait_for(what, Duration::from_secs(60), || async {
+        let list = events
+            .list(&kube::api::ListParams::default().fields(&selector))
+            .await?;
+        Ok(list.items.iter().any(&check))
+    })
+    .await
 }
 
 /// Status of condition `type_` on a tenant, if present.

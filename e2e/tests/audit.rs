@@ -9,13 +9,12 @@ use anyhow::{Context, Result, ensure};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectLockMode;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use sanctum_api::VideoTenant;
 use sanctum_e2e::{
-    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
-    workspace_binary,
+    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_event, wait_for,
+    with_logs, workspace_binary,
 };
 use sanctum_operator::audit::store::AuditStore;
 use sanctum_operator::audit::{Chain, Record, chain_prefix, parse};
@@ -248,16 +247,11 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
             .patch(&run, &PatchParams::default(), &Patch::Merge(&change))
             .await?;
         let shipping = |reason: &'static str| {
-            let events = Api::<Event>::all(cluster.client.clone());
+            let what = format!("a {reason} Event");
+            let client = cluster.client.clone();
             let run = run.clone();
             async move {
-                wait_for(&format!("a {reason} Event"), Duration::from_secs(60), || async {
-                    let list = events
-                        .list(&ListParams::default().fields(&format!("regarding.name={run}")))
-                        .await?;
-                    Ok(list.items.iter().any(|e| e.reason.as_deref() == Some(reason)))
-                })
-                .await
+                wait_event(&client, None, &run, &what, |e| e.reason.as_deref() == Some(reason)).await
             }
         };
         shipping("AuditShippingDelayed").await?;

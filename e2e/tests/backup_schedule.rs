@@ -17,7 +17,6 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_s3::primitives::ByteStream;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
@@ -25,8 +24,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use sanctum_api::VideoTenant;
 use sanctum_e2e::{
-    Cluster, Operator, cloud, condition, example_tenant, unique, wait_condition, wait_for,
-    wait_gone, with_logs, workspace_binary,
+    Cluster, Operator, cloud, condition, example_tenant, unique, wait_condition, wait_event,
+    wait_for, wait_gone, with_logs, workspace_binary,
 };
 use sanctum_operator::cloud::Cloud;
 use sanctum_operator::cloud::objects::{delete_all_versions, list_keys};
@@ -137,7 +136,7 @@ async fn scenario(
     ensure!(manifests.len() == 1, "one manifest: {manifests:?}");
     let copies = list_keys(cloud, dest, &format!("{run}/objects/")).await?;
     ensure!(copies.len() == 3, "three copies: {copies:?}");
-    wait_event(cluster, run, "BackupSucceeded", "3 recording objects").await?;
+    wait_tenant_event(cluster, run, "BackupSucceeded", "3 recording objects").await?;
     ensure!(
         op.counter(
             "sanctum_backups_total",
@@ -180,7 +179,7 @@ async fn scenario(
         condition(&failed, "Ready").is_some_and(|c| c.status == "True"),
         "a failed backup is alerted on, the tenant stays Ready"
     );
-    wait_event(cluster, run, "BackupFailed", dest).await?;
+    wait_tenant_event(cluster, run, "BackupFailed", dest).await?;
     ensure!(
         op.counter(
             "sanctum_backups_total",
@@ -475,22 +474,18 @@ async fn wait_for_outcome(
     Ok(tenants.get(name).await?)
 }
 
-async fn wait_event(cluster: &Cluster, tenant: &str, reason: &str, note: &str) -> Result<()> {
-    let events = Api::<Event>::all(cluster.client.clone());
-    wait_for(
-        &format!("a {reason} Event"),
-        Duration::from_secs(30),
-        || async {
-            let list = events
-                .list(&ListParams::default().fields(&format!("regarding.name={tenant}")))
-                .await?;
-            Ok(list.items.iter().any(|e| {
-                e.reason.as_deref() == Some(reason)
-                    && e.note.as_deref().is_some_and(|n| n.contains(note))
-                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref())
-                        == Some(VideoTenant::kind(&()).as_ref())
-            }))
-        },
-    )
+async fn wait_tenant_event(
+    cluster: &Cluster,
+    tenant: &str,
+    reason: &str,
+    note: &str,
+) -> Result<()> {
+    let what = format!("a {reason} Event");
+    wait_event(&cluster.client, None, tenant, &what, |e| {
+        e.reason.as_deref() == Some(reason)
+            && e.note.as_deref().is_some_and(|n| n.contains(note))
+            && e.regarding.as_ref().and_then(|r| r.kind.as_deref())
+                == Some(VideoTenant::kind(&()).as_ref())
+    })
     .await
 }

@@ -11,9 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use sanctum_api::{Recording, RecordingPhase, VideoTenant};
 use sanctum_e2e::{
@@ -485,10 +485,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             .send()
             .await?;
         wait_integrity(&api, "visit-1", "False", "ObjectMissing").await?;
-        ensure!(
-            has_event(&cluster, &ns, "visit-1", "Warning", "ObjectMissing").await?,
-            "no Warning Event for the missing object"
-        );
+        recording_event(&cluster, &ns, "visit-1", "Warning", "ObjectMissing").await?;
 
         restore(
             &cloud,
@@ -513,10 +510,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             Ok(verified && status.version_id.is_some() && status.version_id != st.version_id)
         })
         .await?;
-        ensure!(
-            has_event(&cluster, &ns, "visit-1", "Normal", "Relinked").await?,
-            "no Relinked Event"
-        );
+        recording_event(&cluster, &ns, "visit-1", "Normal", "Relinked").await?;
 
         // Legal hold: a second recording survives retention and blocks deletion.
         let (held, _) = record(
@@ -706,21 +700,19 @@ async fn run_backup(
     )?)
 }
 
-/// Whether `name` in `ns` has an Event of `type_` with `reason`.
-async fn has_event(
+/// Waits for an Event of `type_` with `reason` about Recording `name` in `ns`.
+async fn recording_event(
     cluster: &Cluster,
     ns: &str,
     name: &str,
     type_: &str,
     reason: &str,
-) -> Result<bool> {
-    let events = Api::<Event>::namespaced(cluster.client.clone(), ns)
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-        .await?;
-    Ok(events
-        .items
-        .iter()
-        .any(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason)))
+) -> Result<()> {
+    let what = format!("a {type_} {reason} Event for {name}");
+    sanctum_e2e::wait_event(&cluster.client, Some(ns), name, &what, |e| {
+        e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason)
+    })
+    .await
 }
 
 /// The audit bucket of the test's operator and node.

@@ -205,40 +205,22 @@ async fn current_objects(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<Current>, CloudError> {
-    let mut out = Vec::new();
-    let mut key_marker: Option<String> = None;
-    let mut version_marker: Option<String> = None;
-    loop {
-        let page = cloud
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
-        for v in page.versions() {
-            if v.is_latest() == Some(true)
-                && let Some(key) = v.key()
-            {
-                out.push(Current {
-                    key: key.to_string(),
-                    version: v
-                        .version_id()
-                        .filter(|id| *id != "null")
-                        .map(str::to_string),
-                    size: v.size().unwrap_or_default(),
-                });
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-    }
+    let mut out: Vec<Current> = sanctum_audit::store::version_pages(&cloud.s3, bucket, prefix)
+        .await?
+        .iter()
+        .flat_map(|page| page.versions())
+        .filter(|v| v.is_latest() == Some(true))
+        .filter_map(|v| {
+            Some(Current {
+                key: v.key()?.to_string(),
+                version: v
+                    .version_id()
+                    .filter(|id| *id != "null")
+                    .map(str::to_string),
+                size: v.size().unwrap_or_default(),
+            })
+        })
+        .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }

@@ -588,7 +588,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 verified.head.seq, verified.objects, verified.head.seq, verified.head.hash
             );
         }
-        records.extend(audit::parse(&batches)?.into_iter().map(|(_, r)| r));
+        records.extend(verified.records);
     }
     let hidden = store
         .deleted(&audit::chain_prefix(tenant, Chain::Reconciles))

@@ -285,6 +285,8 @@ pub struct Verified {
     pub objects: usize,
     /// The chain's end; its `seq` is the number of records checked.
     pub head: Head,
+    /// The records, in chain order (for an export, without parsing the batches again).
+    pub records: Vec<Record>,
 }
 
 /// Parses every batch into records (in key order), refusing unreadable lines.
@@ -381,6 +383,7 @@ pub fn verify_chain(tenant: &str, batches: &[Batch]) -> Result<Verified, Broken>
     Ok(Verified {
         objects: batches.len(),
         head,
+        records: records.into_iter().map(|(_, r)| r).collect(),
     })
 }
 

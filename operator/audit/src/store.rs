@@ -1,6 +1,7 @@
 //! The audit bucket: chains of batch objects, created once and never overwritten.
 
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
 use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectLockMode;
@@ -81,32 +82,14 @@ impl AuditStore {
     /// deleted. Object Lock keeps their versions, but a whole chain hidden this way would
     /// otherwise look like a chain that never existed.
     pub async fn deleted(&self, prefix: &str) -> Result<Vec<String>, CloudError> {
-        let mut deleted = Vec::new();
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let page = self
-                .s3
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
-            deleted.extend(
-                page.delete_markers()
-                    .iter()
-                    .filter(|m| m.is_latest() == Some(true))
-                    .filter_map(|m| m.key())
-                    .map(str::to_string),
-            );
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-        }
+        let mut deleted: Vec<String> = version_pages(&self.s3, &self.bucket, prefix)
+            .await?
+            .iter()
+            .flat_map(|page| page.delete_markers())
+            .filter(|m| m.is_latest() == Some(true))
+            .filter_map(|m| m.key())
+            .map(str::to_string)
+            .collect();
         deleted.sort();
         Ok(deleted)
     }
@@ -171,6 +154,35 @@ impl AuditStore {
             out.object_lock_mode().cloned(),
             out.object_lock_retain_until_date().map(|d| d.to_string()),
         ))
+    }
+}
+
+/// Every page of `ListObjectVersions` under `prefix` (the SDK has no paginator for it:
+/// pages continue from a key and version marker).
+pub async fn version_pages(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ListObjectVersionsOutput>, CloudError> {
+    let mut pages = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
+        let more = page.is_truncated() == Some(true);
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+        pages.push(page);
+        if !more {
+            return Ok(pages);
+        }
     }
 }
 

@@ -137,10 +137,12 @@ async fn ship(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
     let mut closing_attempts = 0;
+    // Entries in `queues`: kept as entries arrive, recounted after each flush.
+    let mut pending = 0;
     loop {
         tokio::select! {
             entry = rx.recv(), if open => match entry {
-                Some(_) if queues.values().map(|q| q.entries.len()).sum::<usize>() >= MAX_PENDING => {
+                Some(_) if pending >= MAX_PENDING => {
                     dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -153,7 +155,8 @@ async fn ship(
                     });
                     queue.oldest.get_or_insert_with(Instant::now);
                     queue.entries.push(entry);
-                    metrics.pending(queues.values().map(|q| q.entries.len()).sum());
+                    pending += 1;
+                    metrics.pending(pending);
                     continue;
                 }
                 None => open = false,
@@ -192,7 +195,7 @@ async fn ship(
             }
         }
         queues.retain(|_, q| !q.entries.is_empty());
-        let pending = queues.values().map(|q| q.entries.len()).sum();
+        pending = queues.values().map(|q| q.entries.len()).sum();
         metrics.pending(pending);
         let lag = queues
             .values()
