@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod node;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

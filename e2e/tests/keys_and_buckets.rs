@@ -65,18 +65,34 @@ async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
         let bucket = status.bucket.clone().context("bucket in status")?;
         ensure!(status.key_arn.as_deref() == Some("local") && status.key_version == Some(1));
 
-        // The wrapped key opens only with the master key and this tenant's context.
-        let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
-            .get("sanctum-local-master-key")
+        // The tenant's own key-encryption key: kept in the operator's namespace under the
+        // tenant's uid, copied for its media nodes. The wrapped key opens only with it and
+        // this tenant's context.
+        let uid = t.metadata.uid.clone().context("uid")?;
+        let keks = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+            .list(&ListParams::default().labels(&format!("sanctum.dev/tenant-uid={uid}")))
             .await?
-            .data
-            .context("master key data")?["key"]
-            .0
-            .clone();
-        let wrapped = wrapped_key(&cluster, &namespace).await?;
-        ensure!(unwrap_local(&master, &wrapped, &run)?.len() == 32);
+            .items
+            .into_iter()
+            .filter(|s| s.name_any().starts_with("tenant-local-kek-"))
+            .collect::<Vec<_>>();
         ensure!(
-            unwrap_local(&master, &wrapped, "another-tenant").is_err(),
+            keks.len() == 1,
+            "one key-encryption key per tenant, found {}",
+            keks.len()
+        );
+        let kek = keks[0].data.clone().context("kek data")?["key"].0.clone();
+        let copy = Api::<Secret>::namespaced(cluster.client.clone(), &namespace)
+            .get("tenant-local-key")
+            .await?;
+        ensure!(
+            copy.data.clone().context("copy data")?["key"].0 == kek,
+            "media nodes get the same key"
+        );
+        let wrapped = wrapped_key(&cluster, &namespace).await?;
+        ensure!(unwrap_local(&kek, &wrapped, &run)?.len() == 32);
+        ensure!(
+            unwrap_local(&kek, &wrapped, "another-tenant").is_err(),
             "context binds the tenant"
         );
 

@@ -67,10 +67,10 @@ async fn write_tenant_keys(cluster: &Cluster, ns: &str, dir: &Path) -> Result<i3
         .parse()?)
 }
 
-/// Writes the local provider's master key to `path`.
-async fn write_master_key(cluster: &Cluster, path: &Path) -> Result<()> {
-    let master = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
-        .get("sanctum-local-master-key")
+/// Writes the tenant's `local` key-encryption key (the copy its media nodes mount) to `path`.
+async fn write_master_key(cluster: &Cluster, ns: &str, path: &Path) -> Result<()> {
+    let master = Api::<Secret>::namespaced(cluster.client.clone(), ns)
+        .get("tenant-local-key")
         .await?;
     let key = master
         .data
@@ -94,7 +94,7 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
     let data = cm.data.context("public keys")?;
     std::fs::write(dir.path().join("public.pem"), &data["public.pem"])?;
     std::fs::write(dir.path().join("control.pem"), &data["control.pem"])?;
-    write_master_key(cluster, &dir.path().join("master.key")).await?;
+    write_master_key(cluster, ns, &dir.path().join("master.key")).await?;
     let signing = bytes(&secrets.get("join-token-signing-key").await?, "private.pem")?;
 
     let port = free_local_port()?;
@@ -277,25 +277,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 fn mint(private_pem: &[u8], tenant: &str, room: &str) -> Result<String> {
-    let dir = tempfile::tempdir()?;
-    let key = dir.path().join("private.pem");
-    std::fs::write(&key, private_pem)?;
-    let out = std::process::Command::new(workspace_binary("sanctum-media-node")?)
-        .args([
-            "mint-token",
-            "--tenant",
-            tenant,
-            "--room",
-            room,
-            "--user",
-            "host-1",
-        ])
-        .args(["--role", "host"])
-        .arg("--key")
-        .arg(&key)
-        .output()?;
-    ensure!(out.status.success(), "mint-token failed");
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    sanctum_e2e::node::mint_token(private_pem, tenant, room, "host-1", "host")
 }
 
 async fn object(bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -415,7 +397,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         let keys_dir = out.path().join("keys");
         write_tenant_keys(&cluster, &ns, &keys_dir).await?;
         let master_file = out.path().join("master.key");
-        write_master_key(&cluster, &master_file).await?;
+        write_master_key(&cluster, &ns, &master_file).await?;
         let webm = out.path().join("visit-1.webm");
         let decrypt = |target: &Path, obj_key: &str| {
             decrypt(&run, &bucket, obj_key, &keys_dir, &master_file, target)

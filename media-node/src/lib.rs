@@ -9,6 +9,7 @@ pub mod decrypt;
 pub mod keys;
 pub mod media;
 pub mod metrics;
+pub mod page;
 pub mod recording;
 pub mod server;
 pub mod signaling;

@@ -203,7 +203,9 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         draining: draining.clone(),
         recorders: recorders.clone(),
     };
-    let app = signaling::router(state.clone(), &cfg.cors_origins).merge(control::router(state));
+    let app = signaling::router(state.clone(), &cfg.cors_origins)
+        .merge(control::router(state))
+        .merge(crate::page::router());
     let listener = bind_tcp(cfg.signaling_addr)?;
     let signaling_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: cfg.signaling_addr,

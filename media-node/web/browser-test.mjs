@@ -4,6 +4,12 @@
 // Env: SANCTUM_MEDIA_NODE_BIN (the built binary), CHROMIUM (default /usr/bin/chromium).
 // Everything listens on 127.0.0.1; the node's keys and Chromium's profile live in a
 // temporary directory removed at the end.
+//
+// Against a node that already runs (a pod of the local cluster, e2e/tests/real_node_call.rs):
+// SANCTUM_SIGNALING_URL (its WHIP/WHEP base, HTTPS with any certificate), SANCTUM_ROOM,
+// SANCTUM_PUBLISH_TOKEN and SANCTUM_VIEW_TOKEN (join tokens of that room). No node is
+// started then; the pages are the node's own (/call/), and media goes wherever the node's
+// answer says.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,11 +23,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const bin = process.env.SANCTUM_MEDIA_NODE_BIN;
 const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const tenant = 'browser-test';
-const room = 'room-browser';
+const external = process.env.SANCTUM_SIGNALING_URL;
+const room = process.env.SANCTUM_ROOM || 'room-browser';
 const MIN_FRAMES = 30;
 
-if (!bin) {
-  console.error('SANCTUM_MEDIA_NODE_BIN is not set');
+if (!bin && !external) {
+  console.error('SANCTUM_MEDIA_NODE_BIN (or SANCTUM_SIGNALING_URL) is not set');
   process.exit(2);
 }
 
@@ -50,10 +57,17 @@ function mint(user, role) {
     '--room', room, '--user', user, '--role', role, '--ttl-seconds', '300']).toString().trim();
 }
 
-// Serves index.html on 127.0.0.1 at a free port.
+// Serves index.html and call.js on 127.0.0.1 at a free port (another origin than the
+// node's: the node's CORS allow-list is what lets the page call it).
 async function servePage() {
   const html = readFileSync(join(here, 'index.html'));
+  const script = readFileSync(join(here, 'call.js'));
   pageServer = createServer((req, res) => {
+    if (req.url.startsWith('/call.js')) {
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' });
+      res.end(script);
+      return;
+    }
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
     res.end(html);
   });
@@ -108,11 +122,24 @@ async function waitReady(metricsAddr) {
 }
 
 async function main() {
-  execFileSync(bin, ['keygen', '--dir', work, '--tenant', tenant]);
-  const origin = await servePage();
-  const addrs = await startNode(origin);
-  await waitReady(addrs.metrics_addr);
-  const signaling = `http://${addrs.signaling_addr}`;
+  let origin;
+  let signaling;
+  let publishToken;
+  let viewToken;
+  if (external) {
+    signaling = external;
+    origin = `${external}/call`;
+    publishToken = process.env.SANCTUM_PUBLISH_TOKEN;
+    viewToken = process.env.SANCTUM_VIEW_TOKEN;
+  } else {
+    origin = await servePage();
+    execFileSync(bin, ['keygen', '--dir', work, '--tenant', tenant]);
+    const addrs = await startNode(origin);
+    await waitReady(addrs.metrics_addr);
+    signaling = `http://${addrs.signaling_addr}`;
+    publishToken = mint('u-camera', 'host');
+    viewToken = mint('u-viewer', 'observer');
+  }
 
   browser = await chromium.launch({
     executablePath: browserPath,
@@ -124,17 +151,19 @@ async function main() {
       '--disable-features=WebRtcHideLocalIpsWithMdns',
     ],
   });
-  const context = await browser.newContext();
+  // A node in the cluster serves the tenant's certificate, which this machine does not trust.
+  const context = await browser.newContext({ ignoreHTTPSErrors: Boolean(external) });
   const open = async (mode, path, token) => {
     const page = await context.newPage();
     page.on('console', (m) => console.log(`[${mode}] ${m.text()}`));
-    const endpoint = encodeURIComponent(`${signaling}/${path}/${room}`);
-    await page.goto(`${origin}/?mode=${mode}&endpoint=${endpoint}&token=${encodeURIComponent(token)}`);
+    const endpoint = encodeURIComponent(external ? `/${path}/${room}` : `${signaling}/${path}/${room}`);
+    // The token travels in the fragment, which the browser never sends to a server.
+    await page.goto(`${origin}/?mode=${mode}&endpoint=${endpoint}#token=${encodeURIComponent(token)}`);
     await page.evaluate(() => window.sanctum.ready);
     return page;
   };
-  const publisher = await open('publish', 'whip', mint('u-camera', 'host'));
-  const subscriber = await open('subscribe', 'whep', mint('u-viewer', 'observer'));
+  const publisher = await open('publish', 'whip', publishToken);
+  const subscriber = await open('subscribe', 'whep', viewToken);
 
   let stats;
   for (let i = 0; i < 60; i++) {

@@ -24,6 +24,7 @@ use sanctum_operator::audit::trail::{Trail, Writer};
 use sanctum_operator::audit::{self, AuditMeter, Chain};
 use sanctum_operator::backup;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
+use sanctum_operator::controller::tenant::build::MediaNodes;
 use sanctum_operator::controller::tenant::build::backup::BackupJobs;
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
@@ -379,7 +380,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok((host.to_string(), ip))
             })
             .collect::<anyhow::Result<_>>()?,
-        audit_bucket: args.audit_bucket.clone(),
+        media: MediaNodes {
+            audit_bucket: args.audit_bucket.clone(),
+            endpoint: args.cloud.aws_endpoint.clone(),
+            region: args.cloud.aws_region.clone(),
+            path_style: args.cloud.s3_path_style,
+        },
         backup: BackupJobs {
             image: args.backup_image,
             role_arn: args.backup_role_arn,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -92,8 +92,8 @@ pub struct VideoTenantSpec {
     validation = Rule::new("self.provider == oldSelf.provider").message("encryption.provider is immutable: recordings are bound to the provider that wrapped their keys").field_path(".provider")
 )]
 pub struct EncryptionSpec {
-    /// Key provider: `aws` (AWS KMS) or `local` (a master key held in the operator's namespace,
-    /// for clusters without a KMS). Immutable.
+    /// Key provider: `aws` (AWS KMS) or `local` (a key per tenant held in the operator's
+    /// namespace and given to its media nodes, for clusters without a KMS). Immutable.
     #[serde(default)]
     pub provider: KeyProvider,
 
@@ -151,7 +151,8 @@ pub enum KeyProvider {
     /// AWS KMS (or a KMS-compatible endpoint).
     #[default]
     Aws,
-    /// A master key in a Secret of the operator's namespace, AES-256-GCM key wrap.
+    /// A key per tenant in a Secret of the operator's namespace (copied for its media
+    /// nodes), AES-256-GCM key wrap.
     Local,
 }
 
@@ -257,6 +258,13 @@ pub struct MediaSpec {
     #[schemars(length(min = 1, max = 253))]
     pub tls_secret_name: String,
 
+    /// Web origins (`https://app.clinic.example`) whose pages may call WHIP/WHEP from a
+    /// browser (CORS). Empty: only pages served from the signaling origin itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("items" = {"type": "string", "maxLength": 253, "pattern": "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$"}))]
+    pub allowed_origins: Vec<String>,
+
     /// Regions the tenant serves. Each becomes its own Deployment, Service,
     /// PodDisruptionBudget and (with autoscaling) HorizontalPodAutoscaler.
     #[schemars(length(min = 1, max = 16))]
@@ -304,6 +312,12 @@ pub struct RegionSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 16))]
     pub node_selector: BTreeMap<String, String>,
+
+    /// Taints media nodes of this region tolerate, for node pools kept for media (for
+    /// example `{key: dedicated, value: media, effect: NoSchedule}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub tolerations: Vec<Toleration>,
 }
 
 fn default_replicas() -> i32 {

@@ -186,8 +186,8 @@ pub struct RunConfig {
     pub concurrency: u16,
     /// How tenants' backup CronJobs run their pods.
     pub backup: tenant::build::backup::BackupJobs,
-    /// Audit bucket, where media nodes also write their session logs.
-    pub audit_bucket: Option<String>,
+    /// How media-node pods reach the cloud (and the audit bucket of their session logs).
+    pub media: tenant::build::MediaNodes,
 }
 
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.

@@ -31,9 +31,6 @@ use crate::cloud::buckets::{self, DesiredBucket};
 use crate::cloud::keys::{self, LocalKeyError};
 use crate::controller::Context;
 use crate::controller::ssa;
-use k8s_openapi::ByteString;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 /// Reconciles a tenant that is not being deleted.
@@ -86,7 +83,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         bucket: Some(bucket),
         ..Default::default()
     };
-    let regions = build::regions(&v, &config_map, &key, ctx.config.audit_bucket.as_deref());
+    let regions = build::regions(&v, &config_map, &key, &ctx.config.media);
     let media = build::media_objects_selector(&v);
     let keep_hpas: BTreeSet<String> = regions
         .iter()
@@ -197,9 +194,6 @@ async fn report_backup(ctx: &Context, tenant: &VideoTenant, run: &BackupRun) {
         .await;
     }
 }
-
-/// Secret of the operator's namespace holding the local provider's master key.
-pub const LOCAL_MASTER_KEY: &str = "sanctum-local-master-key";
 
 /// One reconcile's view of the tenant namespace, and the changes it made.
 struct Run<'a> {
@@ -457,7 +451,7 @@ impl Run<'_> {
                 .map_err(key_err)?;
                 (key.arn, None)
             }
-            KeyProvider::Local => ("local".to_string(), Some(self.local_master_key().await?)),
+            KeyProvider::Local => ("local".to_string(), Some(self.local_kek().await?)),
         };
         let mut key = TenantKeyRef {
             provider: spec.provider,
@@ -576,60 +570,56 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The local provider's master key, made on first use in the operator's namespace.
-    async fn local_master_key(&mut self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let namespace = &self.ctx.config.operator_namespace;
-        let secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), namespace);
-        let existing = match secrets
-            .get_opt(LOCAL_MASTER_KEY)
+    /// The `local` provider's key-encryption key of this tenant: made once in the
+    /// operator's namespace, and copied into the tenant namespace for its media nodes (a
+    /// copy changed by hand is repaired).
+    async fn local_kek(&mut self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let namespace = self.ctx.config.operator_namespace.clone();
+        let operator_secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
+        let name = tenant_key::local_kek_name(self.v);
+        let tenant = self.v.name.clone();
+        let apply_error = |name: &str| {
+            let tenant = tenant.clone();
+            let name = name.to_string();
+            move |source| Error::Apply {
+                tenant,
+                kind: "Secret".into(),
+                name,
+                source,
+            }
+        };
+        let authority = match operator_secrets
+            .get_opt(&name)
             .await
-            .map_err(self.read_error("local master key"))?
+            .map_err(self.read_error("local key-encryption key"))?
         {
             Some(secret) => secret,
             None => {
                 let key = keys::random_key().map_err(|source| Error::LocalKey {
-                    tenant: self.v.name.clone(),
+                    tenant: tenant.clone(),
                     source,
                 })?;
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(LOCAL_MASTER_KEY.into()),
-                        namespace: Some(namespace.clone()),
-                        labels: Some(BTreeMap::from([(
-                            labels::MANAGED_BY.into(),
-                            labels::MANAGED_BY_VALUE.into(),
-                        )])),
-                        ..Default::default()
-                    },
-                    immutable: Some(true),
-                    data: Some(BTreeMap::from([(
-                        "key".to_string(),
-                        ByteString(key.to_vec()),
-                    )])),
-                    ..Default::default()
-                };
-                ssa::create_once(&secrets, &secret)
+                let fresh = tenant_key::build_local_kek_secret(self.v, &namespace, &key);
+                let created = ssa::create_once(&operator_secrets, &fresh)
                     .await
-                    .map_err(|source| Error::Apply {
-                        tenant: self.v.name.clone(),
-                        kind: "Secret".into(),
-                        name: LOCAL_MASTER_KEY.into(),
-                        source,
-                    })?
-                    .object
+                    .map_err(apply_error(&name))?;
+                if created.changed {
+                    self.changes.push(format!("created Secret/{name}"));
+                }
+                created.object
             }
         };
-        let bytes = existing
-            .data
-            .as_ref()
-            .and_then(|d| d.get("key"))
-            .map(|b| Zeroizing::new(b.0.clone()));
-        bytes
-            .filter(|b| b.len() == 32)
+        let key = tenant_key::local_key_bytes(&authority)
+            .map(|b| Zeroizing::new(b.to_vec()))
             .ok_or_else(|| Error::LocalKey {
-                tenant: self.v.name.clone(),
+                tenant: tenant.clone(),
                 source: LocalKeyError::BadMasterKey,
-            })
+            })?;
+        // Server-side applied like every owned object, so a copy changed by hand is repaired.
+        let copy = tenant_key::build_local_key_copy(self.v, &key);
+        let secrets = self.api::<Secret>();
+        self.apply(&secrets, copy).await?;
+        Ok(key)
     }
 
     /// Provisions the recordings bucket; a setting found changed by hand is repaired and

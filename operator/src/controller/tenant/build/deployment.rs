@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use sanctum_api::{KeyProvider, RegionSpec};
 
 use super::signing_key::PUBLIC_KEY_FILE;
+use super::tenant_key::{LOCAL_KEY_FILE, LOCAL_KEY_SECRET};
 use super::{
     MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, TenantKeyRef, field_env,
     media_selector, media_selector_labels, region_meta, restricted_container_security,
@@ -32,6 +33,21 @@ pub const TENANT_KEY_DIR: &str = "/etc/sanctum/tenant-key";
 pub const SIGNING_KEY_DIR: &str = "/etc/sanctum/join-token";
 /// Where the signaling TLS certificate (`tls.crt`, `tls.key`) is mounted.
 pub const TLS_DIR: &str = "/etc/sanctum/tls";
+/// Where the `local` provider's key-encryption key of the tenant is mounted.
+pub const LOCAL_KEY_DIR: &str = "/etc/sanctum/local-key";
+
+/// How media-node pods reach the cloud: operator settings, the same for every tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaNodes {
+    /// Audit bucket the nodes write their session log to, as their own hash chains.
+    pub audit_bucket: Option<String>,
+    /// KMS and S3 endpoint for S3-compatible stores and emulators (unset on AWS).
+    pub endpoint: Option<String>,
+    /// AWS region of the tenant's key and bucket.
+    pub region: String,
+    /// Path-style S3 addressing, for S3-compatible stores.
+    pub path_style: bool,
+}
 
 /// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales.
 pub fn build_deployment(
@@ -39,7 +55,7 @@ pub fn build_deployment(
     region: &RegionSpec,
     public_key: &ConfigMap,
     key: &TenantKeyRef,
-    audit_bucket: Option<&str>,
+    nodes: &MediaNodes,
 ) -> Deployment {
     let replicas = if region.autoscaling.is_some() {
         None
@@ -65,7 +81,7 @@ pub fn build_deployment(
                     labels: Some(pod_labels),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(v, region, public_key, key, audit_bucket)),
+                spec: Some(pod_spec(v, region, public_key, key, nodes)),
             },
             ..Default::default()
         }),
@@ -78,13 +94,16 @@ fn pod_spec(
     region: &RegionSpec,
     public_key: &ConfigMap,
     key: &TenantKeyRef,
-    audit_bucket: Option<&str>,
+    nodes: &MediaNodes,
 ) -> PodSpec {
     PodSpec {
         service_account_name: Some(MEDIA_SERVICE_ACCOUNT.into()),
-        automount_service_account_token: Some(true),
+        // The node never calls the Kubernetes API: a token in an internet-facing pod
+        // would only serve whoever takes it over.
+        automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         node_selector: (!region.node_selector.is_empty()).then(|| region.node_selector.clone()),
+        tolerations: (!region.tolerations.is_empty()).then(|| region.tolerations.clone()),
         security_context: Some(restricted_pod_security(MEDIA_UID)),
         topology_spread_constraints: Some(
             ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
@@ -99,53 +118,69 @@ fn pod_spec(
                 .collect(),
         ),
         termination_grace_period_seconds: Some(60),
-        containers: vec![container(v, region, key, audit_bucket)],
-        volumes: Some(vec![
-            Volume {
-                name: "join-token-key".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: public_key.name_any(),
-                    default_mode: Some(0o444),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "tenant-key".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(key.secret.clone()),
-                    default_mode: Some(0o440),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "tls".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(v.spec.media.tls_secret_name.clone()),
-                    default_mode: Some(0o440),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    medium: Some("Memory".into()),
-                    size_limit: Some(Quantity("64Mi".into())),
-                }),
-                ..Default::default()
-            },
-        ]),
+        containers: vec![container(v, region, key, nodes)],
+        volumes: Some(volumes(v, public_key, key)),
         ..Default::default()
     }
+}
+
+fn volumes(v: &Validated, public_key: &ConfigMap, key: &TenantKeyRef) -> Vec<Volume> {
+    let mut volumes = vec![
+        Volume {
+            name: "join-token-key".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: public_key.name_any(),
+                default_mode: Some(0o444),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tenant-key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(key.secret.clone()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(v.spec.media.tls_secret_name.clone()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("64Mi".into())),
+            }),
+            ..Default::default()
+        },
+    ];
+    if key.provider == KeyProvider::Local {
+        volumes.push(Volume {
+            name: "local-key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(LOCAL_KEY_SECRET.into()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    volumes
 }
 
 fn container(
     v: &Validated,
     region: &RegionSpec,
     key: &TenantKeyRef,
-    audit_bucket: Option<&str>,
+    nodes: &MediaNodes,
 ) -> Container {
     let media = &v.spec.media;
     let env = |name: &str, value: String| EnvVar {
@@ -221,9 +256,32 @@ fn container(
                 env("SANCTUM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
                 env("SANCTUM_TLS_CERT_FILE", format!("{TLS_DIR}/tls.crt")),
                 env("SANCTUM_TLS_KEY_FILE", format!("{TLS_DIR}/tls.key")),
+                env("AWS_REGION", nodes.region.clone()),
+                env("SANCTUM_S3_PATH_STYLE", nodes.path_style.to_string()),
             ]
             .into_iter()
-            .chain(audit_bucket.map(|b| env("SANCTUM_AUDIT_BUCKET", b.to_string())))
+            .chain(
+                nodes
+                    .audit_bucket
+                    .as_ref()
+                    .map(|b| env("SANCTUM_AUDIT_BUCKET", b.clone())),
+            )
+            .chain(
+                nodes
+                    .endpoint
+                    .as_ref()
+                    .map(|e| env("SANCTUM_AWS_ENDPOINT", e.clone())),
+            )
+            .chain(
+                (!media.allowed_origins.is_empty())
+                    .then(|| env("SANCTUM_CORS_ORIGINS", media.allowed_origins.join(","))),
+            )
+            .chain((key.provider == KeyProvider::Local).then(|| {
+                env(
+                    "SANCTUM_LOCAL_MASTER_KEY_FILE",
+                    format!("{LOCAL_KEY_DIR}/{LOCAL_KEY_FILE}"),
+                )
+            }))
             .collect(),
         ),
         ports: Some(vec![
@@ -235,31 +293,41 @@ fn container(
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         security_context: Some(restricted_container_security()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "join-token-key".into(),
-                mount_path: SIGNING_KEY_DIR.into(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: "join-token-key".into(),
+                    mount_path: SIGNING_KEY_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "tenant-key".into(),
+                    mount_path: TENANT_KEY_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "tls".into(),
+                    mount_path: TLS_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "tmp".into(),
+                    mount_path: "/tmp".into(),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain((key.provider == KeyProvider::Local).then(|| VolumeMount {
+                name: "local-key".into(),
+                mount_path: LOCAL_KEY_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: "tenant-key".into(),
-                mount_path: TENANT_KEY_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "tls".into(),
-                mount_path: TLS_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -301,8 +369,191 @@ mod tests {
             &v.spec.media.regions[region],
             &cm,
             &fixtures::key(),
-            Some("sanctum-audit"),
+            &nodes(),
         )
+    }
+
+    fn nodes() -> MediaNodes {
+        MediaNodes {
+            audit_bucket: Some("sanctum-audit".into()),
+            endpoint: Some("https://s3.example.internal".into()),
+            region: "eu-west-1".into(),
+            path_style: true,
+        }
+    }
+
+    fn env_of(d: &Deployment) -> BTreeMap<String, Option<String>> {
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn browsers_of_the_allowed_origins_may_call_signaling() {
+        let mut v = fixtures::validated("clinic-a");
+        let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
+        let build = |v: &Validated| {
+            env_of(&build_deployment(
+                v,
+                &v.spec.media.regions[0],
+                &cm,
+                &fixtures::key(),
+                &nodes(),
+            ))
+        };
+        assert!(
+            !build(&v).contains_key("SANCTUM_CORS_ORIGINS"),
+            "same origin only"
+        );
+        v.spec.media.allowed_origins = vec![
+            "https://app.clinic.example".into(),
+            "http://127.0.0.1:8080".into(),
+        ];
+        assert_eq!(
+            build(&v)["SANCTUM_CORS_ORIGINS"].as_deref(),
+            Some("https://app.clinic.example,http://127.0.0.1:8080")
+        );
+    }
+
+    #[test]
+    fn pods_carry_no_api_token() {
+        // The node never calls the API; an automounted token would be a credential for
+        // whoever compromises the internet-facing pod.
+        let pod = deployment(0)
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn local_tenants_mount_their_key_encryption_key() {
+        let d = deployment(0);
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("pod");
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "local-key")
+            .expect("local key volume");
+        assert_eq!(
+            volume
+                .secret
+                .as_ref()
+                .and_then(|s| s.secret_name.as_deref()),
+            Some(LOCAL_KEY_SECRET)
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "local-key")
+            .expect("mounted");
+        assert_eq!(mount.read_only, Some(true));
+        assert_eq!(
+            env_of(&d)["SANCTUM_LOCAL_MASTER_KEY_FILE"].as_deref(),
+            Some("/etc/sanctum/local-key/key")
+        );
+    }
+
+    #[test]
+    fn aws_tenants_mount_no_local_key_and_reach_the_configured_endpoint() {
+        let v = fixtures::validated("clinic-a");
+        let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
+        let key = TenantKeyRef {
+            provider: KeyProvider::Aws,
+            arn: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+            ..fixtures::key()
+        };
+        let d = build_deployment(&v, &v.spec.media.regions[0], &cm, &key, &nodes());
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("pod");
+        assert!(pod.volumes.iter().flatten().all(|v| v.name != "local-key"));
+        let env = env_of(&d);
+        assert!(!env.contains_key("SANCTUM_LOCAL_MASTER_KEY_FILE"));
+        assert_eq!(env["AWS_REGION"].as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            env["SANCTUM_AWS_ENDPOINT"].as_deref(),
+            Some("https://s3.example.internal")
+        );
+        assert_eq!(env["SANCTUM_S3_PATH_STYLE"].as_deref(), Some("true"));
+        assert_eq!(
+            env["SANCTUM_AUDIT_BUCKET"].as_deref(),
+            Some("sanctum-audit")
+        );
+        let on_aws = build_deployment(
+            &v,
+            &v.spec.media.regions[0],
+            &cm,
+            &key,
+            &MediaNodes {
+                region: "us-east-1".into(),
+                ..Default::default()
+            },
+        );
+        assert!(
+            !env_of(&on_aws).contains_key("SANCTUM_AWS_ENDPOINT"),
+            "AWS needs none"
+        );
+    }
+
+    #[test]
+    fn regions_tolerate_the_taints_they_name() {
+        let mut v = fixtures::validated("clinic-a");
+        v.spec.media.regions[0].tolerations = vec![k8s_openapi::api::core::v1::Toleration {
+            key: Some("dedicated".into()),
+            value: Some("media".into()),
+            effect: Some("NoSchedule".into()),
+            operator: Some("Equal".into()),
+            ..Default::default()
+        }];
+        let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
+        let d = build_deployment(
+            &v,
+            &v.spec.media.regions[0],
+            &cm,
+            &fixtures::key(),
+            &nodes(),
+        );
+        let pod = d.spec.expect("spec").template.spec.expect("pod");
+        assert_eq!(
+            pod.tolerations.expect("tolerations")[0].key.as_deref(),
+            Some("dedicated")
+        );
+        let other = build_deployment(
+            &v,
+            &v.spec.media.regions[1],
+            &cm,
+            &fixtures::key(),
+            &nodes(),
+        );
+        assert!(
+            other
+                .spec
+                .expect("spec")
+                .template
+                .spec
+                .expect("pod")
+                .tolerations
+                .is_none()
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sanctum_api::{KeyProvider, RegionSpec, labels};
 
-pub use deployment::build_deployment;
+pub use deployment::{MediaNodes, build_deployment};
 pub use hpa::build_hpa;
 pub use namespace::build_namespace;
 pub use network_policy::build_network_policies;
@@ -110,12 +110,12 @@ pub struct TenantKeyRef {
 }
 
 /// Builds the per-region media objects; `public_key` is the ConfigMap holding the join-token
-/// key, `audit_bucket` where media nodes write their session log.
+/// key, `nodes` how media nodes reach the cloud.
 pub fn regions(
     v: &Validated,
     public_key: &ConfigMap,
     key: &TenantKeyRef,
-    audit_bucket: Option<&str>,
+    nodes: &MediaNodes,
 ) -> Vec<RegionObjects> {
     v.spec
         .media
@@ -123,7 +123,7 @@ pub fn regions(
         .iter()
         .map(|region| RegionObjects {
             region: region.name.clone(),
-            deployment: build_deployment(v, region, public_key, key, audit_bucket),
+            deployment: build_deployment(v, region, public_key, key, nodes),
             service: build_service(v, region),
             pdb: build_pdb(v, region),
             hpa: build_hpa(v, region),

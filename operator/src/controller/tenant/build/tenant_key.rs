@@ -1,7 +1,10 @@
-//! The Secret holding the tenant's wrapped data keys, one entry per version.
+//! The Secret holding the tenant's wrapped data keys, one entry per version, and, for the
+//! `local` provider, the tenant's key-encryption key.
 //!
-//! Only wrapped keys are ever stored: unwrapping needs the KMS key (or the local master
-//! key) and the tenant's encryption context.
+//! With `aws` only wrapped keys are ever stored: unwrapping needs the KMS key and the
+//! tenant's encryption context. With `local` there is no KMS: the tenant's own 256-bit
+//! key-encryption key is kept in the operator's namespace (outliving the tenant unless it
+//! is crypto-shredded) and copied into the tenant namespace for its media nodes.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +26,11 @@ pub const WRAPPING_KEY: &str = "sanctum.dev/wrapping-key";
 pub const ROTATE_REQUEST: &str = "sanctum.dev/rotate-data-key";
 /// Secret annotation holding the last rotation request that was carried out.
 pub const ROTATION_HANDLED: &str = "sanctum.dev/rotation-handled";
+
+/// Secret in the tenant namespace holding the `local` key-encryption key for media nodes.
+pub const LOCAL_KEY_SECRET: &str = "tenant-local-key";
+/// Its data key (and the file name media nodes read it from).
+pub const LOCAL_KEY_FILE: &str = "key";
 
 /// Annotation recording when version `version` was made.
 pub fn created_annotation(version: i32) -> String {
@@ -148,10 +156,88 @@ pub fn build_escrow_secret(v: &Validated, operator_namespace: &str, secret: &Sec
     }
 }
 
+/// Name of the `local` key-encryption key in the operator's namespace: like the escrow
+/// copy, it names the tenant's uid, so a re-created tenant of the same name gets its own.
+pub fn local_kek_name(v: &Validated) -> String {
+    let suffix = crate::hash::short_sha256(v.owner.uid.as_bytes(), 4);
+    format!("tenant-local-kek-{}-{suffix}", v.name)
+}
+
+/// The `local` key-encryption key as the operator keeps it: immutable, without an owner
+/// (it outlives the tenant under `Retain`), labelled with the tenant's uid so that
+/// crypto-shredding finds it with the escrow copy.
+pub fn build_local_kek_secret(v: &Validated, operator_namespace: &str, key: &[u8]) -> Secret {
+    let mut labels = super::common_labels(v);
+    labels.insert("sanctum.dev/tenant-uid".into(), v.owner.uid.clone());
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(local_kek_name(v)),
+            namespace: Some(operator_namespace.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        immutable: Some(true),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            LOCAL_KEY_FILE.to_string(),
+            ByteString(key.to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The copy of the `local` key-encryption key media nodes mount, owned by the tenant
+/// (mutable, so that a copy changed by hand is repaired by the next apply).
+pub fn build_local_key_copy(v: &Validated, key: &[u8]) -> Secret {
+    Secret {
+        metadata: namespaced_meta(v, LOCAL_KEY_SECRET),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            LOCAL_KEY_FILE.to_string(),
+            ByteString(key.to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The 32-byte key of a key-encryption-key Secret, if it holds one.
+pub fn local_key_bytes(secret: &Secret) -> Option<&[u8]> {
+    let bytes = &secret.data.as_ref()?.get(LOCAL_KEY_FILE)?.0;
+    (bytes.len() == 32).then_some(bytes.as_slice())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::tenant::fixtures;
+
+    #[test]
+    fn local_keys_are_per_tenant_uid_and_crypto_shredding_finds_them() {
+        let v = fixtures::validated("clinic-a");
+        let kek = build_local_kek_secret(&v, "sanctum-system", &[7; 32]);
+        assert_eq!(kek.immutable, Some(true));
+        assert!(
+            kek.metadata.owner_references.is_none(),
+            "outlives the tenant"
+        );
+        let labels = kek.metadata.labels.clone().expect("labels");
+        assert_eq!(labels["sanctum.dev/tenant-uid"], v.owner.uid);
+        assert_eq!(labels[sanctum_api::labels::TENANT], "clinic-a");
+        let mut again = fixtures::validated("clinic-a");
+        again.owner.uid = "another-uid".into();
+        assert_ne!(local_kek_name(&v), local_kek_name(&again));
+        let copy = build_local_key_copy(&v, &[7; 32]);
+        assert_eq!(
+            copy.metadata.namespace.as_deref(),
+            Some(v.namespace.as_str())
+        );
+        assert_eq!(
+            copy.metadata.owner_references.as_ref().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(local_key_bytes(&copy), Some(&[7u8; 32][..]));
+        assert_eq!(local_key_bytes(&build_local_key_copy(&v, &[1; 16])), None);
+    }
 
     #[test]
     fn secret_holds_only_the_wrapped_version() {
