@@ -58,9 +58,24 @@ async fn restart_after_kill_converges_and_keeps_the_signing_key() -> Result<()> 
         let mut names: Vec<String> = all.items.iter().map(|s| s.name_any()).collect();
         names.sort();
         ensure!(
-            names == ["join-token-signing-key", "tenant-data-key"],
-            "exactly one signing key and one data key Secret, found {names:?}"
+            names
+                == [
+                    "join-token-signing-key",
+                    "tenant-data-key",
+                    "tenant-local-key"
+                ],
+            "exactly one signing key, data key and local key copy, found {names:?}"
         );
+        // And one key-encryption key of this tenant in the operator's namespace.
+        let uid = tenants.get(&name).await?.metadata.uid.unwrap_or_default();
+        let keks = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+            .list(&ListParams::default().labels(&format!("sanctum.dev/tenant-uid={uid}")))
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| s.name_any().starts_with("tenant-local-kek-"))
+            .count();
+        ensure!(keks == 1, "{keks} key-encryption keys for one tenant");
 
         // The key stays; the public half is re-published if someone deletes it.
         let configmaps = Api::<ConfigMap>::namespaced(cluster.client.clone(), &namespace);
