@@ -4,24 +4,24 @@
 # staged under target/image/, then the Dockerfiles built by Buildah (daemonless; Podman
 # or Docker when Buildah is absent) and written as OCI archives.
 #
-#   e2e/images.sh [--platform linux/amd64[,linux/arm64]] [--test] [--load]
+#   e2e/images.sh [--platform linux/amd64[,linux/arm64]] [--test] [--load] [--prebuilt DIR]
 #
 #   --platform   architectures to build (default: this machine's)
 #   --test       also build the e2e network probe image (tests only)
 #   --load       also load the images into the local Docker or Podman image store
+#   --prebuilt   take this machine's static binaries from DIR (stripped) instead of
+#                compiling them: e2e/test.sh passes its own musl build, so the tests
+#                compile the workspace once
 #
 # Output: $SANCTUM_E2E_CACHE/images/<name>-<version>-<arch>.oci.tar and a size table.
 # The zig toolchain (PyPI `ziglang`) and cargo-zigbuild are installed into the cache on
-# first use; nothing is installed system-wide except Debian's buildah when it is missing
-# and apt-get is available.
+# first use (e2e/toolchain.sh); nothing is installed system-wide except Debian's buildah
+# when it is missing and apt-get is available.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ZIG_VERSION=0.14.1
-ZIGBUILD_VERSION=0.20.1
 CACHE="${SANCTUM_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sanctum-e2e}"
-TOOLS="$CACHE/tools"
 OUT="$CACHE/images"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # The build context the Dockerfiles read (.dockerignore admits only this), inside the
@@ -36,12 +36,14 @@ log() { printf '[images] %s\n' "$*" >&2; }
 platforms=""
 test_images=false
 load=false
+prebuilt=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --platform) platforms="$2"; shift 2 ;;
     --test) test_images=true; shift ;;
     --load) load=true; shift ;;
-    *) echo "usage: $0 [--platform linux/amd64,linux/arm64] [--test] [--load]" >&2; exit 2 ;;
+    --prebuilt) prebuilt="$2"; shift 2 ;;
+    *) echo "usage: $0 [--platform linux/amd64,linux/arm64] [--test] [--load] [--prebuilt DIR]" >&2; exit 2 ;;
   esac
 done
 if [ -z "$platforms" ]; then
@@ -58,22 +60,6 @@ rust_target() {
     linux/arm64) echo aarch64-unknown-linux-musl ;;
     *) echo "unsupported platform $1" >&2; exit 1 ;;
   esac
-}
-
-# zig (the C/C++ cross compiler cargo-zigbuild drives) from PyPI, and cargo-zigbuild.
-toolchain() {
-  if [ ! -x "$TOOLS/zig/bin/zig" ]; then
-    log "installing zig $ZIG_VERSION (PyPI ziglang) into $TOOLS/zig"
-    python3 -m venv "$TOOLS/zig"
-    "$TOOLS/zig/bin/pip" install --quiet --disable-pip-version-check "ziglang==$ZIG_VERSION"
-    ln -sf "$("$TOOLS/zig/bin/python3" -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')/zig" \
-      "$TOOLS/zig/bin/zig"
-  fi
-  if [ ! -x "$TOOLS/cargo-zigbuild/bin/cargo-zigbuild" ]; then
-    log "installing cargo-zigbuild $ZIGBUILD_VERSION into $TOOLS/cargo-zigbuild"
-    cargo install --quiet --locked --version "$ZIGBUILD_VERSION" --root "$TOOLS/cargo-zigbuild" cargo-zigbuild
-  fi
-  export PATH="$TOOLS/zig/bin:$TOOLS/cargo-zigbuild/bin:$PATH"
 }
 
 # The unprivileged user and the CA certificates of the image. The bundle is Mozilla's
@@ -162,22 +148,34 @@ print(f"{tag}\t{arch}\t{layers / 1048576:.1f} MiB compressed\t{unpacked / 104857
 PY
 }
 
-toolchain
 mkdir -p "$OUT"
-packages=(-p sanctum-operator --bin sanctum -p sanctum-media-node --bin sanctum-media-node)
-if $test_images; then packages+=(-p sanctum-netprobe --bin sanctum-netprobe); fi
+# The probe is always compiled with the rest: one package set means features unify the
+# same way on every run, so a run with or without --test never rebuilds the others.
+packages=(-p sanctum-operator --bin sanctum -p sanctum-media-node --bin sanctum-media-node
+  -p sanctum-netprobe --bin sanctum-netprobe)
 rootfs
 IFS=, read -r -a list <<<"$platforms"
 for platform in "${list[@]}"; do
   target="$(rust_target "$platform")"
   arch=${platform#linux/}
-  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+  mkdir -p "$STAGE/$arch"
+  if [ -n "$prebuilt" ]; then
+    [ "${#list[@]}" = 1 ] || { log "--prebuilt takes one platform"; exit 2; }
+    for bin in sanctum sanctum-media-node sanctum-netprobe; do
+      [ -x "$prebuilt/$bin" ] || { log "$prebuilt/$bin is missing"; exit 1; }
+      # A program interpreter means a dynamic binary, which an empty base cannot run.
+      if readelf -l "$prebuilt/$bin" | grep -q INTERP; then log "$prebuilt/$bin is not a static binary"; exit 1; fi
+      strip -o "$STAGE/$arch/$bin" "$prebuilt/$bin"
+    done
+    log "staged the static binaries of $prebuilt"
+    continue
+  fi
+  eval "$("$ROOT/e2e/toolchain.sh" "$target")"
   log "compiling static binaries for $target (profile image: release, stripped)"
   start=$SECONDS
   cargo zigbuild --profile image --locked --target "$target" "${packages[@]}"
   log "compiled in $((SECONDS - start))s"
-  mkdir -p "$STAGE/$arch"
-  for bin in sanctum sanctum-media-node $($test_images && echo sanctum-netprobe); do
+  for bin in sanctum sanctum-media-node sanctum-netprobe; do
     cp "$TARGET_DIR/$target/image/$bin" "$STAGE/$arch/$bin"
   done
 done

@@ -21,29 +21,58 @@ need() {
 need cargo go python3 curl openssl node npm chromium lua5.1 gcc buildah runc ip iptables ipset nsenter
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
+# One Rust build serves the lints, the tests and the images: everything is compiled once,
+# for the static musl target (zig as C/C++ compiler and linker), and the test binaries run
+# here like any static program. Release images are compiled by e2e/images.sh alone.
+eval "$(e2e/toolchain.sh)"
+MUSL="$SANCTUM_MUSL_TARGET"
+BIN_DIR="$TARGET_DIR/$MUSL/debug"
+
+# The Go and Python tools (control plane, real node, chart tools, moto) compile in the
+# background while Rust compiles: each leaves the other's idle phases to it.
+TOOLS_LOG="$(mktemp)"
+step "Go and Python tools build in the background (control plane, real node, chart tools; log $TOOLS_LOG)"
+# In a session of its own, so that a failing run stops the whole build with it.
+setsid bash -c 'e2e/controlplane/cluster.sh build && e2e/controlplane/cluster.sh build-tools' >"$TOOLS_LOG" 2>&1 </dev/null &
+TOOLS_PID=$!
+CLUSTER="sanctum-test-$$"
+CLUSTER_STARTED=false
+cleanup() {
+  kill -- "-$TOOLS_PID" 2>/dev/null || true
+  if $CLUSTER_STARTED; then "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" || true; fi
+}
+trap cleanup EXIT
+wait_tools() {
+  if ! wait "$TOOLS_PID"; then
+    echo "error: building the tools failed:" >&2; tail -40 "$TOOLS_LOG" >&2; exit 1
+  fi
+  grep -E '^\[cluster\] (built|installing)' "$TOOLS_LOG" >&2 || true
+}
+
 step "formatting"
 cargo fmt --all -- --check
 
 step "lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo-zigbuild clippy --workspace --all-targets --locked --target "$MUSL" -- -D warnings
 
 step "build"
-cargo build --workspace --all-targets --locked
+cargo zigbuild --workspace --all-targets --locked --target "$MUSL"
 
 step "unit and integration tests (operator, media node over loopback)"
-cargo test --workspace --exclude sanctum-e2e --locked
+cargo-zigbuild test --workspace --exclude sanctum-e2e --locked --target "$MUSL"
 
 step "browser test: Chromium publishes over WHIP, a second page subscribes over WHEP"
 (cd media-node/web && npm ci --no-audit --no-fund --loglevel=error)
-SANCTUM_MEDIA_NODE_BIN="$TARGET_DIR/debug/sanctum-media-node" node media-node/web/browser-test.mjs
+SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" node media-node/web/browser-test.mjs
 
-step "container images: static binaries, operator and media-node images, the e2e network probe (no Docker daemon)"
-e2e/images.sh --test
+step "container images of this build: operator, media node, the e2e network probe (no Docker daemon)"
+e2e/images.sh --test --prebuilt "$BIN_DIR"
 
-CLUSTER="sanctum-test-$$"
+step "waiting for the tools"
+wait_tools
+
 export SANCTUM_MOTO_PORT="${SANCTUM_MOTO_PORT:-4567}"
-cleanup() { "$ROOT/e2e/controlplane/cluster.sh" down "$CLUSTER" || true; }
-trap cleanup EXIT
+CLUSTER_STARTED=true
 if [ -n "${KUBECONFIG:-}" ]; then
   step "e2e against the cluster in KUBECONFIG ($KUBECONFIG), with a local AWS emulator"
   eval "$("$ROOT/e2e/controlplane/cluster.sh" moto "$CLUSTER")"
@@ -52,11 +81,10 @@ else
   eval "$("$ROOT/e2e/controlplane/cluster.sh" up "$CLUSTER")"
 fi
 
-step "test tools: kstatus, kubeconform, helm-docs, checkov"
-"$ROOT/e2e/controlplane/cluster.sh" build-tools
-
 step "chart: CRD copies, Argo CD health checks (Lua), helm lint, kubeconform, checkov"
 "$ROOT/e2e/chart-check.sh"
 
-step "e2e tests"
-cargo test -p sanctum-e2e --locked -- --test-threads 4
+# The whole workspace is selected, as in the build: `-p sanctum-e2e` alone would unify
+# features differently and recompile a hundred crates. The unit tests run again (seconds).
+step "e2e tests (and the unit tests again)"
+cargo-zigbuild test --workspace --locked --target "$MUSL" -- --test-threads 4
