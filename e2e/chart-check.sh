@@ -11,7 +11,9 @@
 #   5. `helm template` output passes `kubeconform -strict` against Kubernetes 1.33.0 schemas,
 #      with JSON schemas generated from the CRDs for the custom kinds (and
 #      docs/examples/videotenant.yaml passes them too);
-#   6. the security linter checkov (`--framework kubernetes`) reports no failed check in the
+#   6. no ClusterRole bound cluster-wide may create and read Secrets (a token for any
+#      ServiceAccount), checked on every value set's output;
+#   7. the security linter checkov (`--framework kubernetes`) reports no failed check in the
 #      output of any value set. Checks that do not apply are skipped in the templates with
 #      `checkov.io/skip<N>: <check>=<reason>` annotations (listed in the chart's README.md);
 #      a skip without a reason fails this script.
@@ -295,6 +297,60 @@ for values in "${VALUE_SETS[@]}"; do
 done
 echo "-- docs/examples/videotenant.yaml"
 "${KUBECONFORM[@]}" docs/examples/videotenant.yaml
+
+step "RBAC: no Secret create+get cluster-wide"
+# A ClusterRole bound cluster-wide that may create and read Secrets can mint a token for
+# any ServiceAccount (docs/iam.md). The chart grants Secrets only through RoleBindings the
+# operator makes in tenant namespaces and its own namespace's Role. The rule is first
+# run on a manifest that breaks it, so that it cannot pass by matching nothing.
+cat >"$WORK/rbac-bad.yaml" <<'YAML'
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: too-wide}
+rules: [{apiGroups: [""], resources: ["secrets"], verbs: ["get", "create"]}]
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: too-wide}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: too-wide}
+subjects: [{kind: ServiceAccount, name: x, namespace: y}]
+YAML
+RBAC_CHECK="$(cat <<'PY'
+import sys, yaml
+def granted(rule, verb):
+    verbs = rule.get("verbs") or []
+    return verb in verbs or "*" in verbs
+bad = []
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    bound = {d["roleRef"]["name"] for d in docs
+             if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["kind"] == "ClusterRole"}
+    for name in sorted(bound & roles.keys()):
+        for rule in roles[name].get("rules") or []:
+            core = {"", "*"} & set(rule.get("apiGroups") or [])
+            secrets = {"secrets", "*"} & set(rule.get("resources") or [])
+            if core and secrets and not rule.get("resourceNames") \
+                    and granted(rule, "create") and granted(rule, "get"):
+                bad.append(f"{path.rsplit('/', 1)[-1]}: ClusterRole/{name} (bound cluster-wide) "
+                           f"grants Secret create and get: {rule}")
+    # Rules of one ClusterRole may be split: create in one rule, get in another.
+    for name in sorted(bound & roles.keys()):
+        rules = [r for r in roles[name].get("rules") or []
+                 if {"", "*"} & set(r.get("apiGroups") or [])
+                 and {"secrets", "*"} & set(r.get("resources") or []) and not r.get("resourceNames")]
+        if any(granted(r, "create") for r in rules) and any(granted(r, "get") for r in rules) \
+                and not any(granted(r, "create") and granted(r, "get") for r in rules):
+            bad.append(f"ClusterRole/{name} (bound cluster-wide) grants Secret create and get in two rules")
+if bad:
+    sys.exit("\n".join(bad))
+print("ok: no ClusterRole bound cluster-wide creates and reads Secrets")
+PY
+)"
+if python3 -c "$RBAC_CHECK" "$WORK/rbac-bad.yaml" >/dev/null 2>&1; then
+  die "the RBAC check passes a ClusterRole that creates and reads Secrets cluster-wide"
+fi
+python3 -c "$RBAC_CHECK" "${RENDERED[@]}"
 
 step "checkov (security linter)"
 # The skips in the output, listed with their reasons. Every skip must name a check and give a reason: checkov would accept a bare check ID,

@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
 use sanctum_api::VideoTenant;
 use sanctum_e2e::node::{MEDIA_PODS, RealNode, create_tenant, pin_to_real_node, wait_running};
 use sanctum_e2e::{
@@ -189,6 +190,13 @@ async fn body(cluster: &Cluster, node: &RealNode, release: &str, namespace: &str
     // Ready means media nodes that run: two in us-east, one in eu-west.
     let media = wait_running(client, &tenant_ns, MEDIA_PODS, 3, Duration::from_secs(30)).await?;
     ensure!(media.len() == 3, "{} media pods", media.len());
+    let account = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.service_account_name.clone())
+        .context("the operator's ServiceAccount")?;
+    a_stolen_operator_token_cannot_escalate(client, namespace, &account, &tenant_ns).await?;
     tenants.delete(&name, &DeleteParams::default()).await?;
     wait_gone(&tenants, &name, Duration::from_secs(120)).await?;
 
@@ -200,5 +208,141 @@ async fn body(cluster: &Cluster, node: &RealNode, release: &str, namespace: &str
     namespaces
         .delete(namespace, &DeleteParams::default())
         .await?;
+    Ok(())
+}
+
+/// What a stolen operator token can no longer do (docs/iam.md, docs/threat-model.md): each
+/// request is sent as the operator's ServiceAccount (impersonated, as the built-in `edit`
+/// role lets tenant users do), is refused with 403, and leaves nothing behind. That the
+/// tenant above became Ready is the legitimate path under the same policy.
+async fn a_stolen_operator_token_cannot_escalate(
+    admin: &Client,
+    namespace: &str,
+    account: &str,
+    tenant_ns: &str,
+) -> Result<()> {
+    let mut config = kube::Config::infer().await?;
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".into(),
+    ]);
+    let operator = Client::try_from(config)?;
+    let post = PostParams::default();
+    let forbidden = |what: &str, result: std::result::Result<(), kube::Error>| match result {
+        Err(kube::Error::Api(e)) if e.code == 403 => Ok(()),
+        Err(e) => bail!("{what}: refused, but not with 403: {e}"),
+        Ok(()) => bail!("{what}: allowed to the operator's token"),
+    };
+    let token_secret = |ns: &str, name: &str| -> Result<Secret> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns,
+                         "annotations": {"kubernetes.io/service-account.name": "default"}},
+            "type": "kubernetes.io/service-account-token"
+        }))?)
+    };
+
+    // A token for another account, in the tenant namespace where it may write Secrets.
+    let secrets = Api::<Secret>::namespaced(operator.clone(), tenant_ns);
+    forbidden(
+        "a service-account token Secret in the tenant namespace",
+        secrets
+            .create(&post, &token_secret(tenant_ns, "stolen")?)
+            .await
+            .map(drop),
+    )?;
+    // Secrets anywhere else: neither read nor written.
+    let system = Api::<Secret>::namespaced(operator.clone(), "kube-system");
+    forbidden(
+        "listing kube-system's Secrets",
+        system.list(&ListParams::default()).await.map(drop),
+    )?;
+    forbidden(
+        "a Secret in kube-system",
+        system
+            .create(&post, &token_secret("kube-system", "stolen")?)
+            .await
+            .map(drop),
+    )?;
+    // Workloads outside the tenant namespaces (a pod under a privileged account).
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stolen", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "stolen"}},
+                 "template": {"metadata": {"labels": {"app": "stolen"}},
+                              "spec": {"containers": [{"name": "c", "image": "stolen"}]}}}
+    }))?;
+    forbidden(
+        "a Deployment in namespace default",
+        Api::<Deployment>::namespaced(operator.clone(), "default")
+            .create(&post, &deployment)
+            .await
+            .map(drop),
+    )?;
+    // A RoleBinding to anything but its own tenant-Secrets binding.
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stolen", "namespace": tenant_ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": tenant_ns}]
+    }))?;
+    forbidden(
+        "binding admin in the tenant namespace",
+        Api::<RoleBinding>::namespaced(operator.clone(), tenant_ns)
+            .create(&post, &binding)
+            .await
+            .map(drop),
+    )?;
+    // Namespaces: no label on one it did not make; no weaker Pod Security on its own.
+    let namespaces = Api::<Namespace>::all(operator.clone());
+    let label = |key: &str, value: &str| {
+        Patch::Merge(serde_json::json!({"metadata": {"labels": {key: value}}}))
+    };
+    forbidden(
+        "labelling namespace default as a tenant's",
+        namespaces
+            .patch(
+                "default",
+                &PatchParams::default(),
+                &label("sanctum.dev/tenant", "x"),
+            )
+            .await
+            .map(drop),
+    )?;
+    forbidden(
+        "Pod Security privileged on the tenant namespace",
+        namespaces
+            .patch(
+                tenant_ns,
+                &PatchParams::default(),
+                &label("pod-security.kubernetes.io/enforce", "privileged"),
+            )
+            .await
+            .map(drop),
+    )?;
+
+    // Nothing of it landed.
+    let admin_secrets = Api::<Secret>::namespaced(admin.clone(), tenant_ns);
+    ensure!(
+        admin_secrets.get_opt("stolen").await?.is_none(),
+        "a token Secret was made"
+    );
+    ensure!(
+        Api::<Secret>::namespaced(admin.clone(), "kube-system")
+            .get_opt("stolen")
+            .await?
+            .is_none(),
+        "a Secret was made in kube-system"
+    );
+    let ns = Api::<Namespace>::all(admin.clone()).get(tenant_ns).await?;
+    let enforce = ns
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .get("pod-security.kubernetes.io/enforce")
+        .cloned();
+    ensure!(
+        enforce.as_deref() == Some("restricted"),
+        "Pod Security is {enforce:?}"
+    );
     Ok(())
 }

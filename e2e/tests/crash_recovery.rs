@@ -61,21 +61,30 @@ async fn restart_after_kill_converges_and_keeps_the_signing_key() -> Result<()> 
             names
                 == [
                     "join-token-signing-key",
+                    "media-control-tls",
                     "tenant-data-key",
                     "tenant-local-key"
                 ],
-            "exactly one signing key, data key and local key copy, found {names:?}"
+            "exactly one signing key, control certificate, data key and local key copy, found {names:?}"
         );
-        // And one key-encryption key of this tenant in the operator's namespace.
+        // And one key-encryption key and one control CA of this tenant in the operator's
+        // namespace.
         let uid = tenants.get(&name).await?.metadata.uid.unwrap_or_default();
-        let keks = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
+        let own = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system")
             .list(&ListParams::default().labels(&format!("sanctum.dev/tenant-uid={uid}")))
             .await?
-            .items
-            .into_iter()
-            .filter(|s| s.name_any().starts_with("tenant-local-kek-"))
-            .count();
-        ensure!(keks == 1, "{keks} key-encryption keys for one tenant");
+            .items;
+        let count = |prefix: &str| own.iter().filter(|s| s.name_any().starts_with(prefix)).count();
+        ensure!(
+            count("tenant-local-kek-") == 1,
+            "{} key-encryption keys for one tenant",
+            count("tenant-local-kek-")
+        );
+        ensure!(
+            count("recording-control-ca-") == 1,
+            "{} control CAs for one tenant",
+            count("recording-control-ca-")
+        );
 
         // The key stays; the public half is re-published if someone deletes it.
         let configmaps = Api::<ConfigMap>::namespaced(cluster.client.clone(), &namespace);

@@ -11,9 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use sanctum_api::{Recording, RecordingPhase, VideoTenant};
 use sanctum_e2e::{
@@ -32,6 +32,8 @@ struct Node {
     child: tokio::process::Child,
     base: String,
     port: u16,
+    /// The control API's port (mutual TLS with the tenant's control CA).
+    control_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -96,8 +98,16 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
     std::fs::write(dir.path().join("control.pem"), &data["control.pem"])?;
     write_master_key(cluster, ns, &dir.path().join("master.key")).await?;
     let signing = bytes(&secrets.get("join-token-signing-key").await?, "private.pem")?;
+    // The node's control certificate, as the operator generated it for the pods.
+    let control_tls = dir.path().join("control-tls");
+    std::fs::create_dir(&control_tls)?;
+    let node_tls = secrets.get(sanctum_api::control::NODE_TLS_SECRET).await?;
+    for file in ["ca.crt", "tls.crt", "tls.key"] {
+        std::fs::write(control_tls.join(file), bytes(&node_tls, file)?)?;
+    }
 
     let port = free_local_port()?;
+    let control_port = free_local_port()?;
     let metrics = free_local_port()?;
     let status = tenant.status.clone().unwrap_or_default();
     let child = tokio::process::Command::new(workspace_binary("sanctum-media-node")?)
@@ -116,6 +126,9 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
         .arg(dir.path().join("public.pem"))
         .arg("--control-public-key")
         .arg(dir.path().join("control.pem"))
+        .args(["--control-addr", &format!("127.0.0.1:{control_port}")])
+        .arg("--control-tls-dir")
+        .arg(&control_tls)
         .arg("--local-master-key-file")
         .arg(dir.path().join("master.key"))
         .args([
@@ -145,6 +158,7 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
             child,
             base,
             port,
+            control_port,
             _dir: dir,
         },
         signing,
@@ -154,16 +168,28 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
 /// What the endpoint controller would publish for the node (kwok runs no pods): the
 /// operator finds media nodes through EndpointSlices of the media Services. Loopback IPs
 /// are refused in EndpointSlices, so the test node is named by host name (`FQDN` type)
-/// and the operator pins that name to loopback.
-async fn publish_endpoint(cluster: &Cluster, tenant: &str, ns: &str, port: u16) -> Result<()> {
+/// and the operator pins that name to loopback. The slice belongs to the tenant's media
+/// Service and names the node's pod, as the operator requires of every control endpoint.
+async fn publish_endpoint(cluster: &Cluster, tenant: &str, ns: &str, node: &Node) -> Result<()> {
+    let services = Api::<Service>::namespaced(cluster.client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=media-node"))
+        .await?;
+    let service = services
+        .items
+        .first()
+        .map(|s| s.name_any())
+        .context("the tenant's media Service")?;
     let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "media-node-e2e", "labels": {
             "app.kubernetes.io/component": "media-node",
             "sanctum.dev/tenant": tenant,
+            "kubernetes.io/service-name": service,
             "endpointslice.kubernetes.io/managed-by": "sanctum-e2e"}},
         "addressType": "FQDN",
-        "endpoints": [{"addresses": [NODE_HOST], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP", "appProtocol": "http"}]
+        "endpoints": [{"addresses": [NODE_HOST], "conditions": {"ready": true},
+                       "targetRef": {"kind": "Pod", "name": "media-e2e-0", "namespace": ns}}],
+        "ports": [{"name": "https", "port": node.port, "protocol": "TCP", "appProtocol": "http"},
+                  {"name": "control", "port": node.control_port, "protocol": "TCP"}]
     }))?;
     Api::<EndpointSlice>::namespaced(cluster.client.clone(), ns)
         .create(&PostParams::default(), &slice)
@@ -338,6 +364,9 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         let mut tenant = example_tenant(&run, &run)?;
         tenant.spec.media.regions.truncate(1);
         tenant.spec.media.regions[0].replicas = 0;
+        // A short tenant retention, so that the Recordings below can expire: a Recording
+        // may lengthen the tenant's retention, never shorten it.
+        tenant.spec.storage.retention_days = 30;
         tenants.create(&PostParams::default(), &tenant).await?;
         let tenant =
             wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
@@ -350,7 +379,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         let (node, signing) = start_node(&cluster, &tenant, &ns)
             .await
             .context("starting the media node")?;
-        publish_endpoint(&cluster, &run, &ns, node.port).await?;
+        publish_endpoint(&cluster, &run, &ns, &node).await?;
         let api = Api::<Recording>::namespaced(cluster.client.clone(), &ns);
 
         // Without consent, a tenant that requires it refuses the Recording at admission.
@@ -513,6 +542,19 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             object(&bucket, &key).await?.is_some(),
             "the restored recording is in the bucket before it expires"
         );
+        // A tenant editor points visit-1's status at another bucket's object of the same
+        // key (threat-model.md T1): the operator's deletion at retention must reach only
+        // the tenant's bucket, at the key of the Recording's uid.
+        let victim = format!("victim-{run}");
+        cloud.s3.create_bucket().bucket(&victim).send().await?;
+        cloud
+            .s3
+            .put_object()
+            .bucket(&victim)
+            .key(&key)
+            .body(b"another tenant's recording".to_vec().into())
+            .send()
+            .await?;
         let past = "2026-01-01T00:00:00Z";
         wait_for(
             "visit-1 to expire and be deleted",
@@ -526,10 +568,14 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
                     if status.ended_at.as_ref().map(|t| t.0.to_string()).as_deref() != Some(past)
                         && status.phase == Some(RecordingPhase::Sealed)
                     {
+                        let mut forged = serde_json::json!({"endedAt": past});
+                        if name == "visit-1" {
+                            forged["bucket"] = victim.clone().into();
+                        }
                         api.patch_status(
                             name,
                             &PatchParams::default(),
-                            &Patch::Merge(serde_json::json!({"status": {"endedAt": past}})),
+                            &Patch::Merge(serde_json::json!({"status": forged})),
                         )
                         .await?;
                     }
@@ -542,6 +588,12 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             object(&bucket, &key).await?.is_none(),
             "expired object still there"
         );
+        ensure!(
+            object(&victim, &key).await?.is_some(),
+            "the operator deleted in the bucket a forged status named"
+        );
+        delete_all_versions(&cloud, &victim, &key).await?;
+        cloud.s3.delete_bucket().bucket(&victim).send().await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let still = api.get("visit-2").await?;
         ensure!(

@@ -1,12 +1,13 @@
 //! The control API the operator calls: `PUT /control/v1/recordings/{id}` starts recording a
-//! room, `GET` reports, `POST …/{id}/stop` stops and seals. Requests carry a control token
-//! ([`sanctum_api::control`]) signed with the tenant's control key; join tokens are refused.
+//! room, `GET` reports, `POST …/{id}/stop` stops and seals. Served on its own port over
+//! mutual TLS (server.rs), never on the signaling port. Requests carry a control token
+//! ([`sanctum_control`]) signed with the tenant's control key and bound to the request, its
+//! body and this node; join tokens are refused.
 //!
-//! Answers: 401 for a missing, forged, expired or wrong-audience token; 403 for a token made
-//! for another method or path; 404 for an unknown recording or a room with no publisher on
-//! this node; 409 when the id exists with other parameters; 503 before keys are loaded.
-
-use std::time::Duration;
+//! Answers: 401 for a missing, forged, expired, wrong-audience or replayed token; 403 for a
+//! token made for another method, path, body or node; 404 for an unknown recording or a
+//! room with no publisher on this node; 409 when the id exists with other parameters; 503
+//! before keys are loaded.
 
 use axum::Json;
 use axum::Router;
@@ -15,81 +16,13 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use sanctum_api::control::{self, ControlClaims, StartRecording};
+use sanctum_api::control::{self, StartRecording};
+use sanctum_control::AuthError;
 use serde_json::json;
 
 use crate::recording::StartError;
 use crate::signaling::AppState;
-use crate::token::{LEEWAY_SECONDS, is_opaque_id, unix_now};
-
-/// Checks control tokens for one tenant.
-pub struct ControlVerifier {
-    key: DecodingKey,
-    audience: String,
-}
-
-/// Why a control request was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ControlAuthError {
-    /// No bearer token.
-    #[error("no bearer token")]
-    Missing,
-    /// Not a valid control token for this tenant (signature, audience, times, lifetime).
-    #[error("invalid control token")]
-    Invalid,
-    /// A valid token made for another request.
-    #[error("the control token is for another request")]
-    WrongRequest,
-}
-
-impl ControlAuthError {
-    /// Label for logs and metrics.
-    pub fn reason(self) -> &'static str {
-        match self {
-            ControlAuthError::Missing => "control-missing",
-            ControlAuthError::Invalid => "control-invalid",
-            ControlAuthError::WrongRequest => "control-wrong-request",
-        }
-    }
-}
-
-impl ControlVerifier {
-    /// A verifier from the control public key (SPKI PEM) the operator publishes.
-    pub fn from_public_pem(pem: &[u8], tenant: &str) -> Result<Self, jsonwebtoken::errors::Error> {
-        Ok(ControlVerifier {
-            key: DecodingKey::from_ed_pem(pem)?,
-            audience: control::audience(tenant),
-        })
-    }
-
-    /// Verifies a token for `method` on `path`.
-    pub fn verify(
-        &self,
-        token: &str,
-        method: &Method,
-        path: &str,
-    ) -> Result<ControlClaims, ControlAuthError> {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_audience(&[&self.audience]);
-        validation.set_issuer(&[control::ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-        validation.leeway = LEEWAY_SECONDS;
-        let claims =
-            jsonwebtoken::decode::<ControlClaims>(token.as_bytes(), &self.key, &validation)
-                .map_err(|_| ControlAuthError::Invalid)?
-                .claims;
-        if claims.iat > unix_now() + LEEWAY_SECONDS
-            || claims.exp.saturating_sub(claims.iat) > control::MAX_LIFETIME_SECONDS
-        {
-            return Err(ControlAuthError::Invalid);
-        }
-        if claims.htm != method.as_str() || claims.htu != path {
-            return Err(ControlAuthError::WrongRequest);
-        }
-        Ok(claims)
-    }
-}
+use crate::token::is_opaque_id;
 
 /// The control routes.
 pub fn router(state: AppState) -> Router {
@@ -110,12 +43,14 @@ fn problem(status: StatusCode, error: &str) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
 
-/// Checks the token and the id; `Err` is the response to send.
+/// Checks the token (for this request, its body and this node) and the id; `Err` is the
+/// response to send.
 fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
     uri: &Uri,
+    body: &[u8],
     id: &str,
 ) -> Result<(), Box<Response>> {
     let Some(keys) = state.keys.get() else {
@@ -135,14 +70,14 @@ fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let result = match token {
-        None => Err(ControlAuthError::Missing),
-        Some(t) => verifier.verify(t, method, uri.path()),
+        None => Err(AuthError::Missing),
+        Some(t) => verifier.verify(t, method.as_str(), uri.path(), body),
     };
     if let Err(e) = result {
         state.metrics.auth_failure(e.reason());
         tracing::warn!(reason = e.reason(), "control request refused");
         let status = match e {
-            ControlAuthError::WrongRequest => StatusCode::FORBIDDEN,
+            AuthError::WrongRequest => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         };
         let mut response = problem(status, e.reason());
@@ -169,7 +104,7 @@ async fn start(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers, &method, &uri, &id) {
+    if let Err(r) = authorize(&state, &headers, &method, &uri, &body, &id) {
         return *r;
     }
     let Ok(req) = serde_json::from_slice::<StartRecording>(&body) else {
@@ -214,7 +149,7 @@ async fn get_report(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers, &method, &uri, &id) {
+    if let Err(r) = authorize(&state, &headers, &method, &uri, b"", &id) {
         return *r;
     }
     match state.recorders.report(&id) {
@@ -230,7 +165,7 @@ async fn stop(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers, &method, &uri, &id) {
+    if let Err(r) = authorize(&state, &headers, &method, &uri, b"", &id) {
         return *r;
     }
     let recorders = state.recorders.clone();
@@ -244,28 +179,4 @@ async fn stop(
         Some(report) => (StatusCode::ACCEPTED, Json(report)).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no-such-recording"),
     }
-}
-
-/// Mints a control token (the operator's side, and tests).
-pub fn mint(
-    private_pem: &[u8],
-    tenant: &str,
-    method: &str,
-    path: &str,
-    ttl: Duration,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = unix_now();
-    let claims = ControlClaims {
-        iss: control::ISSUER.to_string(),
-        aud: control::audience(tenant),
-        iat: now,
-        exp: now + ttl.as_secs(),
-        htm: method.to_string(),
-        htu: path.to_string(),
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::EdDSA),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ed_pem(private_pem)?,
-    )
 }

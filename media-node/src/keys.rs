@@ -9,8 +9,8 @@ use std::time::Duration;
 use sanctum_keywrap::{KmsUnwrapError, unwrap_local};
 use zeroize::Zeroizing;
 
-use crate::control::ControlVerifier;
 use crate::token::Verifier;
+use sanctum_control::Verifier as ControlVerifier;
 
 /// Which service unwraps the tenant data key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +38,8 @@ pub struct KeyConfig {
     pub tenant_key_version: i32,
     /// SPKI PEM of the operator's control key; `None` disables the control API.
     pub control_public_key: Option<PathBuf>,
+    /// This node's name (the pod's): control tokens must name it.
+    pub node_name: String,
     /// Master key for the local provider.
     pub local_master_key_file: Option<PathBuf>,
     /// KMS endpoint override (emulators, VPC endpoints).
@@ -96,7 +98,7 @@ pub async fn load(cfg: &KeyConfig) -> Result<Keys, KeyError> {
     let tenant_key = unwrap_tenant_key(&Unwrapper::from(cfg), wrapped).await?;
     let control = match &cfg.control_public_key {
         Some(path) => Some(
-            ControlVerifier::from_public_pem(&read(path)?, &cfg.tenant)
+            ControlVerifier::from_public_pem(&read(path)?, &cfg.tenant, &cfg.node_name)
                 .map_err(|_| KeyError::PublicKey)?,
         ),
         None => None,

@@ -168,6 +168,13 @@ struct ServeArgs {
     /// The operator's control public key (SPKI PEM); without it the control API is off.
     #[arg(long, env = "SANCTUM_CONTROL_PUBLIC_KEY")]
     control_public_key: Option<PathBuf>,
+    /// Listen address of the control API (mutual TLS, separate from signaling).
+    #[arg(long, env = "SANCTUM_CONTROL_ADDR", requires = "control_tls_dir")]
+    control_addr: Option<SocketAddr>,
+    /// Directory with the control API's `ca.crt` (the tenant's control CA), `tls.crt` and
+    /// `tls.key` (this node's certificate), as the operator's Secret `media-control-tls` holds.
+    #[arg(long, env = "SANCTUM_CONTROL_TLS_DIR")]
+    control_tls_dir: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
     /// Web origins allowed to call signaling from a browser (comma-separated).
@@ -330,6 +337,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             tenant_key_file: a.tenant_key_file,
             tenant_key_version: a.tenant_key_version,
             control_public_key: a.control_public_key,
+            node_name: a.node_name.clone(),
             local_master_key_file: a.store.local_master_key_file,
             aws_endpoint: a.store.aws_endpoint,
             aws_region: a.store.aws_region,
@@ -341,6 +349,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         storage: StorageConfig {
             path_style: a.store.s3_path_style,
             kms_key_id: a.kms_key_arn.clone().filter(|arn| arn != "local"),
+        },
+        control: match (a.control_addr, a.control_tls_dir) {
+            (Some(addr), Some(tls_dir)) => Some(server::ControlListener { addr, tls_dir }),
+            _ => None,
         },
     })
     .await?;

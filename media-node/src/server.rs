@@ -66,6 +66,19 @@ pub struct ServeConfig {
     pub drain: Duration,
     /// Where recordings go.
     pub storage: StorageConfig,
+    /// The control API's own listener (mutual TLS); `None` serves no control API.
+    pub control: Option<ControlListener>,
+}
+
+/// Where the control API listens and the certificates it uses: `ca.crt` (the tenant's
+/// control CA, which must have issued the operator's client certificate), `tls.crt` and
+/// `tls.key` (this node's), from the Secret the operator makes.
+#[derive(Clone, Debug)]
+pub struct ControlListener {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Directory holding `ca.crt`, `tls.crt`, `tls.key`.
+    pub tls_dir: PathBuf,
 }
 
 /// How recordings reach the tenant bucket.
@@ -114,6 +127,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error("cannot load the TLS certificate: {0}")]
     Tls(std::io::Error),
+    /// The control certificates are unusable.
+    #[error("cannot load the control API's certificates: {0}")]
+    ControlTls(String),
     /// The media socket is bound to a wildcard address and no advertised address is set.
     #[error("set --media-advertise-addr (or POD_IP): peers cannot reach {0}")]
     NoAdvertiseAddr(SocketAddr),
@@ -127,6 +143,8 @@ pub struct Running {
     pub media_addr: SocketAddr,
     /// Where health and metrics listen.
     pub metrics_addr: SocketAddr,
+    /// Where the control API listens, when configured.
+    pub control_addr: Option<SocketAddr>,
     /// Metrics, for tests and benchmarks.
     pub metrics: Metrics,
     /// The SFU driver.
@@ -136,6 +154,7 @@ pub struct Running {
     draining: Arc<AtomicBool>,
     drain: Duration,
     signaling: Handle<SocketAddr>,
+    control: Option<Handle<SocketAddr>>,
     health: Handle<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -203,9 +222,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         draining: draining.clone(),
         recorders: recorders.clone(),
     };
-    let app = signaling::router(state.clone(), &cfg.cors_origins)
-        .merge(control::router(state))
-        .merge(crate::page::router());
+    let app = signaling::router(state.clone(), &cfg.cors_origins).merge(crate::page::router());
+    let control = match &cfg.control {
+        Some(listen) => Some(serve_control(listen, control::router(state)).await?),
+        None => None,
+    };
     let listener = bind_tcp(cfg.signaling_addr)?;
     let signaling_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: cfg.signaling_addr,
@@ -276,8 +297,17 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
             tracing::error!(error = %e, "health server failed");
         }
     }));
-    tracing::info!(%signaling_addr, %media_addr, %metrics_addr, "media node started");
+    let (control_addr, control) = match control {
+        Some((addr, handle, task)) => {
+            tasks.push(task);
+            (Some(addr), Some(handle))
+        }
+        None => (None, None),
+    };
+    tracing::info!(%signaling_addr, %media_addr, %metrics_addr, control_addr = ?control_addr, "media node started");
     Ok(Running {
+        control_addr,
+        control,
         signaling_addr,
         media_addr,
         metrics_addr,
@@ -310,6 +340,9 @@ impl Running {
         self.media.end_all(EndReason::Shutdown).await;
         self.signaling
             .graceful_shutdown(Some(Duration::from_secs(5)));
+        if let Some(control) = &self.control {
+            control.graceful_shutdown(Some(Duration::from_secs(1)));
+        }
         self.health.graceful_shutdown(Some(Duration::from_secs(1)));
         tokio::time::sleep(Duration::from_millis(100)).await;
         for t in self.tasks {
@@ -317,6 +350,56 @@ impl Running {
         }
         tracing::info!("media node stopped");
     }
+}
+
+/// Serves the control API over mutual TLS: only a client certificate issued by the
+/// tenant's control CA (the operator's) gets a connection at all.
+async fn serve_control(
+    listen: &ControlListener,
+    app: Router,
+) -> Result<(SocketAddr, Handle<SocketAddr>, tokio::task::JoinHandle<()>), StartError> {
+    use rustls::pki_types::pem::PemObject;
+    let read = |name: &str| {
+        std::fs::read(listen.tls_dir.join(name))
+            .map_err(|e| StartError::ControlTls(format!("{name}: {e}")))
+    };
+    let bad = |e: &dyn std::fmt::Display| StartError::ControlTls(e.to_string());
+    let ca = rustls::pki_types::CertificateDer::pem_slice_iter(&read("ca.crt")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&read("tls.crt")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(&read("tls.key")?).map_err(|e| bad(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca {
+        roots.add(cert).map_err(|e| bad(&e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| bad(&e))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = bind_tcp(listen.addr)?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen.addr,
+        source,
+    })?;
+    let handle = Handle::new();
+    let server =
+        axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(config)))
+            .map_err(StartError::Tls)?
+            .handle(handle.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.serve(app.into_make_service()).await {
+            tracing::error!(error = %e, "control server failed");
+        }
+    });
+    Ok((addr, handle, task))
 }
 
 /// Retries until the keys load; the node is unready meanwhile.

@@ -29,7 +29,7 @@ const SOURCE_VERSION: &str = "sanctum-source-version";
 /// Metadata of a restored object: the version it was backed up from, which lets the
 /// recording controller re-link a `Recording` that names that version (after checking
 /// the SHA-256 itself).
-pub const RESTORED_FROM_VERSION: &str = "sanctum-restored-from-version";
+pub use crate::cloud::objects::RESTORED_FROM_VERSION;
 /// How long a lock lasts without renewal by default; a crashed run's lock frees itself
 /// after this.
 pub const LOCK_SECONDS: u64 = 60;

@@ -24,8 +24,8 @@ use sanctum_operator::audit::trail::{Trail, Writer};
 use sanctum_operator::audit::{self, AuditMeter, Chain};
 use sanctum_operator::backup;
 use sanctum_operator::cloud::{Cloud, CloudConfig};
-use sanctum_operator::controller::tenant::build::MediaNodes;
 use sanctum_operator::controller::tenant::build::backup::BackupJobs;
+use sanctum_operator::controller::tenant::build::{MediaNodes, OperatorIdentity};
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
 use sanctum_operator::http::{HttpState, serve};
@@ -252,6 +252,22 @@ struct RunArgs {
     /// `--resolve` (HOST=IP; repeatable): for EndpointSlices of type FQDN without DNS.
     #[arg(long = "resolve", env = "SANCTUM_RESOLVE", value_delimiter = ',')]
     resolve: Vec<String>,
+    /// The operator's own ServiceAccount (in `--namespace`); with `--tenant-secrets-role`,
+    /// the operator binds itself that ClusterRole in each tenant namespace it makes (the
+    /// chart grants no Secret rights cluster-wide).
+    #[arg(
+        long,
+        env = "SANCTUM_SERVICE_ACCOUNT",
+        requires = "tenant_secrets_role"
+    )]
+    service_account: Option<String>,
+    /// ClusterRole with the tenant Secrets' rights, bound per tenant namespace.
+    #[arg(
+        long,
+        env = "SANCTUM_TENANT_SECRETS_ROLE",
+        requires = "service_account"
+    )]
+    tenant_secrets_role: Option<String>,
     /// Seconds between re-verifications of a sealed recording's SHA-256 in S3.
     #[arg(
         long,
@@ -380,6 +396,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok((host.to_string(), ip))
             })
             .collect::<anyhow::Result<_>>()?,
+        identity: args
+            .service_account
+            .clone()
+            .zip(args.tenant_secrets_role.clone())
+            .map(|(service_account, secrets_role)| OperatorIdentity {
+                service_account,
+                secrets_role,
+            }),
         media: MediaNodes {
             audit_bucket: args.audit_bucket.clone(),
             endpoint: args.cloud.aws_endpoint.clone(),

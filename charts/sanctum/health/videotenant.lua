@@ -30,6 +30,7 @@ local FAILURE_REASONS = {
   ApplyFailed = true,
   PruneFailed = true,
   SigningKeyFailed = true,
+  ControlTlsFailed = true,
   StatusFailed = true,
   KeyFailed = true,
   BucketFailed = true,

@@ -12,6 +12,8 @@ use sanctum_media_node::server::{self, Running, ServeConfig, Tls};
 use sanctum_media_node::token::{self, Grant, RoleClaim};
 
 pub const TENANT: &str = "clinic-a";
+/// The node's name, which control tokens must name.
+pub const NODE_NAME: &str = "media-test-0";
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 pub struct Node {
@@ -20,6 +22,13 @@ pub struct Node {
     pub private_pem: Vec<u8>,
     /// The tenant's control private key (the operator's half).
     pub control_pem: Vec<u8>,
+    /// `https://<control name>:<port>` of the control listener.
+    pub control_base: String,
+    /// The operator's side of control mutual TLS: its client certificate, trust in the
+    /// tenant's control CA, and the control name pinned to the listener.
+    pub control_http: reqwest::Client,
+    /// The control CA's certificate (PEM), for clients built by tests.
+    pub control_ca: Vec<u8>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
@@ -66,6 +75,12 @@ impl Node {
             "tenant-key",
             &sanctum_keywrap::new_local_data_key(&master, TENANT).expect("wrap"),
         );
+        let control = ControlPki::new(TENANT);
+        let control_dir = dir.path().join("control-tls");
+        std::fs::create_dir(&control_dir).expect("control dir");
+        std::fs::write(control_dir.join("ca.crt"), &control.ca).expect("write");
+        std::fs::write(control_dir.join("tls.crt"), &control.node_cert).expect("write");
+        std::fs::write(control_dir.join("tls.key"), &control.node_key).expect("write");
         let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
         let tls = if o.tls {
             let cert =
@@ -97,6 +112,7 @@ impl Node {
                 tenant_key_file,
                 tenant_key_version: 1,
                 control_public_key: Some(control_public_key),
+                node_name: NODE_NAME.into(),
                 local_master_key_file: Some(master_file),
                 aws_endpoint: None,
                 aws_region: "us-east-1".into(),
@@ -106,6 +122,10 @@ impl Node {
             cors_origins: vec![],
             drain: o.drain,
             storage: Default::default(),
+            control: Some(server::ControlListener {
+                addr: any(0),
+                tls_dir: control_dir,
+            }),
         })
         .await
         .expect("node starts");
@@ -113,11 +133,17 @@ impl Node {
             Tls::Files { .. } => format!("https://localhost:{}", running.signaling_addr.port()),
             Tls::InsecureHttp => format!("http://{}", running.signaling_addr),
         };
+        let control_addr = running.control_addr.expect("control listener");
+        let name = sanctum_api::control::server_name(TENANT);
+        let control_http = control.client(&name, control_addr, true);
         let node = Node {
             running,
             base,
             private_pem,
             control_pem,
+            control_base: format!("https://{name}:{}", control_addr.port()),
+            control_http,
+            control_ca: control.ca.clone(),
             dir,
             http: http.build().expect("client"),
         };
@@ -188,6 +214,70 @@ impl Node {
     ) -> Result<Session, sanctum_media_client::ClientError> {
         let opts = self.options(room, self.token(room, user, role));
         sanctum_media_client::connect(&self.http, kind, &opts).await
+    }
+}
+
+/// A tenant's control PKI as the operator makes it (build/control_tls.rs): a CA, the
+/// nodes' server certificate for the control name, the operator's client certificate.
+pub struct ControlPki {
+    pub ca: Vec<u8>,
+    pub node_cert: Vec<u8>,
+    pub node_key: Vec<u8>,
+    pub client: Vec<u8>,
+}
+
+impl ControlPki {
+    pub fn new(tenant: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("control CA {tenant}"));
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca_cert = ca.self_signed(&ca_key).expect("CA");
+        let issuer = Issuer::new(ca, &ca_key);
+        let node_key = KeyPair::generate().expect("key");
+        let mut node =
+            CertificateParams::new(vec![sanctum_api::control::server_name(tenant)]).expect("name");
+        node.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let node_cert = node
+            .signed_by(&node_key, &issuer)
+            .expect("node certificate");
+        let client_key = KeyPair::generate().expect("key");
+        let mut client = CertificateParams::default();
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "sanctum-operator");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client
+            .signed_by(&client_key, &issuer)
+            .expect("client certificate");
+        ControlPki {
+            ca: ca_cert.pem().into_bytes(),
+            node_cert: node_cert.pem().into_bytes(),
+            node_key: node_key.serialize_pem().into_bytes(),
+            client: [client_cert.pem(), client_key.serialize_pem()]
+                .concat()
+                .into_bytes(),
+        }
+    }
+
+    /// A client trusting this CA for `name` pinned to `addr`, with or without the client
+    /// certificate.
+    pub fn client(&self, name: &str, addr: SocketAddr, with_certificate: bool) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .tls_certs_only([reqwest::Certificate::from_pem(&self.ca).expect("CA")])
+            .resolve(name, addr);
+        if with_certificate {
+            builder =
+                builder.identity(reqwest::Identity::from_pem(&self.client).expect("identity"));
+        }
+        builder.build().expect("client")
     }
 }
 

@@ -54,3 +54,55 @@ pub mod reasons {
     /// The resource is applied.
     pub const APPLIED: &str = "Applied";
 }
+
+/// Condition types and reasons of a `Recording`.
+pub mod recording {
+    /// The stored object was re-read and matches `status.sha256` (or not, with the reason).
+    pub const INTEGRITY_VERIFIED: &str = "IntegrityVerified";
+    /// Deleting the resource is refused (legal hold).
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+
+    /// Reasons of a `Recording`'s conditions and Events.
+    pub mod reasons {
+        /// The tenant does not allow recordings.
+        pub const RECORDING_DISABLED: &str = "RecordingDisabled";
+        /// The tenant requires consent and none is recorded.
+        pub const CONSENT_REQUIRED: &str = "ConsentRequired";
+        /// `spec.stop` was set before recording started.
+        pub const STOPPED_BEFORE_START: &str = "StoppedBeforeStart";
+        /// The tenant has no bucket yet.
+        pub const TENANT_NOT_READY: &str = "TenantNotReady";
+        /// No media node hosts a publisher in the room (yet).
+        pub const ROOM_NOT_ACTIVE: &str = "RoomNotActive";
+        /// A media node is recording the room (also the Event when it starts: `Started`).
+        pub const RECORDING: &str = "Recording";
+        /// Event: recording started on a node.
+        pub const STARTED: &str = "Started";
+        /// The node is completing the upload.
+        pub const FINALIZING: &str = "Finalizing";
+        /// The node that recorded is gone, or is not one of the tenant's nodes.
+        pub const MEDIA_NODE_LOST: &str = "MediaNodeLost";
+        /// The node reported a failure.
+        pub const RECORDING_FAILED: &str = "RecordingFailed";
+        /// The node named another bucket or key than the operator asked for.
+        pub const NODE_REPORT_MISMATCH: &str = "NodeReportMismatch";
+        /// The stored object does not match the checksum.
+        pub const CHECKSUM_MISMATCH: &str = "ChecksumMismatch";
+        /// The stored object matches the checksum.
+        pub const CHECKSUM_MATCHES: &str = "ChecksumMatches";
+        /// The stored object is gone.
+        pub const OBJECT_MISSING: &str = "ObjectMissing";
+        /// The object restored from the sealed version replaces it.
+        pub const RELINKED: &str = "Relinked";
+        /// Stored, encrypted and checksummed.
+        pub const SEALED: &str = "Sealed";
+        /// Retention has passed.
+        pub const EXPIRED: &str = "Expired";
+        /// The object and its wrapped data key were deleted after retention.
+        pub const DELETED: &str = "Deleted";
+        /// Deletion refused while on legal hold.
+        pub const LEGAL_HOLD: &str = "LegalHold";
+        /// The resource was deleted before retention ended; the object stays until then.
+        pub const KEPT_FOR_RETENTION: &str = "KeptForRetention";
+    }
+}

@@ -3,15 +3,30 @@
 //! Every request carries `Authorization: Bearer <JWT>` signed with the tenant's control key
 //! (Ed25519, `EdDSA`), which only the operator holds — not the join-token key the tenant's
 //! application holds, so an application cannot start a recording behind the consent check.
-//! The token is bound to one request by `htm` (method) and `htu` (path), lives at most
-//! [`MAX_LIFETIME_SECONDS`], and names the tenant in `aud` as [`audience`] spells it.
+//! The token is bound to one request by `htm` (method), `htu` (path), `bsh` (the body's
+//! SHA-256) and `sub` (the node's pod name), carries a `jti` the node accepts once, lives
+//! at most [`MAX_LIFETIME_SECONDS`], and names the tenant in `aud` as [`audience`] spells
+//! it. The requests travel over mutual TLS on the node's control port (the operator's
+//! client certificate and the node's server certificate both issued by the tenant's
+//! control CA), which only the operator's namespace may reach. Minting and verifying:
+//! the `sanctum-control` crate.
 
 use serde::{Deserialize, Serialize};
 
 /// Issuer of control tokens.
 pub const ISSUER: &str = "sanctum-operator";
 /// Longest accepted control-token lifetime.
-pub const MAX_LIFETIME_SECONDS: u64 = 120;
+pub const MAX_LIFETIME_SECONDS: u64 = 30;
+/// Name the media nodes' control certificate is issued for and checked against (nodes are
+/// reached by pod address, which no certificate names).
+pub fn server_name(tenant: &str) -> String {
+    format!("control.{tenant}.sanctum.internal")
+}
+/// Secret (in the tenant namespace) with the media nodes' control certificate: `ca.crt`,
+/// `tls.crt`, `tls.key`.
+pub const NODE_TLS_SECRET: &str = "media-control-tls";
+/// Port of the control API on a media node (separate from signaling).
+pub const PORT: u16 = 9443;
 /// ConfigMap key (in the join-token public key ConfigMap) of the control public key.
 pub const PUBLIC_KEY_FILE: &str = "control.pem";
 /// Path prefix of the recording resources.
@@ -40,14 +55,20 @@ pub struct ControlClaims {
     pub iss: String,
     /// [`audience`] of the tenant.
     pub aud: String,
+    /// The media node (pod name) the token is for.
+    pub sub: String,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Unique id; a node accepts each once.
+    pub jti: String,
     /// HTTP method the token is for.
     pub htm: String,
     /// Request path the token is for.
     pub htu: String,
+    /// Hex SHA-256 of the request body (of the empty body when there is none).
+    pub bsh: String,
 }
 
 /// Body of `PUT /control/v1/recordings/{id}`: record `room` into `bucket`/`key`.

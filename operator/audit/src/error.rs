@@ -52,6 +52,8 @@ impl CloudError {
                     | "UnrecognizedClientException"
                     | "InvalidBucketName"
                     | "BucketAlreadyExists"
+                    | "BucketNotOwned"
+                    | "KeyNotOwned"
                     | "InvalidLocationConstraint"
                     | "IllegalLocationConstraintException"
                     | "MalformedPolicy"

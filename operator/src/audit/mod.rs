@@ -30,6 +30,10 @@ pub async fn ensure_bucket(
             name: bucket.to_string(),
             region: cloud.region.clone(),
             tenant: "sanctum-audit".into(),
+            // No tenant's uid: no tenant can ever claim the audit bucket.
+            tenant_uid: "sanctum-audit".into(),
+            reserved: vec![],
+            configured: true,
             kms_key_arn: None,
             retention_days,
             object_lock: Some(ObjectLockSpec {

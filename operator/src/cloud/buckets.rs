@@ -24,6 +24,12 @@ const RETENTION_RULE: &str = "sanctum-retention";
 /// is removed by the store after this many days, so its parts never linger.
 const ABORT_UPLOADS_AFTER_DAYS: i32 = 1;
 
+/// Tag naming the uid of the tenant a bucket belongs to: a bucket is only ever changed
+/// when it is new, or carries this tag with the tenant's own uid.
+pub const TENANT_UID_TAG: &str = "sanctum:tenant-uid";
+/// Error code of a bucket the tenant may not use (someone else's, the audit bucket, ...).
+pub const NOT_OWNED: &str = "BucketNotOwned";
+
 /// What the bucket must look like.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredBucket {
@@ -33,6 +39,14 @@ pub struct DesiredBucket {
     pub region: String,
     /// Tenant name (tag).
     pub tenant: String,
+    /// Tenant uid (tag): which tenant the bucket belongs to.
+    pub tenant_uid: String,
+    /// Buckets this tenant may never use, with what they are (the audit bucket, backup
+    /// destinations, other tenants' buckets).
+    pub reserved: Vec<(String, String)>,
+    /// The name comes from the platform's own configuration (the audit bucket), not from a
+    /// tenant: an existing bucket of that name is adopted whatever its tags.
+    pub configured: bool,
     /// KMS key for default SSE-KMS; `None` uses SSE-S3 (local key provider).
     pub kms_key_arn: Option<String>,
     /// Days before objects expire.
@@ -88,41 +102,7 @@ pub async fn ensure_bucket(
     let s3 = &cloud.s3;
     let bucket = want.name.as_str();
     let mut report = BucketReport::default();
-    let exists = match s3.head_bucket().bucket(bucket).send().await {
-        Ok(_) => true,
-        Err(e) => {
-            let error = CloudError::from_sdk("HeadBucket", &e);
-            let not_found =
-                e.as_service_error().is_some_and(|s| s.is_not_found()) || error.is_not_found();
-            if !not_found {
-                return Err(error);
-            }
-            false
-        }
-    };
-    if !exists {
-        let mut create = s3
-            .create_bucket()
-            .bucket(bucket)
-            .object_lock_enabled_for_bucket(want.object_lock.is_some());
-        if want.region != "us-east-1" {
-            create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(want.region.as_str()))
-                    .build(),
-            );
-        }
-        match create.send().await {
-            Ok(_) => report.created = true,
-            Err(e) => {
-                let error = CloudError::from_sdk("CreateBucket", &e);
-                if error.code.as_deref() != Some("BucketAlreadyOwnedByYou") {
-                    return Err(error);
-                }
-            }
-        }
-    }
-
+    claim(cloud, want, &mut report).await?;
     // Block Public Access: all four settings.
     let pab = match s3.get_public_access_block().bucket(bucket).send().await {
         Ok(out) => out.public_access_block_configuration().cloned(),
@@ -243,18 +223,20 @@ pub async fn ensure_bucket(
         Ok(out) => Some(out.rules().to_vec()),
         Err(e) => missing_ok("GetBucketLifecycleConfiguration", &e)?,
     };
+    // Exactly Sanctum's rule: another rule (a shorter expiry someone added) is drift too.
     let lifecycle_ok = rules.as_ref().is_some_and(|rules| {
-        rules.iter().any(|r| {
-            r.id() == Some(RETENTION_RULE)
-                && r.status() == &ExpirationStatus::Enabled
-                && r.expiration().and_then(|e| e.days()) == Some(want.retention_days)
-                && r.noncurrent_version_expiration()
-                    .and_then(|e| e.noncurrent_days())
-                    == Some(want.retention_days)
-                && r.abort_incomplete_multipart_upload()
-                    .and_then(|a| a.days_after_initiation())
-                    == Some(ABORT_UPLOADS_AFTER_DAYS)
-        })
+        rules.len() == 1
+            && rules.iter().all(|r| {
+                r.id() == Some(RETENTION_RULE)
+                    && r.status() == &ExpirationStatus::Enabled
+                    && r.expiration().and_then(|e| e.days()) == Some(want.retention_days)
+                    && r.noncurrent_version_expiration()
+                        .and_then(|e| e.noncurrent_days())
+                        == Some(want.retention_days)
+                    && r.abort_incomplete_multipart_upload()
+                        .and_then(|a| a.days_after_initiation())
+                        == Some(ABORT_UPLOADS_AFTER_DAYS)
+            })
     });
     if !lifecycle_ok {
         let rule = LifecycleRule::builder()
@@ -312,35 +294,6 @@ pub async fn ensure_bucket(
         report.repaired.push("bucket policy");
     }
 
-    // Tags.
-    let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
-        Ok(out) => Some(out.tag_set().to_vec()),
-        Err(e) => missing_ok("GetBucketTagging", &e)?,
-    };
-    let tagged = tags.as_ref().is_some_and(|t| {
-        t.iter()
-            .any(|t| t.key() == TENANT_TAG && t.value() == want.tenant)
-    });
-    if !tagged {
-        let tag = Tag::builder()
-            .key(TENANT_TAG)
-            .value(&want.tenant)
-            .build()
-            .map_err(|e| CloudError::other("PutBucketTagging", e.to_string()))?;
-        s3.put_bucket_tagging()
-            .bucket(bucket)
-            .tagging(
-                Tagging::builder()
-                    .tag_set(tag)
-                    .build()
-                    .map_err(|e| CloudError::other("PutBucketTagging", e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("PutBucketTagging", &e))?;
-        report.repaired.push("tags");
-    }
-
     // Object Lock default retention.
     if let Some(lock) = &want.object_lock {
         let mode = match lock.mode {
@@ -387,6 +340,136 @@ pub async fn ensure_bucket(
         report.repaired.clear();
     }
     Ok(report)
+}
+
+/// Makes sure the bucket is this tenant's before anything is written to it: a reserved
+/// name is refused; a missing bucket is created; an existing one is used only when it is
+/// tagged with this tenant's uid, or is untagged and either carries the tenant's own
+/// default name (an earlier attempt crashed before tagging it) or is empty (a bucket the
+/// platform team made for the tenant). Anything else is someone else's: refused with
+/// [`NOT_OWNED`], nothing changed. The tenant tags are written right after creation.
+async fn claim(
+    cloud: &Cloud,
+    want: &DesiredBucket,
+    report: &mut BucketReport,
+) -> Result<(), CloudError> {
+    let s3 = &cloud.s3;
+    let bucket = want.name.as_str();
+    let refuse = |why: String| CloudError {
+        operation: "ClaimBucket",
+        code: Some(NOT_OWNED.to_string()),
+        message: format!(
+            "bucket {bucket} {why}; nothing was changed in it (choose another spec.storage.bucket, or leave it empty)"
+        ),
+    };
+    if let Some((_, what)) = want.reserved.iter().find(|(name, _)| name == bucket) {
+        return Err(refuse(format!("is {what}")));
+    }
+    let exists = match s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => true,
+        Err(e) => {
+            let error = CloudError::from_sdk("HeadBucket", &e);
+            let not_found =
+                e.as_service_error().is_some_and(|s| s.is_not_found()) || error.is_not_found();
+            if !not_found {
+                return Err(error);
+            }
+            false
+        }
+    };
+    let mut created = false;
+    if !exists {
+        let mut create = s3
+            .create_bucket()
+            .bucket(bucket)
+            .object_lock_enabled_for_bucket(want.object_lock.is_some());
+        if want.region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(want.region.as_str()))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => created = true,
+            Err(e) => {
+                let error = CloudError::from_sdk("CreateBucket", &e);
+                if error.code.as_deref() != Some("BucketAlreadyOwnedByYou") {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => out.tag_set().to_vec(),
+        Err(e) => missing_ok("GetBucketTagging", &e)?.unwrap_or_default(),
+    };
+    let owner = tags
+        .iter()
+        .find(|t| t.key() == TENANT_UID_TAG)
+        .map(|t| t.value().to_string());
+    match owner {
+        Some(uid) if uid == want.tenant_uid => {}
+        Some(_) => {
+            return Err(refuse(
+                "belongs to another tenant (its sanctum:tenant-uid tag names another uid)".into(),
+            ));
+        }
+        None if created
+            || want.configured
+            || bucket == default_name(&want.tenant, &want.tenant_uid) => {}
+        None => {
+            let listed = s3
+                .list_object_versions()
+                .bucket(bucket)
+                .max_keys(1)
+                .send()
+                .await
+                .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
+            if !listed.versions().is_empty() || !listed.delete_markers().is_empty() {
+                return Err(refuse(
+                    "exists, holds objects and is not tagged as this tenant's".into(),
+                ));
+            }
+        }
+    }
+    let tagged = |key: &str, value: &str| tags.iter().any(|t| t.key() == key && t.value() == value);
+    if !tagged(TENANT_TAG, &want.tenant) || !tagged(TENANT_UID_TAG, &want.tenant_uid) {
+        // Keep tags others set; replace only Sanctum's two.
+        let mut set: Vec<Tag> = tags
+            .iter()
+            .filter(|t| t.key() != TENANT_TAG && t.key() != TENANT_UID_TAG)
+            .cloned()
+            .collect();
+        for (key, value) in [
+            (TENANT_TAG, want.tenant.as_str()),
+            (TENANT_UID_TAG, want.tenant_uid.as_str()),
+        ] {
+            set.push(
+                Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .map_err(|e| CloudError::other("PutBucketTagging", e.to_string()))?,
+            );
+        }
+        s3.put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(
+                Tagging::builder()
+                    .set_tag_set(Some(set))
+                    .build()
+                    .map_err(|e| CloudError::other("PutBucketTagging", e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("PutBucketTagging", &e))?;
+        if !created {
+            report.repaired.push("tags");
+        }
+    }
+    report.created = created;
+    Ok(())
 }
 
 /// `Ok(None)` when the service says the configuration does not exist; the error otherwise.

@@ -73,6 +73,11 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The last backup Job announced per tenant, so a run is announced once.
     reported_backups: Mutex<HashMap<String, String>>,
+    /// Control clients of the tenants' media nodes, reused between reconciles.
+    pub control_clients: recording::ControlClients,
+    /// Every tenant this replica watches (the tenant controller's store), to tell a
+    /// tenant's resources from another's.
+    pub tenants: Option<reflector::Store<VideoTenant>>,
 }
 
 impl Context {
@@ -92,12 +97,20 @@ impl Context {
             caches: Caches::default(),
             failures: Mutex::default(),
             reported_backups: Mutex::default(),
+            control_clients: recording::ControlClients::default(),
+            tenants: None,
         }
     }
 
     /// Reads children from `caches` instead of the API server.
     pub fn with_caches(mut self, caches: Caches) -> Self {
         self.caches = caches;
+        self
+    }
+
+    /// Lets reconciles look at the other tenants through `store`.
+    pub fn with_tenants(mut self, store: reflector::Store<VideoTenant>) -> Self {
+        self.tenants = Some(store);
         self
     }
 
@@ -186,6 +199,10 @@ pub struct RunConfig {
     pub concurrency: u16,
     /// How tenants' backup CronJobs run their pods.
     pub backup: tenant::build::backup::BackupJobs,
+    /// The operator's ServiceAccount and tenant-Secrets role (set by the chart): it binds
+    /// itself that role in each tenant namespace. `None` (an operator with cluster-wide
+    /// Secret rights, as in the tests) binds nothing.
+    pub identity: Option<tenant::build::OperatorIdentity>,
     /// How media-node pods reach the cloud (and the audit bucket of their session logs).
     pub media: tenant::build::MediaNodes,
 }
@@ -233,7 +250,8 @@ pub async fn run(
     let ctx = Arc::new(
         Context::new(client.clone(), metrics, config, cloud)
             .with_trail(trail)
-            .with_caches(caches),
+            .with_caches(caches)
+            .with_tenants(controller.store()),
     );
     let recordings = Controller::new(
         Api::<Recording>::all(client.clone()),

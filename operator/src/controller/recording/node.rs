@@ -1,45 +1,60 @@
 //! The operator's side of the media node control API: discovery of the tenant's nodes and
-//! signed requests ([`sanctum_api::control`]).
+//! signed requests over mutual TLS ([`sanctum_api::control`], tokens from
+//! [`sanctum_control`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use k8s_openapi::api::core::v1::Secret;
+use jsonwebtoken::EncodingKey;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use reqwest::StatusCode;
-use sanctum_api::control::{self, ControlClaims, RecordingReport, StartRecording};
+use sanctum_api::control::{self, RecordingReport, StartRecording};
 use sanctum_api::labels;
 
-/// Lifetime of each control token (one request).
-const TOKEN_TTL: u64 = 60;
 /// Per-request timeout.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Name of the control port on media-node Services and their EndpointSlices.
+pub const PORT_NAME: &str = "control";
 
 /// A media node's control endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Eq)]
 pub struct NodeEndpoint {
-    /// `https` (or `http` when the endpoint says `appProtocol: http`, for local tests).
-    pub scheme: String,
-    /// `ip:port`.
+    /// `ip:port` (or `host:port` for FQDN endpoints).
     pub address: String,
+    /// The node's pod name, which its control tokens name (empty when parsed from status).
+    pub pod: String,
+}
+
+impl PartialEq for NodeEndpoint {
+    /// The same node: status records the address only.
+    fn eq(&self, other: &Self) -> bool {
+        self.address == other.address
+    }
+}
+
+impl std::hash::Hash for NodeEndpoint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.address.hash(state);
+    }
 }
 
 impl NodeEndpoint {
-    /// Parses what `status.mediaNode` holds (`scheme://ip:port`).
+    /// Parses what `status.mediaNode` holds (`https://ip:port`).
     pub fn parse(s: &str) -> Option<Self> {
-        let (scheme, address) = s.split_once("://")?;
+        let address = s.strip_prefix("https://")?;
         Some(NodeEndpoint {
-            scheme: scheme.to_string(),
             address: address.to_string(),
+            pod: String::new(),
         })
     }
 }
 
 impl std::fmt::Display for NodeEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.address)
+        write!(f, "https://{}", self.address)
     }
 }
 
@@ -74,57 +89,89 @@ impl NodeError {
     }
 }
 
-/// Ready control endpoints of the tenant's media nodes in `namespace`, from the
-/// EndpointSlices of their Services (label `app.kubernetes.io/component=media-node`).
-pub async fn endpoints(client: &Client, namespace: &str) -> Result<Vec<NodeEndpoint>, NodeError> {
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+/// Ready control endpoints of the tenant's media nodes: the EndpointSlices of the media
+/// Services in `namespace` that the tenant owns (controller owner reference with
+/// `tenant_uid`), endpoints that name their pod. A Service or EndpointSlice anyone else
+/// made, whatever its labels, is never contacted.
+pub async fn endpoints(
+    client: &Client,
+    namespace: &str,
+    tenant_uid: &str,
+) -> Result<Vec<NodeEndpoint>, NodeError> {
+    let services = Api::<Service>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(&format!("{}=media-node", labels::COMPONENT)))
         .await
         .map_err(NodeError::Discovery)?;
+    let owned: Vec<String> = services
+        .items
+        .iter()
+        .filter(|s| {
+            s.metadata.owner_references.iter().flatten().any(|o| {
+                o.controller == Some(true) && o.kind == "VideoTenant" && o.uid == tenant_uid
+            })
+        })
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
     let mut out = Vec::new();
-    for slice in slices.items {
-        // IPv4, IPv6, or FQDN (host names, e.g. nodes outside the cluster).
-        let Some(port) = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some("https"))
-        else {
-            continue;
-        };
-        let Some(number) = port.port else { continue };
-        let scheme = match port.app_protocol.as_deref() {
-            Some("http") => "http",
-            _ => "https",
-        };
-        for endpoint in &slice.endpoints {
-            let ready = endpoint
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true);
-            if !ready {
-                continue;
-            }
-            for address in &endpoint.addresses {
-                let host = if address.contains(':') {
-                    format!("[{address}]:{number}")
-                } else {
-                    format!("{address}:{number}")
-                };
-                out.push(NodeEndpoint {
-                    scheme: scheme.to_string(),
-                    address: host,
-                });
-            }
-        }
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), namespace);
+    for service in owned {
+        let listed = slices
+            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
+            .await
+            .map_err(NodeError::Discovery)?;
+        out.extend(listed.items.iter().flat_map(slice_endpoints));
     }
     out.sort_by(|a, b| a.address.cmp(&b.address));
     out.dedup();
     Ok(out)
 }
 
-/// Signs and sends control requests for one tenant.
+/// The ready control endpoints of one slice (IPv4, IPv6, or FQDN) that name their pod.
+fn slice_endpoints(slice: &EndpointSlice) -> Vec<NodeEndpoint> {
+    let Some(port) = slice
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(PORT_NAME))
+    else {
+        return vec![];
+    };
+    let Some(number) = port.port else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for endpoint in &slice.endpoints {
+        let ready = endpoint
+            .conditions
+            .as_ref()
+            .and_then(|c| c.ready)
+            .unwrap_or(true);
+        let pod = endpoint
+            .target_ref
+            .as_ref()
+            .filter(|t| t.kind.as_deref() == Some("Pod"))
+            .and_then(|t| t.name.clone());
+        let (true, Some(pod)) = (ready, pod) else {
+            continue;
+        };
+        for address in &endpoint.addresses {
+            let host = if address.contains(':') {
+                format!("[{address}]:{number}")
+            } else {
+                format!("{address}:{number}")
+            };
+            out.push(NodeEndpoint {
+                address: host,
+                pod: pod.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Signs and sends control requests for one tenant, over mutual TLS with the tenant's
+/// control CA: the operator presents its client certificate, and accepts a node only with
+/// a certificate of that CA for [`control::server_name`].
 pub struct ControlClient {
     http: reqwest::Client,
     key: EncodingKey,
@@ -132,32 +179,23 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
-    /// A client signing with `private_pem` (the tenant's control key) and trusting the
-    /// tenant's media TLS Secret: its `ca.crt`, or its `tls.crt` when self-signed. Nodes are
-    /// addressed by pod IP, which certificates do not name, so the chain is verified and
-    /// the host name is not.
+    /// A client signing with `private_pem` (the tenant's control key) and speaking mutual
+    /// TLS with `identity` (from the tenant's control CA Secret).
     pub fn new(
         private_pem: &[u8],
         tenant: &str,
-        tls: Option<&Secret>,
+        identity: &crate::controller::tenant::build::control_tls::ClientIdentity,
         resolve: &[(String, std::net::IpAddr)],
     ) -> Result<Self, NodeError> {
         let key =
             EncodingKey::from_ed_pem(private_pem).map_err(|e| NodeError::Setup(e.to_string()))?;
+        let tls = tls_config(tenant, identity)?;
         let mut builder = reqwest::Client::builder()
             .timeout(TIMEOUT)
-            .user_agent(concat!("sanctum-operator/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("sanctum-operator/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls);
         for (host, ip) in resolve {
             builder = builder.resolve(host, std::net::SocketAddr::new(*ip, 0));
-        }
-        let data = tls.and_then(|s| s.data.as_ref());
-        let root = data.and_then(|d| d.get("ca.crt").or_else(|| d.get("tls.crt")));
-        if let Some(pem) = root {
-            let certs = reqwest::Certificate::from_pem_bundle(&pem.0)
-                .map_err(|e| NodeError::Setup(format!("media TLS Secret: {e}")))?;
-            builder = builder
-                .tls_certs_only(certs)
-                .tls_danger_accept_invalid_hostnames(true);
         }
         let http = builder
             .build()
@@ -169,20 +207,6 @@ impl ControlClient {
         })
     }
 
-    fn token(&self, method: &str, path: &str) -> Result<String, NodeError> {
-        let now = jiff::Timestamp::now().as_second().max(0) as u64;
-        let claims = ControlClaims {
-            iss: control::ISSUER.to_string(),
-            aud: control::audience(&self.tenant),
-            iat: now,
-            exp: now + TOKEN_TTL,
-            htm: method.to_string(),
-            htu: path.to_string(),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
-            .map_err(|e| NodeError::Setup(e.to_string()))
-    }
-
     async fn call(
         &self,
         node: &NodeEndpoint,
@@ -190,18 +214,40 @@ impl ControlClient {
         path: &str,
         body: Option<&StartRecording>,
     ) -> Result<(StatusCode, RecordingReport), NodeError> {
-        let token = self.token(method.as_str(), path)?;
+        if node.pod.is_empty() {
+            return Err(NodeError::Setup(format!(
+                "{node} names no pod; control tokens are bound to one"
+            )));
+        }
+        let bytes = match body {
+            Some(body) => serde_json::to_vec(body).map_err(|e| NodeError::Setup(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let now = jiff::Timestamp::now().as_second().max(0) as u64;
+        let token = sanctum_control::mint_with(
+            &self.key,
+            &self.tenant,
+            &node.pod,
+            method.as_str(),
+            path,
+            &bytes,
+            now,
+            sanctum_control::TOKEN_TTL,
+        )
+        .map_err(|e| NodeError::Setup(e.to_string()))?;
         let mut req = self
             .http
             .request(method, format!("{node}{path}"))
             .bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(body);
+        if body.is_some() {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
         }
         let resp = req
             .send()
             .await
-            .map_err(|e| NodeError::Unreachable(node.to_string(), e.to_string()))?;
+            .map_err(|e| NodeError::Unreachable(node.to_string(), error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             let error = resp
@@ -247,5 +293,94 @@ impl ControlClient {
     pub async fn stop(&self, node: &NodeEndpoint, id: &str) -> Result<RecordingReport, NodeError> {
         let path = control::stop_path(id);
         Ok(self.call(node, reqwest::Method::POST, &path, None).await?.1)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// TLS of the control connections: the operator's client certificate, and trust in the
+/// tenant's control CA only, for the control name whatever address is dialled.
+fn tls_config(
+    tenant: &str,
+    identity: &crate::controller::tenant::build::control_tls::ClientIdentity,
+) -> Result<rustls::ClientConfig, NodeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| NodeError::Setup(format!("control TLS: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&identity.ca) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(&identity.identity)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(&identity.identity).map_err(|e| bad(&e))?;
+    let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| bad(&e))?;
+    let name = rustls::pki_types::ServerName::try_from(control::server_name(tenant))
+        .map_err(|e| bad(&e))?;
+    let mut config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ControlName {
+            inner: webpki,
+            name,
+        }))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Verifies the node's chain against the tenant's control CA for the control name, not
+/// for the pod address the connection went to (no certificate names pod addresses).
+#[derive(Debug)]
+struct ControlName {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ControlName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

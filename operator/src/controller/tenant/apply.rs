@@ -18,12 +18,12 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use sanctum_api::{KeyProvider, VideoTenant, labels};
+use sanctum_api::{KeyProvider, VideoTenant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::build::{self, TenantKeyRef, backup, signing_key, tenant_key};
+use super::build::{self, TenantKeyRef, backup, control_tls, signing_key, tenant_key};
 use super::status::{self, BackupRun, Observed};
 use super::validate::{Validated, validate};
 use super::{Error, now, publish, write_status};
@@ -64,12 +64,24 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         .await?;
     run.apply(&run.api::<ServiceAccount>(), foundation.service_account)
         .await?;
-    run.apply(&run.api::<Role>(), foundation.role).await?;
-    run.apply(&run.api::<RoleBinding>(), foundation.role_binding)
+    // The operator's own access to the tenant's Secrets, before any is read; earlier
+    // versions bound a Role to the media nodes, which need none.
+    let tenant_objects = build::tenant_selector(&v);
+    let mut bindings = BTreeSet::new();
+    if let Some(me) = &ctx.config.identity {
+        run.apply(
+            &run.api::<RoleBinding>(),
+            build::build_operator_binding(&v, me),
+        )
         .await?;
+        bindings.insert(build::OPERATOR_BINDING.to_string());
+    }
+    run.prune::<RoleBinding>(&tenant_objects, &bindings).await?;
+    run.prune::<Role>(&tenant_objects, &BTreeSet::new()).await?;
 
     let public_pem = run.ensure_signing_key().await?;
     let control_pem = run.ensure_control_key().await?;
+    run.ensure_control_tls().await?;
     let config_map = signing_key::build_public_key_config_map(&v, &public_pem, &control_pem);
     let config_map = run.apply(&run.api::<ConfigMap>(), config_map).await?;
 
@@ -236,7 +248,7 @@ impl Run<'_> {
                 .map_err(self.read_error("namespace"))?,
         };
         if let Some(ns) = existing
-            && ns.labels().get(labels::TENANT) != Some(&self.v.name)
+            && !build::is_owned_by(&ns, &self.v.owner.uid)
         {
             return Err(Error::NamespaceConflict {
                 tenant: self.v.name.clone(),
@@ -351,6 +363,34 @@ impl Run<'_> {
         Ok(Some(run))
     }
 
+    /// The Secret `name` read through `secrets`, or, when there is none, the one `make`
+    /// builds (its error turned into ours by `failed`), created once: never replaced, as
+    /// it holds keys that must not change.
+    async fn secret_once<E>(
+        &mut self,
+        secrets: &Api<Secret>,
+        name: &str,
+        what: &str,
+        make: impl FnOnce() -> Result<Secret, E>,
+        failed: impl FnOnce(E) -> Error,
+    ) -> Result<Secret, Error> {
+        if let Some(existing) = secrets.get_opt(name).await.map_err(self.read_error(what))? {
+            return Ok(existing);
+        }
+        let created = ssa::create_once(secrets, &make().map_err(failed)?)
+            .await
+            .map_err(|source| Error::Apply {
+                tenant: self.v.name.clone(),
+                kind: "Secret".to_string(),
+                name: name.to_string(),
+                source,
+            })?;
+        if created.changed {
+            self.changes.push(format!("created Secret/{name}"));
+        }
+        Ok(created.object)
+    }
+
     /// Returns the tenant's join-token public key, creating the key pair on first use.
     /// An existing key is never replaced: tokens already issued must stay valid.
     async fn ensure_signing_key(&mut self) -> Result<String, Error> {
@@ -359,31 +399,52 @@ impl Run<'_> {
             source,
         };
         let secrets = self.api::<Secret>();
-        let secret = match secrets
-            .get_opt(signing_key::SECRET_NAME)
-            .await
-            .map_err(self.read_error("signing key"))?
-        {
-            Some(existing) => existing,
-            None => {
-                let fresh = signing_key::generate_secret(self.v).map_err(key_error)?;
-                let created =
-                    ssa::create_once(&secrets, &fresh)
-                        .await
-                        .map_err(|source| Error::Apply {
-                            tenant: self.v.name.clone(),
-                            kind: "Secret".to_string(),
-                            name: signing_key::SECRET_NAME.to_string(),
-                            source,
-                        })?;
-                if created.changed {
-                    self.changes
-                        .push(format!("created Secret/{}", signing_key::SECRET_NAME));
-                }
-                created.object
-            }
-        };
+        let v = self.v;
+        let secret = self
+            .secret_once(
+                &secrets,
+                signing_key::SECRET_NAME,
+                "signing key",
+                || signing_key::generate_secret(v),
+                key_error,
+            )
+            .await?;
         signing_key::public_key_pem(&secret).map_err(key_error)
+    }
+
+    /// The tenant's control CA (made once, in the operator's namespace) and the media
+    /// nodes' control certificate issued from it into the tenant namespace, re-issued when
+    /// it nears expiry or comes from another CA.
+    async fn ensure_control_tls(&mut self) -> Result<(), Error> {
+        let namespace = self.ctx.config.operator_namespace.clone();
+        let operator_secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
+        let name = control_tls::ca_secret_name(self.v);
+        let tenant = self.v.name.clone();
+        let tls_error = |source: control_tls::TlsError| Error::ControlTls {
+            tenant: tenant.clone(),
+            source,
+        };
+        let now = Timestamp::now();
+        let v = self.v;
+        let ca = self
+            .secret_once(
+                &operator_secrets,
+                &name,
+                "control CA",
+                || control_tls::generate_ca_secret(v, &namespace, now),
+                tls_error,
+            )
+            .await?;
+        let secrets = self.api::<Secret>();
+        let node = secrets
+            .get_opt(sanctum_api::control::NODE_TLS_SECRET)
+            .await
+            .map_err(self.read_error("media control certificate"))?;
+        if !node.is_some_and(|n| control_tls::node_secret_current(&n, &ca, now)) {
+            let issued = control_tls::issue_node_secret(self.v, &ca, now).map_err(tls_error)?;
+            self.apply(&secrets, issued).await?;
+        }
+        Ok(())
     }
 
     /// Returns the tenant's control public key, creating the key pair (in the operator's
@@ -396,30 +457,16 @@ impl Run<'_> {
         let namespace = self.ctx.config.operator_namespace.clone();
         let secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
         let name = signing_key::control_key_name(self.v);
-        let secret = match secrets
-            .get_opt(&name)
-            .await
-            .map_err(self.read_error("control key"))?
-        {
-            Some(existing) => existing,
-            None => {
-                let fresh =
-                    signing_key::generate_control_secret(self.v, &namespace).map_err(key_error)?;
-                let created =
-                    ssa::create_once(&secrets, &fresh)
-                        .await
-                        .map_err(|source| Error::Apply {
-                            tenant: self.v.name.clone(),
-                            kind: "Secret".to_string(),
-                            name: name.clone(),
-                            source,
-                        })?;
-                if created.changed {
-                    self.changes.push(format!("created Secret/{name}"));
-                }
-                created.object
-            }
-        };
+        let v = self.v;
+        let secret = self
+            .secret_once(
+                &secrets,
+                &name,
+                "control key",
+                || signing_key::generate_control_secret(v, &namespace),
+                key_error,
+            )
+            .await?;
         signing_key::public_key_pem(&secret).map_err(key_error)
     }
 
@@ -578,37 +625,22 @@ impl Run<'_> {
         let operator_secrets = Api::<Secret>::namespaced(self.ctx.client.clone(), &namespace);
         let name = tenant_key::local_kek_name(self.v);
         let tenant = self.v.name.clone();
-        let apply_error = |name: &str| {
-            let tenant = tenant.clone();
-            let name = name.to_string();
-            move |source| Error::Apply {
-                tenant,
-                kind: "Secret".into(),
-                name,
-                source,
-            }
-        };
-        let authority = match operator_secrets
-            .get_opt(&name)
-            .await
-            .map_err(self.read_error("local key-encryption key"))?
-        {
-            Some(secret) => secret,
-            None => {
-                let key = keys::random_key().map_err(|source| Error::LocalKey {
+        let v = self.v;
+        let authority = self
+            .secret_once(
+                &operator_secrets,
+                &name,
+                "local key-encryption key",
+                || {
+                    keys::random_key()
+                        .map(|key| tenant_key::build_local_kek_secret(v, &namespace, &key))
+                },
+                |source| Error::LocalKey {
                     tenant: tenant.clone(),
                     source,
-                })?;
-                let fresh = tenant_key::build_local_kek_secret(self.v, &namespace, &key);
-                let created = ssa::create_once(&operator_secrets, &fresh)
-                    .await
-                    .map_err(apply_error(&name))?;
-                if created.changed {
-                    self.changes.push(format!("created Secret/{name}"));
-                }
-                created.object
-            }
-        };
+                },
+            )
+            .await?;
         let key = tenant_key::local_key_bytes(&authority)
             .map(|b| Zeroizing::new(b.to_vec()))
             .ok_or_else(|| Error::LocalKey {
@@ -620,6 +652,39 @@ impl Run<'_> {
         let secrets = self.api::<Secret>();
         self.apply(&secrets, copy).await?;
         Ok(key)
+    }
+
+    /// Buckets this tenant may never use as its recordings bucket: the audit bucket, its
+    /// own backup destination, and every other tenant's bucket and backup destination
+    /// this replica knows of.
+    fn reserved_buckets(&self) -> Vec<(String, String)> {
+        let mut reserved = Vec::new();
+        if let Some(audit) = &self.ctx.config.media.audit_bucket {
+            reserved.push((audit.clone(), "the audit bucket".to_string()));
+        }
+        if let Some(backup) = &self.v.spec.backup {
+            reserved.push((
+                backup.destination.bucket.clone(),
+                "this tenant's backup destination".into(),
+            ));
+        }
+        for other in self.ctx.tenants.iter().flat_map(|s| s.state()) {
+            if other.uid().as_deref() == Some(self.v.owner.uid.as_str()) {
+                continue;
+            }
+            let what = format!("a bucket of tenant {}", other.name_any());
+            let names = [
+                other.status.as_ref().and_then(|s| s.bucket.clone()),
+                other.spec.storage.bucket.clone(),
+                other
+                    .spec
+                    .backup
+                    .as_ref()
+                    .map(|b| b.destination.bucket.clone()),
+            ];
+            reserved.extend(names.into_iter().flatten().map(|n| (n, what.clone())));
+        }
+        reserved
     }
 
     /// Provisions the recordings bucket; a setting found changed by hand is repaired and
@@ -642,6 +707,9 @@ impl Run<'_> {
                 .clone()
                 .unwrap_or_else(|| cloud.region.clone()),
             tenant: self.v.name.clone(),
+            tenant_uid: self.v.owner.uid.clone(),
+            reserved: self.reserved_buckets(),
+            configured: false,
             kms_key_arn: (key.provider == KeyProvider::Aws).then(|| key.arn.clone()),
             retention_days: storage.retention_days,
             object_lock: storage.object_lock.clone(),

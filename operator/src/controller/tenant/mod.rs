@@ -51,8 +51,20 @@ pub enum Error {
         /// What is wrong.
         source: Invalid,
     },
-    /// Another owner's namespace has the tenant's namespace name.
-    #[error("namespace {namespace} already exists and is not managed by tenant {tenant}")]
+    /// The control CA or the media nodes' control certificate could not be made.
+    #[error("failed to make the control certificates of tenant {tenant}: {source}")]
+    ControlTls {
+        /// Tenant name.
+        tenant: String,
+        /// Why.
+        #[source]
+        source: build::control_tls::TlsError,
+    },
+    /// A namespace of the tenant's namespace name exists and is not owned by this tenant
+    /// (its uid): someone else's, made in advance, or an earlier tenant's.
+    #[error(
+        "namespace {namespace} already exists and is not managed by tenant {tenant} (it has no controller owner reference to this tenant's uid); nothing is written into it"
+    )]
     NamespaceConflict {
         /// Tenant name.
         tenant: String,
@@ -173,6 +185,7 @@ impl Error {
             Error::Apply { .. } => "ApplyFailed",
             Error::Prune { .. } => "PruneFailed",
             Error::SigningKey { .. } => "SigningKeyFailed",
+            Error::ControlTls { .. } => "ControlTlsFailed",
             Error::PatchStatus { .. } => "StatusFailed",
             Error::Key { .. } | Error::LocalKey { .. } => "KeyFailed",
             Error::Bucket { .. } => "BucketFailed",
@@ -339,7 +352,7 @@ async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
         .get_opt(&namespace)
         .await
         .map_err(read_err("namespace"))?
-        && ns.labels().get(labels::TENANT) == Some(&name)
+        && build::is_owned_by(&ns, &tenant.uid().unwrap_or_default())
     {
         if ns.metadata.deletion_timestamp.is_none() {
             namespaces
@@ -359,19 +372,23 @@ async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
         }
         return Err(Error::NamespaceTerminating { namespace });
     }
-    // The control key signs requests to media nodes that are gone now.
-    let control_key =
-        build::signing_key::control_key_name_for(&name, &tenant.uid().unwrap_or_default());
+    // The control key and CA serve media nodes that are gone now.
+    let uid = tenant.uid().unwrap_or_default();
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
-    match secrets.delete(&control_key, &DeleteParams::default()).await {
-        Ok(_) => info!(secret = %control_key, "deleted the recording control key"),
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(source) => {
-            return Err(Error::Read {
-                tenant: name,
-                what: "control key".into(),
-                source,
-            });
+    for secret in [
+        build::signing_key::control_key_name_for(&name, &uid),
+        build::control_tls::ca_secret_name_for(&name, &uid),
+    ] {
+        match secrets.delete(&secret, &DeleteParams::default()).await {
+            Ok(_) => info!(%secret, "deleted a recording control Secret"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Read {
+                    tenant: name,
+                    what: "control Secrets".into(),
+                    source,
+                });
+            }
         }
     }
     info!("tenant cleaned up");

@@ -14,6 +14,8 @@ pub struct Validated {
     pub namespace: String,
     /// Controller owner reference pointing at the tenant.
     pub owner: OwnerReference,
+    /// The operator's namespace (its control calls come from there).
+    pub operator_namespace: String,
     /// The spec as admitted.
     pub spec: VideoTenantSpec,
 }
@@ -81,6 +83,7 @@ pub fn validate(
         name: tenant.name_any(),
         namespace,
         owner,
+        operator_namespace: operator_namespace.to_string(),
         spec: tenant.spec.clone(),
     })
 }

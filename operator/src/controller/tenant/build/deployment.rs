@@ -35,6 +35,8 @@ pub const SIGNING_KEY_DIR: &str = "/etc/sanctum/join-token";
 pub const TLS_DIR: &str = "/etc/sanctum/tls";
 /// Where the `local` provider's key-encryption key of the tenant is mounted.
 pub const LOCAL_KEY_DIR: &str = "/etc/sanctum/local-key";
+/// Where the control API's certificates (`ca.crt`, `tls.crt`, `tls.key`) are mounted.
+pub const CONTROL_TLS_DIR: &str = "/etc/sanctum/control-tls";
 
 /// How media-node pods reach the cloud: operator settings, the same for every tenant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -161,6 +163,15 @@ fn volumes(v: &Validated, public_key: &ConfigMap, key: &TenantKeyRef) -> Vec<Vol
             }),
             ..Default::default()
         },
+        Volume {
+            name: "control-tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(sanctum_api::control::NODE_TLS_SECRET.into()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     ];
     if key.provider == KeyProvider::Local {
         volumes.push(Volume {
@@ -256,6 +267,11 @@ fn container(
                 env("SANCTUM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
                 env("SANCTUM_TLS_CERT_FILE", format!("{TLS_DIR}/tls.crt")),
                 env("SANCTUM_TLS_KEY_FILE", format!("{TLS_DIR}/tls.key")),
+                env(
+                    "SANCTUM_CONTROL_ADDR",
+                    format!("0.0.0.0:{}", sanctum_api::control::PORT),
+                ),
+                env("SANCTUM_CONTROL_TLS_DIR", CONTROL_TLS_DIR.to_string()),
                 env("AWS_REGION", nodes.region.clone()),
                 env("SANCTUM_S3_PATH_STYLE", nodes.path_style.to_string()),
             ]
@@ -287,6 +303,7 @@ fn container(
         ports: Some(vec![
             port("https", SIGNALING_PORT, "TCP"),
             port("media", MEDIA_UDP_PORT, "UDP"),
+            port("control", i32::from(sanctum_api::control::PORT), "TCP"),
             port("metrics", METRICS_PORT, "TCP"),
         ]),
         resources: Some(media.resources.clone().unwrap_or_else(default_resources)),
@@ -316,6 +333,12 @@ fn container(
                 VolumeMount {
                     name: "tmp".into(),
                     mount_path: "/tmp".into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "control-tls".into(),
+                    mount_path: CONTROL_TLS_DIR.into(),
+                    read_only: Some(true),
                     ..Default::default()
                 },
             ]

@@ -4,6 +4,7 @@
 //! so every builder is a plain function, tested without a cluster.
 
 pub mod backup;
+pub mod control_tls;
 mod deployment;
 mod hpa;
 mod namespace;
@@ -25,17 +26,16 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sanctum_api::{KeyProvider, RegionSpec, labels};
 
 pub use deployment::{MediaNodes, build_deployment};
 pub use hpa::build_hpa;
-pub use namespace::build_namespace;
+pub use namespace::{build_namespace, is_owned_by};
 pub use network_policy::build_network_policies;
 pub use pdb::build_pdb;
 pub use quota::{build_limit_range, build_resource_quota};
-pub use rbac::{build_role, build_role_binding, build_service_account};
+pub use rbac::{OPERATOR_BINDING, OperatorIdentity, build_operator_binding, build_service_account};
 pub use service::build_service;
 
 use super::validate::Validated;
@@ -61,12 +61,8 @@ pub struct Foundation {
     pub quota: ResourceQuota,
     /// Default and maximum container resources.
     pub limit_range: LimitRange,
-    /// Identity of the media nodes.
+    /// Identity of the media nodes (no API rights, no token).
     pub service_account: ServiceAccount,
-    /// What the media nodes may do in the API.
-    pub role: Role,
-    /// Grants `role` to `service_account`.
-    pub role_binding: RoleBinding,
 }
 
 /// The media nodes of one region.
@@ -91,8 +87,6 @@ pub fn foundation(v: &Validated) -> Foundation {
         quota: build_resource_quota(v),
         limit_range: build_limit_range(v),
         service_account: build_service_account(v),
-        role: build_role(v),
-        role_binding: build_role_binding(v),
     }
 }
 

@@ -50,10 +50,40 @@ pub fn build_namespace(v: &Validated) -> Namespace {
     }
 }
 
+/// Whether `ns` is this tenant's: its controller owner reference names the tenant's uid.
+/// Labels prove nothing (whoever creates a namespace sets them), so a namespace someone
+/// made in advance under the tenant's name is never adopted, nor deleted with the tenant.
+pub fn is_owned_by(ns: &Namespace, tenant_uid: &str) -> bool {
+    ns.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.kind == "VideoTenant" && o.uid == tenant_uid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::tenant::fixtures;
+
+    #[test]
+    fn only_a_namespace_owned_by_the_tenants_uid_is_its_own() {
+        let v = fixtures::validated("clinic-a");
+        let ours = build_namespace(&v);
+        assert!(is_owned_by(&ours, &v.owner.uid));
+        // Pre-created with the tenant's labels, but no owner: a squatter's namespace.
+        let mut squatted = ours.clone();
+        squatted.metadata.owner_references = None;
+        assert!(!is_owned_by(&squatted, &v.owner.uid));
+        // Owned by an earlier tenant of the same name.
+        assert!(!is_owned_by(&ours, "another-uid"));
+        // An owner reference that is not the controller does not count.
+        let mut weak = ours;
+        if let Some(refs) = weak.metadata.owner_references.as_mut() {
+            refs[0].controller = None;
+        }
+        assert!(!is_owned_by(&weak, &v.owner.uid));
+    }
 
     #[test]
     fn namespace_enforces_restricted_pod_security() {

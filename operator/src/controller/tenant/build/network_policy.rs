@@ -74,6 +74,25 @@ pub fn build_network_policies(v: &Validated) -> Vec<NetworkPolicy> {
             },
         ));
     }
+    // The operator's control calls (recordings): from its namespace to the control port.
+    policies.push(policy(
+        v,
+        "allow-control-ingress",
+        all_media_selector(v),
+        NetworkPolicySpec {
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(namespace_names(std::slice::from_ref(
+                        &v.operator_namespace,
+                    ))),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![port("TCP", i32::from(sanctum_api::control::PORT))]),
+            }]),
+            ..Default::default()
+        },
+    ));
     if !net.media_cidrs.is_empty() {
         policies.push(policy(
             v,
@@ -203,9 +222,21 @@ mod tests {
                 "default-deny",
                 "allow-dns-egress",
                 "allow-signaling-ingress",
+                "allow-control-ingress",
                 "allow-media-ingress",
                 "allow-tls-egress"
             ]
+        );
+        // The control port is reachable from the operator's namespace alone.
+        let control = by_name(&policies, "allow-control-ingress");
+        let rule = &control.ingress.as_ref().expect("ingress")[0];
+        assert_eq!(
+            rule.from.as_ref().expect("from")[0].namespace_selector,
+            Some(namespace_names(std::slice::from_ref(&v.operator_namespace)))
+        );
+        assert_eq!(
+            rule.ports.as_ref().expect("ports")[0].port,
+            Some(IntOrString::Int(i32::from(sanctum_api::control::PORT)))
         );
 
         let signaling = by_name(&policies, "allow-signaling-ingress");
@@ -253,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_network_spec_allows_only_dns() {
+    fn empty_network_spec_allows_only_dns_and_the_operators_control_calls() {
         let mut v = fixtures::validated("clinic-a");
         v.spec.network = Default::default();
         let policies = build_network_policies(&v);
@@ -261,6 +292,9 @@ mod tests {
             .iter()
             .filter_map(|p| p.metadata.name.clone())
             .collect();
-        assert_eq!(names, ["default-deny", "allow-dns-egress"]);
+        assert_eq!(
+            names,
+            ["default-deny", "allow-dns-egress", "allow-control-ingress"]
+        );
     }
 }

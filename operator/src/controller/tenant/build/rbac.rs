@@ -1,53 +1,54 @@
-//! Identity and API permissions of the media nodes: only what recording needs.
+//! API identities in the tenant namespace: the media nodes' ServiceAccount (no API
+//! rights, no token) and the operator's own binding of the tenant-Secrets role.
+//!
+//! The media node never calls the Kubernetes API (its keys are mounted, its recordings
+//! reported through the signed control API), so no Role is bound to its account and no
+//! token is mounted: an internet-facing pod that is taken over holds no API credential.
+//! The operator holds no Secret rights cluster-wide; it grants itself the chart's
+//! tenant-Secrets role in each tenant namespace it made, and nowhere else.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
 use super::{MEDIA_SERVICE_ACCOUNT, namespaced_meta};
 use crate::controller::tenant::validate::Validated;
+
+/// Name of the operator's RoleBinding in a tenant namespace.
+pub const OPERATOR_BINDING: &str = "sanctum-operator";
+
+/// Who the operator runs as and the role it binds itself in tenant namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorIdentity {
+    /// The operator's ServiceAccount (in the operator's namespace).
+    pub service_account: String,
+    /// The ClusterRole granting the tenant Secrets.
+    pub secrets_role: String,
+}
+
+/// The operator's binding of the tenant-Secrets role to itself, in the tenant namespace.
+pub fn build_operator_binding(v: &Validated, me: &OperatorIdentity) -> RoleBinding {
+    RoleBinding {
+        metadata: namespaced_meta(v, OPERATOR_BINDING),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: me.secrets_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: me.service_account.clone(),
+            namespace: Some(v.operator_namespace.clone()),
+            ..Default::default()
+        }]),
+    }
+}
 
 /// The media nodes' ServiceAccount.
 pub fn build_service_account(v: &Validated) -> ServiceAccount {
     ServiceAccount {
         metadata: namespaced_meta(v, MEDIA_SERVICE_ACCOUNT),
+        automount_service_account_token: Some(false),
         ..Default::default()
-    }
-}
-
-/// Read the tenant's Recordings and report their progress; nothing else.
-///
-/// No Secrets: keys are mounted into the pods, never read through the API.
-pub fn build_role(v: &Validated) -> Role {
-    let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![sanctum_api::GROUP.to_string()]),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    Role {
-        metadata: namespaced_meta(v, MEDIA_SERVICE_ACCOUNT),
-        rules: Some(vec![
-            rule(&["recordings"], &["get", "list", "watch"]),
-            rule(&["recordings/status"], &["get", "patch"]),
-        ]),
-    }
-}
-
-/// Grants the media-node Role to the media-node ServiceAccount only.
-pub fn build_role_binding(v: &Validated) -> RoleBinding {
-    RoleBinding {
-        metadata: namespaced_meta(v, MEDIA_SERVICE_ACCOUNT),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: MEDIA_SERVICE_ACCOUNT.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: MEDIA_SERVICE_ACCOUNT.into(),
-            namespace: Some(v.namespace.clone()),
-            ..Default::default()
-        }]),
     }
 }
 
@@ -57,39 +58,30 @@ mod tests {
     use crate::controller::tenant::fixtures;
 
     #[test]
-    fn role_is_least_privilege() {
-        let role = build_role(&fixtures::validated("clinic-a"));
-        for rule in role.rules.expect("rules") {
-            assert_eq!(
-                rule.api_groups.as_deref(),
-                Some(&["sanctum.dev".to_string()][..])
-            );
-            for r in rule.resources.expect("resources") {
-                assert!(r.starts_with("recordings"), "unexpected resource {r}");
-            }
-            for verb in &rule.verbs {
-                assert!(
-                    ![
-                        "*",
-                        "create",
-                        "delete",
-                        "update",
-                        "deletecollection",
-                        "escalate",
-                        "bind"
-                    ]
-                    .contains(&verb.as_str())
-                );
-            }
-        }
+    fn the_operator_binds_only_the_secrets_role_to_itself_in_the_tenant_namespace() {
+        let v = fixtures::validated("clinic-a");
+        let rb = build_operator_binding(
+            &v,
+            &OperatorIdentity {
+                service_account: "sanctum".into(),
+                secrets_role: "sanctum-tenant-secrets".into(),
+            },
+        );
+        assert_eq!(rb.metadata.namespace.as_deref(), Some("vt-clinic-a"));
+        assert_eq!(
+            (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+            ("ClusterRole", "sanctum-tenant-secrets")
+        );
+        let subjects = rb.subjects.expect("subjects");
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].namespace.as_deref(), Some("sanctum-system"));
+        assert_eq!(subjects[0].name, "sanctum");
     }
 
     #[test]
-    fn binding_names_only_the_media_account_in_the_tenant_namespace() {
-        let rb = build_role_binding(&fixtures::validated("clinic-a"));
-        let subjects = rb.subjects.expect("subjects");
-        assert_eq!(subjects.len(), 1);
-        assert_eq!(subjects[0].namespace.as_deref(), Some("vt-clinic-a"));
-        assert_eq!(rb.role_ref.kind, "Role", "never a ClusterRole");
+    fn the_media_account_mounts_no_token() {
+        let sa = build_service_account(&fixtures::validated("clinic-a"));
+        assert_eq!(sa.automount_service_account_token, Some(false));
+        assert_eq!(sa.metadata.name.as_deref(), Some("media-node"));
     }
 }

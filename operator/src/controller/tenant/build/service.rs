@@ -24,6 +24,14 @@ pub fn build_service(v: &Validated, region: &RegionSpec) -> Service {
             ports: Some(vec![
                 port("https", 443, "https", "TCP"),
                 port("media", MEDIA_UDP_PORT, "media", "UDP"),
+                // Only for the EndpointSlices the operator finds its nodes' control port in;
+                // the NetworkPolicy admits it from the operator's namespace alone.
+                port(
+                    "control",
+                    i32::from(sanctum_api::control::PORT),
+                    "control",
+                    "TCP",
+                ),
             ]),
             ..Default::default()
         }),
