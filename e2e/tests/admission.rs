@@ -23,6 +23,15 @@ async fn rejected(api: &Api<VideoTenant>, tenant: &VideoTenant) -> Result<String
     }
 }
 
+/// The example tenant with a daily backup on `schedule`.
+fn with_schedule(run: &str, schedule: &str) -> Result<VideoTenant> {
+    let mut t = example_tenant(&unique("adm-cron"), run)?;
+    t.spec.backup = Some(serde_json::from_value(serde_json::json!({
+        "schedule": schedule, "destination": {"bucket": "backups-a"}
+    }))?);
+    Ok(t)
+}
+
 #[tokio::test]
 async fn invalid_tenants_are_rejected_with_cel_messages() -> Result<()> {
     let cluster = Cluster::connect().await?;
@@ -41,12 +50,47 @@ async fn invalid_tenants_are_rejected_with_cel_messages() -> Result<()> {
         "{msg}"
     );
 
-    let mut t = example_tenant(&unique("adm-cron"), &run)?;
-    t.spec.backup = Some(serde_json::from_value(serde_json::json!({
-        "schedule": "every day at noon", "destination": {"bucket": "backups-a"}
-    }))?);
-    let msg = rejected(&api, &t).await?;
+    let msg = rejected(&api, &with_schedule(&run, "every day at noon")?).await?;
     ensure!(msg.contains("schedule must be a cron expression"), "{msg}");
+    // Five fields, but out of range: refused now, not by the CronJob later.
+    for schedule in [
+        "61 * * * *",
+        "0 24 * * *",
+        "0 0 32 * *",
+        "0 0 * 13 *",
+        "0 0 * * 8",
+    ] {
+        let msg = rejected(&api, &with_schedule(&run, schedule)?).await?;
+        ensure!(msg.contains("minute 0-59, hour 0-23"), "{schedule}: {msg}");
+    }
+
+    // What stays valid: steps, ranges, lists, names, macros, 7 for Sunday.
+    for schedule in [
+        "*/15 0-6 1,15 JAN-MAR MON-FRI",
+        "@daily",
+        "59 23 31 12 7",
+        "0 3 1 1 *",
+    ] {
+        let t = with_schedule(&run, schedule)?;
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        api.create(&dry_run, &t)
+            .await
+            .with_context(|| format!("{schedule} was refused"))?;
+    }
+
+    // Reserved namespaces: no tenant may take over default or kube-*.
+    for namespace in ["default", "kube-system", "kube-public"] {
+        let mut t = example_tenant(&unique("adm-ns"), &run)?;
+        t.spec.namespace = Some(namespace.into());
+        let msg = rejected(&api, &t).await?;
+        ensure!(
+            msg.contains("spec.namespace must not be default or a kube-* namespace"),
+            "{namespace}: {msg}"
+        );
+    }
 
     let mut t = example_tenant(&unique("adm-cidr"), &run)?;
     t.spec.network.media_cidrs = vec!["10.0.0.0/33".into()];

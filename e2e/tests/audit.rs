@@ -1,7 +1,8 @@
 //! The audit trail against the S3 emulator: reconciles append to the tenant's hash chain
 //! in an Object Lock bucket; `sanctum audit verify` fails at a record that was edited,
-//! deleted or reordered in the bucket, and passes again once the object is put back; the
-//! store refuses to delete a locked object version.
+//! deleted or reordered in the bucket, and keeps failing once the object is put back (an
+//! audit object is written once, so a second version is an overwrite); the store refuses
+//! to delete a locked object version.
 
 use std::time::Duration;
 
@@ -124,6 +125,19 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         ensure!(stdout.contains("intact"), "{stdout}");
         println!("{}", stdout.trim());
 
+        // Export (of a trail that verifies): the chain's records as JSON lines, filtered
+        // by time.
+        let (ok, out, err) = sanctum_audit(&["export", "--tenant", &run, "--bucket", &bucket])?;
+        ensure!(ok, "{err}");
+        let exported: Vec<Record> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+        ensure!(exported.len() >= records.len(), "{} of {} records exported", exported.len(), records.len());
+        ensure!(exported.first() == Some(first), "export starts with record 1");
+        let (ok, out, err) = sanctum_audit(&[
+            "export", "--tenant", &run, "--bucket", &bucket, "--until", "2000-01-01T00:00:00Z",
+        ])?;
+        ensure!(ok && out.is_empty(), "nothing before 2000: {out}{err}");
+
+
         // No key material in the trail: not the wrapped data key, not a private key.
         let namespace = tenant.status.as_ref().and_then(|s| s.namespace.clone()).context("namespace")?;
         let wrapped = Api::<Secret>::namespaced(cluster.client.clone(), &namespace)
@@ -179,8 +193,13 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         let broken = verify(&bucket, &run)?.expect_err("edited chain verifies");
         ensure!(broken.contains(&format!("record 1 in {key} does not match its hash")), "{broken}");
         println!("after editing record 1: {}", broken.trim());
+        // Put back as it was: the content verifies again, but the object now has three
+        // versions, and an audit object is written once. A rewritten tail is found even
+        // when its hashes were recomputed.
         put(s3, &bucket, &key, original).await?;
-        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the edit was put back")?;
+        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        ensure!(broken.contains(&format!("{key} has 3 versions")), "{broken}");
+        println!("after putting record 1 back: {}", broken.trim());
 
         // Reordered: swap the first two records of a batch that has two.
         let batch = batches
@@ -199,7 +218,9 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         );
         println!("after swapping records {a} and {b}: {}", broken.trim());
         put(s3, &bucket, &batch.key, batch.body.clone()).await?;
-        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the order was put back")?;
+        // In order again: what is left is the overwrite (checked after the chain content).
+        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        ensure!(broken.contains("was overwritten"), "after the order was put back: {broken}");
 
         // Deleted: the first object disappears behind a delete marker.
         let marker = s3.delete_object().bucket(&bucket).key(&key).send().await?;
@@ -216,18 +237,8 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
             .version_id(marker.version_id().context("delete marker version")?)
             .send()
             .await?;
-        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the delete marker was removed")?;
-
-        // Export: the chain's records as JSON lines, filtered by time.
-        let (ok, out, err) = sanctum_audit(&["export", "--tenant", &run, "--bucket", &bucket])?;
-        ensure!(ok, "{err}");
-        let exported: Vec<Record> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-        ensure!(exported.len() >= records.len(), "{} of {} records exported", exported.len(), records.len());
-        ensure!(exported.first() == Some(first), "export starts with record 1");
-        let (ok, out, err) = sanctum_audit(&[
-            "export", "--tenant", &run, "--bucket", &bucket, "--until", "2000-01-01T00:00:00Z",
-        ])?;
-        ensure!(ok && out.is_empty(), "nothing before 2000: {out}{err}");
+        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        ensure!(broken.contains("was overwritten"), "after the delete marker was removed: {broken}");
 
         // The bucket refuses writes for a while: the tenant gets a Warning Event, the
         // records wait, and once the bucket takes them again the chain is complete.
@@ -263,7 +274,13 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         shipping("AuditShippingRecovered").await?;
         let after = parse(&store.chain(&chain).await?).map_err(anyhow::Error::msg)?.len();
         ensure!(after > before, "the delayed records were written ({before} -> {after})");
-        verify(&bucket, &run)?.map_err(anyhow::Error::msg).context("after the delay")?;
+        // The chain content and the delete markers are checked before the versions, so an
+        // error about the earlier overwrites alone means the delayed records were chained.
+        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        ensure!(
+            broken.contains(&format!("{key} has ")) && broken.contains("was overwritten"),
+            "after the delay: {broken}"
+        );
 
         tenants.delete(&run, &Default::default()).await?;
         Ok(())

@@ -630,6 +630,16 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             hidden.len()
         );
     }
+    let overwritten = store
+        .overwritten(&audit::chain_prefix(tenant, Chain::Reconciles))
+        .await
+        .with_context(|| format!("listing the versions of {tenant}'s audit objects"))?;
+    if let Some((key, versions)) = overwritten.first() {
+        anyhow::bail!(
+            "audit trail of {tenant} is broken: {key} has {versions} versions, but audit objects are written once, so it was overwritten ({} object(s) overwritten; Object Lock keeps every version, list them with ListObjectVersions)",
+            overwritten.len()
+        );
+    }
     if let Some((since, until)) = range {
         let mut timed = Vec::new();
         for record in records {

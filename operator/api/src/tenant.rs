@@ -19,8 +19,6 @@ pub const DEFAULT_RETENTION_DAYS: i32 = 2190;
 /// Image used when `spec.media.image` is not set.
 pub const DEFAULT_MEDIA_IMAGE: &str = "ghcr.io/sanctum-dev/sanctum-media-node:0.1.0";
 
-const CRON_ITEM: &str = r"([*?]|[0-9]+(-[0-9]+)?|[A-Za-z]{3}(-[A-Za-z]{3})?)(/[0-9]+)?";
-
 /// Desired state of a tenant: what the platform team asks for.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -53,11 +51,14 @@ pub struct VideoTenantSpec {
 
     /// Namespace that holds the tenant's workloads. Defaults to `vt-<tenant name>`.
     /// Immutable after creation.
+    /// `default` and `kube-*` are refused (the operator's own namespace too, by the
+    /// operator: its name is not known to the schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
+    #[x_kube(validation = Rule::new("self != 'default' && !self.startsWith('kube-')").message("spec.namespace must not be default or a kube-* namespace"))]
     pub namespace: Option<String>,
 
     /// How the tenant's encryption key is held.
@@ -376,7 +377,7 @@ pub struct BackupSpec {
     /// Cron schedule in the cluster's time zone: five fields (minute hour day-of-month month
     /// day-of-week) or a macro such as `@daily`.
     #[schemars(length(min = 1, max = 128))]
-    #[x_kube(validation = Rule::new(cron_rule()).message("schedule must be a cron expression with five fields (minute hour day-of-month month day-of-week) or a macro such as @daily"))]
+    #[x_kube(validation = Rule::new(cron_rule()).message("schedule must be a cron expression with five fields (minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-7) or a macro such as @daily"))]
     pub schedule: String,
     /// Where backups are copied to; use another region for disaster recovery.
     pub destination: BackupDestination,
@@ -386,11 +387,30 @@ pub struct BackupSpec {
     pub keep: i32,
 }
 
+/// One cron field whose values match `values` (a regex alternation), or three-letter
+/// names where `names` (months, days of the week): lists, ranges and steps of them.
+fn cron_field(values: &str, names: bool) -> String {
+    let value = if names {
+        format!("({values}|[A-Za-z]{{3}})")
+    } else {
+        format!("({values})")
+    };
+    let item = format!("([*?]|{value}(-{value})?)(/[0-9]+)?");
+    format!("{item}(,{item})*")
+}
+
+/// Five fields, each within its range (so an impossible schedule is refused at admission
+/// rather than by the CronJob later), or a macro.
 fn cron_rule() -> String {
-    let field = format!("{CRON_ITEM}(,{CRON_ITEM})*");
-    format!(
-        "self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{field}(\\\\s+{field}){{4}})$')"
-    )
+    let fields = [
+        cron_field("[0-5]?[0-9]", false),
+        cron_field("[01]?[0-9]|2[0-3]", false),
+        cron_field("0?[1-9]|[12][0-9]|3[01]", false),
+        cron_field("0?[1-9]|1[0-2]", true),
+        cron_field("[0-7]", true),
+    ]
+    .join("\\\\s+");
+    format!("self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{fields})$')")
 }
 
 fn default_keep() -> i32 {

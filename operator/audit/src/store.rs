@@ -94,6 +94,22 @@ impl AuditStore {
         Ok(deleted)
     }
 
+    /// Keys under `prefix` with more than one object version, and how many: an audit
+    /// object is written once (`If-None-Match`), so a second version is an overwrite. Object
+    /// Lock keeps every version, so the original stays readable, but the current one is
+    /// what readers see; a tail rewritten with recomputed hashes would otherwise verify.
+    pub async fn overwritten(&self, prefix: &str) -> Result<Vec<(String, usize)>, CloudError> {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for page in version_pages(&self.s3, &self.bucket, prefix).await? {
+            for version in page.versions() {
+                if let Some(key) = version.key() {
+                    *counts.entry(key.to_string()).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts.into_iter().filter(|(_, n)| *n > 1).collect())
+    }
+
     /// Where the chain at `prefix` ends, from its last batch (the empty head if none).
     pub async fn head(&self, prefix: &str) -> Result<Head, CloudError> {
         let Some(last) = self.keys(prefix).await?.pop() else {
