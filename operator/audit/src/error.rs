@@ -73,7 +73,8 @@ impl CloudError {
     }
 }
 
-fn error_chain<E: std::error::Error>(error: &E) -> String {
+/// An error and its sources, one line (`a: b: c`), for logs and status messages.
+pub fn error_chain<E: std::error::Error + ?Sized>(error: &E) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

@@ -21,204 +21,8 @@ use sanctum_api::{RecordingPhase, RecordingPolicy, RecordingSpec, RecordingStatu
 use super::node::NodeEndpoint;
 use crate::controller::conditions::{Desired, merge};
 
-/// Everything `decide` reads besides what IO established.
-#[derive(Clone, Debug)]
-pub struct Inputs<'a> {
-    /// The Recording's spec.
-    pub spec: &'a RecordingSpec,
-    /// Its `metadata.generation`.
-    pub generation: Option<i64>,
-    /// Its status as stored.
-    pub status: &'a RecordingStatus,
-    /// The tenant's recording policy.
-    pub policy: &'a RecordingPolicy,
-    /// The tenant's retention in days.
-    pub tenant_retention_days: i32,
-    /// The tenant's bucket (from the tenant's status): the only bucket the recording uses.
-    pub bucket: Option<&'a str>,
-    /// `recordings/<uid>.sealed`: the only key the recording uses.
-    pub key: &'a str,
-    /// The Recording is being deleted.
-    pub deleting: bool,
-    /// Its namespace is being deleted (the tenant's deletion policy decides about objects).
-    pub namespace_terminating: bool,
-    /// Now.
-    pub now: Timestamp,
-    /// How often a sealed object is re-hashed.
-    pub integrity_interval: Duration,
-    /// The periodic re-check.
-    pub resync: Duration,
-}
-
-/// What a media node said when asked to record.
-#[derive(Clone, Debug, PartialEq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a few values per reconcile, moved once each"
-)]
-pub enum Started {
-    /// This node records the room.
-    On {
-        /// The node.
-        node: NodeEndpoint,
-        /// Its report.
-        report: RecordingReport,
-    },
-    /// No node hosts a publisher in the room.
-    NoHost,
-    /// Nodes refused or failed (the last error).
-    Refused(String),
-}
-
-/// What the recording's node said about it.
-#[derive(Clone, Debug, PartialEq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a few values per reconcile, moved once each"
-)]
-pub enum Reported {
-    /// Its report.
-    Report(RecordingReport),
-    /// It is unreachable, forgot the recording, or is not one of the tenant's nodes.
-    Lost(String),
-}
-
-/// What the tenant bucket holds at the recording's key.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Stored {
-    /// The object, hashed.
-    Object {
-        /// Hex SHA-256.
-        sha256: String,
-        /// Bytes.
-        size: i64,
-    },
-    /// No such object (version).
-    Missing(String),
-}
-
-/// What IO established in this pass; empty at the start of each reconcile.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Facts {
-    /// Ready control endpoints of the tenant's own media Services.
-    pub nodes: Option<Vec<NodeEndpoint>>,
-    /// Outcome of asking nodes to record.
-    pub started: Option<Started>,
-    /// The recording's node's report.
-    pub reported: Option<Reported>,
-    /// The stored object.
-    pub stored: Option<Stored>,
-    /// After `sanctum restore`: the version restored from the sealed one, if any.
-    pub restored: Option<Option<String>>,
-    /// Incomplete uploads of the key were aborted.
-    pub aborted: bool,
-    /// Versions deleted.
-    pub deleted: Option<u64>,
-}
-
-/// An observation or change that needs IO.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// List the tenant's media nodes.
-    Discover,
-    /// Ask the nodes, in turn, to record.
-    Start(StartRecording),
-    /// Ask the node for its report.
-    Poll(NodeEndpoint),
-    /// Ask the node to stop and seal.
-    Stop(NodeEndpoint),
-    /// Hash the object.
-    Hash {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// Version (the latest when `None`).
-        version: Option<String>,
-    },
-    /// Find the version `sanctum restore` made from `lost` whose SHA-256 is `sha256`.
-    FindRestored {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// The version status names, which is gone.
-        lost: String,
-        /// The sealed SHA-256.
-        sha256: String,
-    },
-    /// Abort incomplete uploads of the key.
-    AbortUploads {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-    /// Delete every version of the key.
-    DeleteVersions {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-    },
-}
-
-/// An Event (and audit record) to publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    /// Normal or Warning.
-    pub warning: bool,
-    /// Reason.
-    pub reason: &'static str,
-    /// Message.
-    pub message: String,
-}
-
-impl Note {
-    /// The Event type.
-    pub fn event_type(&self) -> EventType {
-        if self.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        }
-    }
-}
-
-/// What a pass ends with.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    /// Status to write (written only if it differs from what is stored).
-    pub status: RecordingStatus,
-    /// Events to publish.
-    pub notes: Vec<Note>,
-    /// Look again after this long; `None` waits for a change.
-    pub requeue: Option<Duration>,
-    /// Deletion: keep the finalizer, and why (`None` releases it).
-    pub hold: Option<Hold>,
-}
-
-/// Why deletion does not complete in this pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hold {
-    /// Under legal hold.
-    LegalHold,
-    /// The node is still sealing.
-    Sealing,
-}
-
-/// The next step.
-#[derive(Clone, Debug, PartialEq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a few values per reconcile, moved once each"
-)]
-pub enum Step {
-    /// Do this, record its fact, and decide again.
-    Act(Action),
-    /// The pass is over.
-    Done(Outcome),
-}
+pub use model::*;
+use status::*;
 
 /// Longest text of a node's failure reason kept in status (it comes from the node).
 const MAX_NODE_TEXT: usize = 200;
@@ -233,7 +37,7 @@ pub fn decide(i: &Inputs, f: &Facts) -> Step {
         Some(RecordingPhase::Recording | RecordingPhase::Finalizing) => recording(i, f),
         Some(RecordingPhase::Sealed) => sealed(i, f),
         Some(RecordingPhase::Expired) => expired(i, f),
-        Some(RecordingPhase::Deleted | RecordingPhase::Failed) => done(i, i.status.clone(), None),
+        Some(RecordingPhase::Deleted | RecordingPhase::Failed) => done(i.status.clone(), None),
     }
 }
 
@@ -266,7 +70,7 @@ fn pending(i: &Inputs, f: &Facts) -> Step {
             r::TENANT_NOT_READY,
             "the tenant has no bucket yet",
         );
-        return done(i, status, Some(Duration::from_secs(5)));
+        return done(status, Some(Duration::from_secs(5)));
     };
     let Some(started) = &f.started else {
         return Step::Act(Action::Start(StartRecording {
@@ -305,12 +109,12 @@ fn pending(i: &Inputs, f: &Facts) -> Step {
                 r::ROOM_NOT_ACTIVE,
                 "no media node hosts a publisher in this room yet",
             );
-            done(i, status, Some(Duration::from_secs(5)))
+            done(status, Some(Duration::from_secs(5)))
         }
         Started::Refused(e) => {
             let message = format!("no media node accepted the recording: {}", sanitize(e));
             let status = progressing(i, RecordingPhase::Pending, r::ROOM_NOT_ACTIVE, &message);
-            done(i, status, Some(Duration::from_secs(5)))
+            done(status, Some(Duration::from_secs(5)))
         }
     }
 }
@@ -357,10 +161,8 @@ fn recording(i: &Inputs, f: &Facts) -> Step {
     match report.phase {
         // Just asked to stop: the node reports `recording` until its recorder takes the
         // stop off its queue, so look again soon rather than at the recording cadence.
-        NodePhase::Recording if i.spec.stop => {
-            done(i, i.status.clone(), Some(Duration::from_secs(1)))
-        }
-        NodePhase::Recording => done(i, i.status.clone(), Some(Duration::from_secs(10))),
+        NodePhase::Recording if i.spec.stop => done(i.status.clone(), Some(Duration::from_secs(1))),
+        NodePhase::Recording => done(i.status.clone(), Some(Duration::from_secs(10))),
         NodePhase::Finalizing => {
             let mut status = i.status.clone();
             if status.phase != Some(RecordingPhase::Finalizing) {
@@ -372,7 +174,7 @@ fn recording(i: &Inputs, f: &Facts) -> Step {
                 );
                 status.ended_at = report.ended_at.as_deref().and_then(parse_time);
             }
-            done(i, status, Some(Duration::from_secs(1)))
+            done(status, Some(Duration::from_secs(1)))
         }
         NodePhase::Failed => {
             let reason = sanitize(report.reason.as_deref().unwrap_or_default());
@@ -490,7 +292,7 @@ fn sealed(i: &Inputs, f: &Facts) -> Step {
         .min(i.resync)
         .max(Duration::from_secs(1));
     let Some(bucket) = i.bucket.filter(|_| due) else {
-        return done(i, status, Some(wait));
+        return done(status, Some(wait));
     };
     let Some(stored) = &f.stored else {
         return Step::Act(Action::Hash {
@@ -721,97 +523,7 @@ fn normal(reason: &'static str, message: String) -> Note {
     }
 }
 
-fn done(i: &Inputs, status: RecordingStatus, requeue: Option<Duration>) -> Step {
-    let _ = i;
-    done_with(status, vec![], requeue)
-}
-
-fn done_with(status: RecordingStatus, notes: Vec<Note>, requeue: Option<Duration>) -> Step {
-    Step::Done(Outcome {
-        status,
-        notes,
-        requeue,
-        hold: None,
-    })
-}
-
-/// Failed: Stalled for kstatus, a Warning, and nothing more to do.
-fn fail(i: &Inputs, reason: &'static str, message: &str) -> Step {
-    let mut status = i.status.clone();
-    status.phase = Some(RecordingPhase::Failed);
-    status.conditions = merge(
-        &status.conditions,
-        &[
-            Desired::no(READY, reason, message),
-            Desired::no(RECONCILING, reason, message),
-            Desired::yes(STALLED, reason, message),
-        ],
-        i.generation,
-        &Time(i.now),
-    );
-    let notes = if i.status.phase == Some(RecordingPhase::Failed) {
-        vec![]
-    } else {
-        vec![Note {
-            warning: true,
-            reason,
-            message: message.to_string(),
-        }]
-    };
-    done_with(status, notes, None)
-}
-
-/// The status with `phase`, still moving (Ready False, Reconciling True).
-fn progressing(i: &Inputs, phase: RecordingPhase, reason: &str, message: &str) -> RecordingStatus {
-    with_kstatus(i, phase, false, reason, message)
-}
-
-/// The status with `phase`, at rest (Ready True).
-fn settled(i: &Inputs, phase: RecordingPhase, reason: &str, message: &str) -> RecordingStatus {
-    with_kstatus(i, phase, true, reason, message)
-}
-
-fn with_kstatus(
-    i: &Inputs,
-    phase: RecordingPhase,
-    ready: bool,
-    reason: &str,
-    message: &str,
-) -> RecordingStatus {
-    let mut status = i.status.clone();
-    status.phase = Some(phase);
-    let mut desired = if ready {
-        vec![
-            Desired::yes(READY, reason, message),
-            Desired::no(RECONCILING, reason, message),
-        ]
-    } else {
-        vec![
-            Desired::no(READY, reason, message),
-            Desired::yes(RECONCILING, reason, message),
-        ]
-    };
-    desired.push(Desired::no(STALLED, reason, message));
-    desired.extend(
-        status
-            .conditions
-            .iter()
-            .filter(|c| c.type_ == INTEGRITY_VERIFIED)
-            .map(Desired::from_condition),
-    );
-    status.conditions = merge(&status.conditions, &desired, i.generation, &Time(i.now));
-    status
-}
-
-/// The kstatus conditions as they stand, to merge another condition beside them.
-fn kstatus_conditions(status: &RecordingStatus) -> Vec<Desired> {
-    status
-        .conditions
-        .iter()
-        .filter(|c| [READY, RECONCILING, STALLED].contains(&c.type_.as_str()))
-        .map(Desired::from_condition)
-        .collect()
-}
-
+mod model;
+mod status;
 #[cfg(test)]
 mod tests;

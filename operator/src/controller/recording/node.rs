@@ -244,10 +244,9 @@ impl ControlClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| NodeError::Unreachable(node.to_string(), error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| {
+            NodeError::Unreachable(node.to_string(), sanctum_audit::error::error_chain(&e))
+        })?;
         let status = resp.status();
         if !status.is_success() {
             let error = resp
@@ -294,17 +293,6 @@ impl ControlClient {
         let path = control::stop_path(id);
         Ok(self.call(node, reqwest::Method::POST, &path, None).await?.1)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// TLS of the control connections: the operator's client certificate, and trust in the
