@@ -4,6 +4,7 @@
 //! audit object is written once, so a second version is an overwrite); the store refuses
 //! to delete a locked object version.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -14,17 +15,19 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use sanctum_api::VideoTenant;
 use sanctum_e2e::{
-    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_event, wait_for,
-    with_logs, workspace_binary,
+    Cluster, Operator, audit_public_keys, cloud, example_tenant, unique, wait_condition,
+    wait_event, wait_for, with_logs, workspace_binary,
 };
 use sanctum_operator::audit::store::AuditStore;
 use sanctum_operator::audit::{Chain, Record, chain_prefix, parse};
 
-/// Runs `sanctum audit ARGS...` and returns (success, stdout, stderr).
-fn sanctum_audit(args: &[&str]) -> Result<(bool, String, String)> {
+/// Runs `sanctum audit ARGS... --public-keys KEYS` and returns (success, stdout, stderr).
+fn sanctum_audit(keys: &Path, args: &[&str]) -> Result<(bool, String, String)> {
     let out = std::process::Command::new(workspace_binary("sanctum")?)
         .arg("audit")
         .args(args)
+        .arg("--public-keys")
+        .arg(keys)
         .output()?;
     Ok((
         out.status.success(),
@@ -34,8 +37,9 @@ fn sanctum_audit(args: &[&str]) -> Result<(bool, String, String)> {
 }
 
 /// `audit verify` of `tenant`: Ok(stdout) when intact, Err(stderr) when broken.
-fn verify(bucket: &str, tenant: &str) -> Result<std::result::Result<String, String>> {
-    let (ok, stdout, stderr) = sanctum_audit(&["verify", "--tenant", tenant, "--bucket", bucket])?;
+fn verify(keys: &Path, bucket: &str, tenant: &str) -> Result<std::result::Result<String, String>> {
+    let (ok, stdout, stderr) =
+        sanctum_audit(keys, &["verify", "--tenant", tenant, "--bucket", bucket])?;
     Ok(if ok { Ok(stdout) } else { Err(stderr) })
 }
 
@@ -121,18 +125,40 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
                 && first.outcome == "Applied",
             "{first:?}"
         );
-        let stdout = verify(&bucket, &run)?.map_err(anyhow::Error::msg)?;
-        ensure!(stdout.contains("intact"), "{stdout}");
+        let keys = audit_public_keys(&cluster.client).await?;
+        let stdout = verify(keys.path(), &bucket, &run)?.map_err(anyhow::Error::msg)?;
+        ensure!(stdout.contains("intact and signed"), "{stdout}");
         println!("{}", stdout.trim());
+
+        // The anchor: the tenant's status names the chain's last record, outside the bucket.
+        let head = store.head(&chain).await?;
+        let anchored = wait_for("status.lastAuditRecord at the chain's end", Duration::from_secs(30), || async {
+            let anchor = tenants.get(&run).await?.status.and_then(|s| s.last_audit_record);
+            Ok(anchor.is_some_and(|a| a.seq as u64 >= head.seq))
+        })
+        .await;
+        anchored?;
+        let anchor = tenants.get(&run).await?.status.and_then(|s| s.last_audit_record).context("anchor")?;
+        let at = format!("{}:{}", anchor.seq, anchor.hash);
+        let (ok, out, err) = sanctum_audit(keys.path(), &["verify", "--tenant", &run, "--bucket", &bucket, "--anchor", &at])?;
+        ensure!(ok && out.contains(&format!("anchor {at} held")), "{out}{err}");
+        // A chain that no longer reaches its anchor (cut short, or rewritten so the hash
+        // differs) is found, whatever the bucket says.
+        let beyond = format!("{}:{}", anchor.seq + 5, anchor.hash);
+        let (ok, _, err) = sanctum_audit(keys.path(), &["verify", "--tenant", &run, "--bucket", &bucket, "--anchor", &beyond])?;
+        ensure!(!ok && err.contains(&format!("does not hold record {}", anchor.seq + 5)), "{err}");
+        let rewritten = format!("{}:{}", anchor.seq, "0".repeat(64));
+        let (ok, _, err) = sanctum_audit(keys.path(), &["verify", "--tenant", &run, "--bucket", &bucket, "--anchor", &rewritten])?;
+        ensure!(!ok && err.contains("truncated or rewritten"), "{err}");
 
         // Export (of a trail that verifies): the chain's records as JSON lines, filtered
         // by time.
-        let (ok, out, err) = sanctum_audit(&["export", "--tenant", &run, "--bucket", &bucket])?;
+        let (ok, out, err) = sanctum_audit(keys.path(), &["export", "--tenant", &run, "--bucket", &bucket])?;
         ensure!(ok, "{err}");
         let exported: Vec<Record> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
         ensure!(exported.len() >= records.len(), "{} of {} records exported", exported.len(), records.len());
         ensure!(exported.first() == Some(first), "export starts with record 1");
-        let (ok, out, err) = sanctum_audit(&[
+        let (ok, out, err) = sanctum_audit(keys.path(), &[
             "export", "--tenant", &run, "--bucket", &bucket, "--until", "2000-01-01T00:00:00Z",
         ])?;
         ensure!(ok && out.is_empty(), "nothing before 2000: {out}{err}");
@@ -185,19 +211,49 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
             aws_sdk_s3::error::ProvideErrorMetadata::code(&refused).unwrap_or("no code")
         );
 
-        // Edited: change what record 1 says.
+        // Written once: the bucket policy refuses a PutObject without If-None-Match, so not
+        // even the writers' own credentials replace a batch; with it, S3 refuses (412).
         let original = batches[0].body.clone();
+        let status = |r: &Result<_, aws_sdk_s3::error::SdkError<_>>| {
+            r.as_ref().err().and_then(|e| e.raw_response()).map(|r| r.status().as_u16())
+        };
+        let plain = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(ByteStream::from(original.clone().into_bytes()))
+            .send()
+            .await;
+        ensure!(status(&plain) == Some(403), "an overwrite without If-None-Match: {plain:?}");
+        let conditional = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .if_none_match("*")
+            .body(ByteStream::from(original.clone().into_bytes()))
+            .send()
+            .await;
+        ensure!(status(&conditional) == Some(412), "a conditional overwrite: {conditional:?}");
+        ensure!(store.overwritten(&chain).await?.is_empty(), "no second version was made");
+        // Without the policy (an account administrator can remove it) an overwrite is
+        // still found by `verify`: the tampering below runs with the policy removed.
+        let write_once = s3.get_bucket_policy().bucket(&bucket).send().await?;
+        let write_once = write_once.policy().context("the audit bucket's policy")?.to_string();
+        ensure!(write_once.contains("s3:if-none-match"), "{write_once}");
+        s3.delete_bucket_policy().bucket(&bucket).send().await?;
+
+        // Edited: change what record 1 says.
         let edited = original.replacen("\"outcome\":\"Applied\"", "\"outcome\":\"Nothing\"", 1);
         ensure!(edited != original, "record 1 has an outcome to edit");
         put(s3, &bucket, &key, edited).await?;
-        let broken = verify(&bucket, &run)?.expect_err("edited chain verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("edited chain verifies");
         ensure!(broken.contains(&format!("record 1 in {key} does not match its hash")), "{broken}");
         println!("after editing record 1: {}", broken.trim());
         // Put back as it was: the content verifies again, but the object now has three
         // versions, and an audit object is written once. A rewritten tail is found even
         // when its hashes were recomputed.
         put(s3, &bucket, &key, original).await?;
-        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("an overwritten chain verifies");
         ensure!(broken.contains(&format!("{key} has 3 versions")), "{broken}");
         println!("after putting record 1 back: {}", broken.trim());
 
@@ -210,7 +266,7 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         let mut lines: Vec<&str> = batch.body.lines().collect();
         lines.swap(0, 1);
         put(s3, &bucket, &batch.key, format!("{}\n", lines.join("\n"))).await?;
-        let broken = verify(&bucket, &run)?.expect_err("reordered chain verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("reordered chain verifies");
         let (a, b) = (batch.first_seq, batch.first_seq + 1);
         ensure!(
             broken.contains(&format!("record {b} in {} stands where record {a} belongs", batch.key)),
@@ -219,12 +275,12 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         println!("after swapping records {a} and {b}: {}", broken.trim());
         put(s3, &bucket, &batch.key, batch.body.clone()).await?;
         // In order again: what is left is the overwrite (checked after the chain content).
-        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("an overwritten chain verifies");
         ensure!(broken.contains("was overwritten"), "after the order was put back: {broken}");
 
         // Deleted: the first object disappears behind a delete marker.
         let marker = s3.delete_object().bucket(&bucket).key(&key).send().await?;
-        let broken = verify(&bucket, &run)?.expect_err("chain without its first object verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("chain without its first object verifies");
         let next = batches[1].first_seq;
         ensure!(
             broken.contains(&format!("records 1..={} are missing", next - 1)),
@@ -237,11 +293,12 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
             .version_id(marker.version_id().context("delete marker version")?)
             .send()
             .await?;
-        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("an overwritten chain verifies");
         ensure!(broken.contains("was overwritten"), "after the delete marker was removed: {broken}");
 
         // The bucket refuses writes for a while: the tenant gets a Warning Event, the
         // records wait, and once the bucket takes them again the chain is complete.
+        s3.put_bucket_policy().bucket(&bucket).policy(&write_once).send().await?;
         let policy = s3.get_bucket_policy().bucket(&bucket).send().await?;
         let policy = policy.policy().context("the audit bucket's policy")?.to_string();
         let deny = serde_json::json!({
@@ -276,11 +333,44 @@ async fn reconciles_are_chained_into_a_locked_bucket_and_tampering_is_found() ->
         ensure!(after > before, "the delayed records were written ({before} -> {after})");
         // The chain content and the delete markers are checked before the versions, so an
         // error about the earlier overwrites alone means the delayed records were chained.
-        let broken = verify(&bucket, &run)?.expect_err("an overwritten chain verifies");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("an overwritten chain verifies");
         ensure!(
             broken.contains(&format!("{key} has ")) && broken.contains("was overwritten"),
             "after the delay: {broken}"
         );
+
+        // Appended with bucket access alone: a batch that links perfectly after the last
+        // record and is written the way the writers write (If-None-Match, so the policy
+        // lets it through), but without the operator's key. Verify names it.
+        let head = store.head(&chain).await?;
+        let (records, _) = sanctum_operator::audit::link(
+            &[sanctum_operator::audit::Entry {
+                tenant: run.clone(),
+                time: "2026-12-01T00:00:00Z".into(),
+                controller: "videotenant".into(),
+                kind: "VideoTenant".into(),
+                namespace: None,
+                name: run.clone(),
+                uid: None,
+                generation: None,
+                actions: "deleted nothing".into(),
+                outcome: "Applied".into(),
+            }],
+            &head,
+        );
+        let forged = sanctum_operator::audit::batch_key(&chain, head.seq + 1);
+        let sent = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&forged)
+            .if_none_match("*")
+            .body(ByteStream::from(sanctum_operator::audit::to_json_lines(&records).into_bytes()))
+            .send()
+            .await;
+        ensure!(sent.is_ok(), "a conditional create of a new key is allowed: {sent:?}");
+        let broken = verify(keys.path(), &bucket, &run)?.expect_err("an unsigned batch verifies");
+        ensure!(broken.contains(&format!("{forged} is not signed")), "{broken}");
+        println!("after appending an unsigned batch: {}", broken.trim());
 
         tenants.delete(&run, &Default::default()).await?;
         Ok(())

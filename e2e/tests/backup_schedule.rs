@@ -132,9 +132,9 @@ async fn scenario(
         status.last_backup_objects
     );
     ensure!(status.last_backup_time.is_some());
-    let manifests = list_keys(cloud, dest, &format!("{run}/manifests/")).await?;
+    let manifests = list_keys(&cloud.s3, dest, &format!("{run}/manifests/")).await?;
     ensure!(manifests.len() == 1, "one manifest: {manifests:?}");
-    let copies = list_keys(cloud, dest, &format!("{run}/objects/")).await?;
+    let copies = list_keys(&cloud.s3, dest, &format!("{run}/objects/")).await?;
     ensure!(copies.len() == 3, "three copies: {copies:?}");
     wait_tenant_event(cluster, run, "BackupSucceeded", "3 recording objects").await?;
     ensure!(
@@ -444,8 +444,8 @@ impl HostKubelet {
 }
 
 async fn remove_bucket(cloud: &Cloud, bucket: &str) -> Result<()> {
-    for key in list_keys(cloud, bucket, "").await? {
-        delete_all_versions(cloud, bucket, &key).await?;
+    for key in list_keys(&cloud.s3, bucket, "").await? {
+        delete_all_versions(&cloud.s3, bucket, &key).await?;
     }
     cloud.s3.delete_bucket().bucket(bucket).send().await?;
     Ok(())

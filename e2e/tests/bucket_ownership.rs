@@ -12,8 +12,8 @@ use kube::Api;
 use kube::api::PostParams;
 use sanctum_api::VideoTenant;
 use sanctum_e2e::{
-    Cluster, Operator, cloud, condition, example_tenant, unique, wait_condition, wait_gone,
-    with_logs,
+    Cluster, Operator, cloud, condition, example_tenant, s3_of_account, unique, wait_condition,
+    wait_gone, with_logs,
 };
 
 #[tokio::test]
@@ -161,6 +161,84 @@ async fn foreign_buckets_are_refused_and_left_untouched() -> Result<()> {
             tenants.delete(&t, &Default::default()).await?;
             wait_gone(&tenants, &t, Duration::from_secs(120)).await?;
         }
+        Ok(())
+    })
+    .await
+}
+
+/// Bucket names are global: someone who guesses a tenant's bucket name (it is in the
+/// GitOps repository) can create it first in an account of their own, even let everyone
+/// write to it. The operator names the account that must own every bucket it touches
+/// (`ExpectedBucketOwner`), so S3 refuses it: the tenant stalls, and the sniped bucket
+/// receives no tag, no setting and no object.
+#[tokio::test]
+async fn a_bucket_made_first_in_another_account_receives_nothing() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("snipe");
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        let cloud = cloud().await?;
+        let ours = cloud.owners.clone().context("the emulator has accounts")?;
+        let attacker = s3_of_account("999999999999").await?;
+        ensure!(ours.default_account() != "999999999999", "two accounts");
+        let sniped = format!("{run}-recordings");
+        attacker.create_bucket().bucket(&sniped).send().await?;
+        attacker
+            .put_bucket_policy()
+            .bucket(&sniped)
+            .policy(
+                serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": "*", "Action": "s3:*",
+                    "Resource": [format!("arn:aws:s3:::{sniped}"), format!("arn:aws:s3:::{sniped}/*")]
+                }]})
+                .to_string(),
+            )
+            .send()
+            .await?;
+
+        let mut tenant = example_tenant(&run, &run)?;
+        tenant.spec.storage.bucket = Some(sniped.clone());
+        tenants.create(&PostParams::default(), &tenant).await?;
+        let t = wait_condition(&tenants, &run, "Stalled", "True", Duration::from_secs(60)).await?;
+        let stalled = condition(&t, "Stalled").cloned().context("Stalled")?;
+        ensure!(
+            stalled.message.contains("BucketNotOwned")
+                && stalled.message.contains(&format!("is not owned by account {}", ours.default_account())),
+            "stalled on the owner check: {}",
+            stalled.message
+        );
+        ensure!(
+            condition(&t, "BucketReady").is_none_or(|c| c.status != "True"),
+            "no bucket is ready"
+        );
+        // Nothing reached the attacker's bucket, read back with the attacker's credentials.
+        let tags = attacker.get_bucket_tagging().bucket(&sniped).send().await;
+        ensure!(
+            tags.as_ref().map_or(true, |t| t.tag_set().is_empty()),
+            "no tag was put: {tags:?}"
+        );
+        ensure!(
+            attacker
+                .get_bucket_lifecycle_configuration()
+                .bucket(&sniped)
+                .send()
+                .await
+                .is_err(),
+            "no lifecycle was put"
+        );
+        let objects = attacker.list_objects_v2().bucket(&sniped).send().await?;
+        ensure!(objects.contents().is_empty(), "no object was written");
+
+        // The same request without the expected owner would have been served: the refusal
+        // is the owner check's, not a missing permission.
+        let unchecked = s3_of_account(ours.default_account()).await?;
+        ensure!(
+            unchecked.head_bucket().bucket(&sniped).send().await.is_ok(),
+            "the bucket itself is reachable from our account"
+        );
+        tenants.delete(&run, &Default::default()).await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await?;
         Ok(())
     })
     .await

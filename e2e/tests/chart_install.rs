@@ -115,6 +115,7 @@ async fn body(cluster: &Cluster, node: &RealNode, release: &str, namespace: &str
             "credentialsSecret": "aws-credentials",
             "trustBundle": {"configMap": "trust-bundle", "key": "ca-certificates.crt"}
         },
+        "audit": {"bucket": format!("sanctum-audit-{release}")},
         "nodeSelector": sanctum_e2e::node::node_selector(),
         "tolerations": [sanctum_e2e::node::toleration()],
     });
@@ -187,6 +188,32 @@ async fn body(cluster: &Cluster, node: &RealNode, release: &str, namespace: &str
     wait_condition(&tenants, &name, "Ready", "True", Duration::from_secs(240)).await?;
     let (status, message) = kstatus(&tenants.get(&name).await?).await?;
     ensure!(status == "Current", "kstatus says {status}: {message}");
+    // Under the chart's RBAC and admission policy the operator made its audit signing key,
+    // published its public half, and anchors the tenant's chain in its status.
+    let signers = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .get(sanctum_operator::audit::SIGNERS_CONFIG_MAP)
+        .await?;
+    ensure!(
+        signers
+            .data
+            .as_ref()
+            .and_then(|d| d.get(sanctum_operator::audit::SIGNERS_KEY))
+            .is_some_and(|pem| pem.contains("BEGIN PUBLIC KEY")),
+        "the audit signers are published"
+    );
+    sanctum_e2e::wait_for(
+        "the tenant's audit anchor",
+        Duration::from_secs(60),
+        || async {
+            Ok(tenants
+                .get(&name)
+                .await?
+                .status
+                .and_then(|s| s.last_audit_record)
+                .is_some_and(|a| a.seq >= 1))
+        },
+    )
+    .await?;
     // Ready means media nodes that run: two in us-east, one in eu-west.
     let media = wait_running(client, &tenant_ns, MEDIA_PODS, 3, Duration::from_secs(30)).await?;
     ensure!(media.len() == 3, "{} media pods", media.len());
@@ -262,6 +289,19 @@ async fn a_stolen_operator_token_cannot_escalate(
         "a Secret in kube-system",
         system
             .create(&post, &token_secret("kube-system", "stolen")?)
+            .await
+            .map(drop),
+    )?;
+    // ConfigMaps of its own namespace other than its audit signers (someone else's
+    // configuration, or a second list of signers a verifier might be pointed at).
+    let config_map: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "sanctum-audit-signers-forged", "namespace": namespace},
+        "data": {"signers.pem": "-----BEGIN PUBLIC KEY-----"}
+    }))?;
+    forbidden(
+        "another ConfigMap in the operator's namespace",
+        Api::<ConfigMap>::namespaced(operator.clone(), namespace)
+            .create(&post, &config_map)
             .await
             .map(drop),
     )?;

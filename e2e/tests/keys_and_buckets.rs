@@ -17,7 +17,7 @@ use sanctum_e2e::{
     with_logs,
 };
 use sanctum_operator::cloud::buckets::{DesiredBucket, ensure_bucket};
-use sanctum_operator::cloud::keys::{self, unwrap_kms, unwrap_local};
+use sanctum_operator::cloud::keys::{self, KeyContext, unwrap_kms, unwrap_local};
 
 /// Data of the escrow Secrets kept for `tenant` in the operator's namespace.
 async fn escrowed(
@@ -108,6 +108,7 @@ async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
             kms_key_arn: None,
             retention_days: t.spec.storage.retention_days,
             object_lock: None,
+            write_once: false,
         };
         let report = ensure_bucket(&cloud, &want).await?;
         ensure!(
@@ -189,6 +190,23 @@ async fn local_provider_wraps_a_key_and_protects_the_bucket() -> Result<()> {
     .await
 }
 
+/// The key ARN `alias/sanctum/<tenant>` names.
+async fn alias_target(
+    cloud: &sanctum_operator::cloud::Cloud,
+    tenant: &str,
+) -> Result<Option<String>> {
+    let described = cloud
+        .kms
+        .describe_key()
+        .key_id(keys::alias(tenant))
+        .send()
+        .await?;
+    Ok(described
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .map(str::to_string))
+}
+
 #[tokio::test]
 async fn aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it() -> Result<()> {
     let cluster = Cluster::connect().await?;
@@ -221,14 +239,8 @@ async fn aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it() -
             "the orphaned key was adopted: {:?}",
             status.key_arn
         );
-        let alias = cloud
-            .kms
-            .describe_key()
-            .key_id(keys::alias(&run))
-            .send()
-            .await?;
         ensure!(
-            alias.key_metadata().and_then(|m| m.arn()) == Some(orphan.as_str()),
+            alias_target(&cloud, &run).await?.as_deref() == Some(orphan.as_str()),
             "alias points at it"
         );
         let rotation = cloud
@@ -260,12 +272,48 @@ async fn aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it() -
         // The data key unwraps through KMS only with the tenant's context.
         let namespace = status.namespace.clone().context("namespace")?;
         let wrapped = wrapped_key(&cluster, &namespace).await?;
-        ensure!(unwrap_kms(&cloud, &wrapped, &run).await?.len() == 32);
+        let context = KeyContext {
+            tenant: &run,
+            uid: &uid,
+        };
+        ensure!(unwrap_kms(&cloud, &wrapped, context).await?.len() == 32);
         ensure!(
-            unwrap_kms(&cloud, &wrapped, "another-tenant")
-                .await
-                .is_err(),
+            unwrap_kms(
+                &cloud,
+                &wrapped,
+                KeyContext {
+                    tenant: "another-tenant",
+                    ..context
+                }
+            )
+            .await
+            .is_err(),
             "context binds the tenant"
+        );
+        ensure!(
+            unwrap_kms(
+                &cloud,
+                &wrapped,
+                KeyContext {
+                    uid: "0e5e2c1a-uid-of-an-earlier-tenant",
+                    ..context
+                }
+            )
+            .await
+            .is_err(),
+            "context binds the tenant object: a re-created tenant of the same name cannot unwrap it"
+        );
+        let tags = cloud
+            .kms
+            .list_resource_tags()
+            .key_id(&orphan)
+            .send()
+            .await?;
+        ensure!(
+            tags.tags()
+                .iter()
+                .any(|t| t.tag_key() == keys::TENANT_UID_TAG && t.tag_value() == uid),
+            "the adopted key is tagged with the tenant's uid"
         );
 
         // The bucket defaults to SSE-KMS under the tenant key with bucket keys.
@@ -288,6 +336,48 @@ async fn aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it() -
             "SSE-KMS with the tenant key"
         );
         ensure!(rule.bucket_key_enabled() == Some(true), "bucket keys on");
+
+        // An upload that asks for another encryption is refused by the bucket policy: an
+        // object under SSE-S3 or a foreign KMS key would escape the tenant's key, and with
+        // it crypto-shredding. Without encryption headers, or naming the tenant's own key,
+        // it is taken (and encrypted under the tenant's key by default).
+        use aws_sdk_s3::types::ServerSideEncryption as Sse;
+        let foreign_key = cloud.kms.create_key().send().await?;
+        let foreign_key = foreign_key
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .context("arn")?;
+        for (name, sse, key_id, taken) in [
+            ("sse-s3", Some(Sse::Aes256), None, false),
+            ("foreign-kms", Some(Sse::AwsKms), Some(foreign_key), false),
+            ("tenant-kms", Some(Sse::AwsKms), Some(orphan.as_str()), true),
+            ("default", None, None, true),
+        ] {
+            let sent = cloud
+                .s3
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("probe/{name}"))
+                .set_server_side_encryption(sse)
+                .set_ssekms_key_id(key_id.map(str::to_string))
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"probe"))
+                .send()
+                .await;
+            let code = sent
+                .as_ref()
+                .err()
+                .and_then(|e| e.raw_response())
+                .map(|r| r.status().as_u16());
+            ensure!(
+                if taken {
+                    sent.is_ok()
+                } else {
+                    code == Some(403)
+                },
+                "{name}: taken {taken} expected, got {:?}",
+                sent.map(|_| ()).map_err(|e| format!("{e:?}"))
+            );
+        }
         tenants.delete(&run, &Default::default()).await?;
         Ok(())
     })
@@ -309,6 +399,7 @@ async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<(
         let status = t.status.clone().context("status")?;
         let namespace = status.namespace.clone().context("namespace")?;
         let arn = status.key_arn.clone().context("key arn")?;
+        let uid = t.uid().context("uid")?;
         let cloud = cloud().await?;
         ensure!(escrowed(&cluster, &run).await?.len() == 1, "v1 escrowed");
 
@@ -323,7 +414,8 @@ async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<(
         let data = secret.data.context("data")?;
         for version in ["v1", "v2"] {
             let wrapped = &data.get(version).context("both versions kept")?.0;
-            ensure!(unwrap_kms(&cloud, wrapped, &run).await?.len() == 32, "{version} unwraps");
+            let context = KeyContext { tenant: &run, uid: &uid };
+            ensure!(unwrap_kms(&cloud, wrapped, context).await?.len() == 32, "{version} unwraps");
         }
         ensure!(data["v1"].0 != data["v2"].0, "a new key, not a copy");
         wait_for("v2 escrowed", Duration::from_secs(30), || async {
@@ -348,6 +440,77 @@ async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<(
             state.key_metadata().and_then(|m| m.key_state())
         );
         ensure!(escrowed(&cluster, &run).await?.is_empty(), "no escrowed key remains");
+        Ok(())
+    })
+    .await
+}
+
+/// A tenant deleted with `deletionPolicy: Retain` leaves its KMS key and the alias
+/// `alias/sanctum/<name>`. A later tenant of the same name is another object (another
+/// uid): it must neither use that key nor, when it is deleted with `CryptoShred`, shred
+/// it, even if its status were made to name it (threat-model.md, T7).
+#[tokio::test]
+async fn a_recreated_tenant_of_the_same_name_neither_uses_nor_shreds_the_old_key() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("rekey");
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        let cloud = cloud().await?;
+        let state = |arn: String| {
+            let kms = cloud.kms.clone();
+            async move {
+                let out = kms.describe_key().key_id(arn).send().await?;
+                Ok::<_, anyhow::Error>(out.key_metadata().and_then(|m| m.key_state()).cloned())
+            }
+        };
+        let mut first = example_tenant(&run, &run)?;
+        first.spec.encryption.provider = KeyProvider::Aws;
+        tenants.create(&PostParams::default(), &first).await?;
+        let t = wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let old_key = t.status.and_then(|s| s.key_arn).context("key arn")?;
+        tenants.delete(&run, &Default::default()).await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await?;
+        ensure!(state(old_key.clone()).await? == Some(aws_sdk_kms::types::KeyState::Enabled));
+
+        // The same name again, this time to be crypto-shredded.
+        let mut second = example_tenant(&run, &run)?;
+        second.spec.encryption.provider = KeyProvider::Aws;
+        second.spec.encryption.deletion_policy = DeletionPolicy::CryptoShred;
+        tenants.create(&PostParams::default(), &second).await?;
+        let t = wait_condition(&tenants, &run, "Stalled", "True", Duration::from_secs(60)).await?;
+        let stalled = sanctum_e2e::condition(&t, "Stalled")
+            .cloned()
+            .context("Stalled")?;
+        ensure!(
+            stalled.message.contains("KeyNotOwned") && stalled.message.contains(&old_key),
+            "stalled on the old key: {}",
+            stalled.message
+        );
+        ensure!(
+            t.status
+                .as_ref()
+                .and_then(|s| s.key_arn.as_deref())
+                .is_none(),
+            "the old key was not taken"
+        );
+
+        // Even a status that names the old key (restored from elsewhere, or forged by
+        // whoever may write status) does not get it shredded.
+        let forged = serde_json::json!({"status": {"keyArn": old_key}});
+        tenants
+            .patch_status(&run, &PatchParams::default(), &Patch::Merge(&forged))
+            .await?;
+        tenants.delete(&run, &Default::default()).await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await?;
+        ensure!(
+            state(old_key.clone()).await? == Some(aws_sdk_kms::types::KeyState::Enabled),
+            "the earlier tenant's key is not scheduled for deletion"
+        );
+        ensure!(
+            alias_target(&cloud, &run).await?.as_deref() == Some(old_key.as_str()),
+            "its alias stays"
+        );
         Ok(())
     })
     .await

@@ -17,8 +17,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use sanctum_api::{Recording, RecordingPhase, VideoTenant};
 use sanctum_e2e::{
-    Cluster, Operator, cloud, example_tenant, free_local_port, unique, wait_condition, wait_for,
-    with_logs, workspace_binary,
+    Cluster, Operator, audit_public_keys, cloud, example_tenant, free_local_port, unique,
+    wait_condition, wait_for, with_logs, workspace_binary,
 };
 use sanctum_media_client::{Kind, Options, Session, connect, parse_frame};
 use sanctum_operator::cloud::Cloud;
@@ -508,7 +508,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             &master_file,
         )
         .await?;
-        session_log_is_audited(&cloud, &run).await?;
+        session_log_is_audited(&cluster.client, &cloud, &run).await?;
 
         // The Recording finds its object again: restored from the version it names, with
         // the SHA-256 recorded at sealing. (Re-linked once, then re-checked as usual.)
@@ -592,7 +592,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             object(&victim, &key).await?.is_some(),
             "the operator deleted in the bucket a forged status named"
         );
-        delete_all_versions(&cloud, &victim, &key).await?;
+        delete_all_versions(&cloud.s3, &victim, &key).await?;
         cloud.s3.delete_bucket().bucket(&victim).send().await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let still = api.get("visit-2").await?;
@@ -756,11 +756,14 @@ fn audit_bucket(run: &str) -> String {
 
 /// The node's session log is in the audit trail: its own chain beside the operator's,
 /// intact, holding the sessions and the recording, and nothing like a token.
-async fn session_log_is_audited(cloud: &Cloud, run: &str) -> Result<()> {
+async fn session_log_is_audited(client: &kube::Client, cloud: &Cloud, run: &str) -> Result<()> {
     let bucket = audit_bucket(run);
+    let keys = audit_public_keys(client).await?;
     let audit = |command: &str| {
         std::process::Command::new(workspace_binary("sanctum")?)
             .args(["audit", command, "--tenant", run, "--bucket", &bucket])
+            .arg("--public-keys")
+            .arg(keys.path())
             .output()
             .map_err(anyhow::Error::from)
     };
@@ -768,11 +771,13 @@ async fn session_log_is_audited(cloud: &Cloud, run: &str) -> Result<()> {
         "the node's session chain",
         Duration::from_secs(30),
         || async {
-            Ok(
-                !list_keys(cloud, &bucket, &format!("tenants/{run}/nodes/media-e2e-0/"))
-                    .await?
-                    .is_empty(),
+            Ok(!list_keys(
+                &cloud.s3,
+                &bucket,
+                &format!("tenants/{run}/nodes/media-e2e-0."),
             )
+            .await?
+            .is_empty())
         },
     )
     .await?;
@@ -781,9 +786,11 @@ async fn session_log_is_audited(cloud: &Cloud, run: &str) -> Result<()> {
     ensure!(
         verified.status.success()
             && out.contains(&format!("audit chain of {run} (reconciles) intact"))
-            && out.contains(&format!(
-                "audit chain of {run} (sessions of media node media-e2e-0) intact"
-            )),
+            && out.lines().any(|l| {
+                l.starts_with(&format!(
+                    "audit chain of {run} (sessions of media node media-e2e-0."
+                )) && l.contains(") intact and signed")
+            }),
         "audit verify: {out}{}",
         String::from_utf8_lossy(&verified.stderr)
     );
@@ -875,7 +882,7 @@ async fn back_up(cloud: &Cloud, run: &str, ns: &str, bucket: &str, key: &str) ->
             .send()
             .await?;
     }
-    let total = list_keys(cloud, bucket, "").await?.len();
+    let total = list_keys(&cloud.s3, bucket, "").await?.len();
     let manifests = format!("{run}/manifests/");
 
     // Killed midway: copies made, no manifest; the next run takes over the expired lock,
@@ -883,14 +890,14 @@ async fn back_up(cloud: &Cloud, run: &str, ns: &str, bucket: &str, key: &str) ->
     let mut first = backup_command(run, ns, bucket, &dest, &[])?.spawn()?;
     let objects_prefix = format!("{run}/objects/");
     wait_for("the first copies", Duration::from_secs(60), || async {
-        Ok(list_keys(cloud, &dest, &objects_prefix).await?.len() >= 3)
+        Ok(list_keys(&cloud.s3, &dest, &objects_prefix).await?.len() >= 3)
     })
     .await?;
     first.kill().await?;
-    let partial = list_keys(cloud, &dest, &objects_prefix).await?.len();
+    let partial = list_keys(&cloud.s3, &dest, &objects_prefix).await?.len();
     ensure!(partial < total, "the backup finished before it was killed");
     ensure!(
-        list_keys(cloud, &dest, &manifests).await?.is_empty(),
+        list_keys(&cloud.s3, &dest, &manifests).await?.is_empty(),
         "a killed backup wrote a manifest"
     );
     let resumed = run_backup(run, ns, bucket, &dest, &["--wait-seconds", "30"]).await?;
@@ -913,14 +920,14 @@ async fn back_up(cloud: &Cloud, run: &str, ns: &str, bucket: &str, key: &str) ->
         "{a} {b}"
     );
     ensure!(
-        list_keys(cloud, &dest, &manifests).await?.len() == 3,
+        list_keys(&cloud.s3, &dest, &manifests).await?.len() == 3,
         "three manifests"
     );
     // Without waiting, a run that finds the lock held says so and fails.
     let mut holder = backup_command(run, ns, bucket, &dest, &[])?.spawn()?;
     let lock = format!("{run}/lock");
     wait_for("the lock", Duration::from_secs(30), || async {
-        Ok(list_keys(cloud, &dest, &lock).await?.contains(&lock))
+        Ok(list_keys(&cloud.s3, &dest, &lock).await?.contains(&lock))
     })
     .await?;
     let busy = backup_command(run, ns, bucket, &dest, &[])?
@@ -948,16 +955,16 @@ async fn restore(
     frames: &[u32],
     master_file: &Path,
 ) -> Result<()> {
-    let total = list_keys(cloud, dest, &format!("{run}/objects/"))
+    let total = list_keys(&cloud.s3, dest, &format!("{run}/objects/"))
         .await?
         .len();
 
     // Lose every recording object (all versions), restore, read back.
-    for k in list_keys(cloud, bucket, "").await? {
-        delete_all_versions(cloud, bucket, &k).await?;
+    for k in list_keys(&cloud.s3, bucket, "").await? {
+        delete_all_versions(&cloud.s3, bucket, &k).await?;
     }
     ensure!(
-        list_keys(cloud, bucket, "").await?.is_empty(),
+        list_keys(&cloud.s3, bucket, "").await?.is_empty(),
         "objects left"
     );
     let restored_keys = tempfile::tempdir()?;
@@ -989,7 +996,7 @@ async fn restore(
         "{report}"
     );
     ensure!(
-        list_keys(cloud, bucket, "").await?.len() == total,
+        list_keys(&cloud.s3, bucket, "").await?.len() == total,
         "restored object count"
     );
     let webm = restored_keys.path().join("restored.webm");
@@ -1006,7 +1013,7 @@ async fn restore(
 
     // A backup whose copy was removed: restore reports it missing and fails.
     let gone = format!("{run}/objects/recordings/filler-00.sealed");
-    delete_all_versions(cloud, dest, &gone).await?;
+    delete_all_versions(&cloud.s3, dest, &gone).await?;
     let out = restore_command(run, dest, bucket, &[])?;
     ensure!(
         !out.status.success(),
@@ -1019,9 +1026,9 @@ async fn restore(
     );
     // The restored recording stays for the retention check, which must delete it; the
     // rest (fillers, the tampered copy) are not recordings the operator tracks.
-    for k in list_keys(cloud, bucket, "").await? {
+    for k in list_keys(&cloud.s3, bucket, "").await? {
         if k != key {
-            delete_all_versions(cloud, bucket, &k).await?;
+            delete_all_versions(&cloud.s3, bucket, &k).await?;
         }
     }
     Ok(())

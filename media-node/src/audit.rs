@@ -2,19 +2,24 @@
 //!
 //! Every line the node logs under `sanctum::session` (joins, publishes, subscribes,
 //! leaves, recording starts and stops) and `sanctum::auth` (refused requests) also
-//! becomes an audit record in this node's own hash chain, `tenants/<tenant>/nodes/<pod>/`
-//! of the audit bucket (Object Lock), beside the operator's chain of reconciles;
-//! `sanctum audit verify` walks both. The lines carry opaque ids only (session, room,
-//! user), never a token, SDP, address or key, so neither do the records.
+//! becomes an audit record in this process's own hash chain,
+//! `tenants/<tenant>/nodes/<pod>.<key id>/` of the audit bucket (Object Lock), beside the
+//! operator's chain of reconciles; `sanctum audit verify` walks both. The chain starts by
+//! stating the public half of a key the process makes at start and keeps in memory only,
+//! and every batch is signed with it, so no other process holding the same cloud
+//! credentials (another node of the tenant) can add to it. The lines carry opaque ids
+//! only (session, room, user), never a token, SDP, address or key, so neither do the
+//! records.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sanctum_audit::Entry;
+use sanctum_audit::sign::KeyError;
 use sanctum_audit::store::AuditStore;
 use sanctum_audit::trail::{Meter, Trail, Writer};
+use sanctum_audit::{Entry, Signer, audit_key_entry};
 use tokio::task::JoinHandle;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer};
@@ -32,21 +37,28 @@ pub struct SessionTrail {
 }
 
 impl SessionTrail {
-    /// Starts shipping `tenant`'s session log lines of node `node` to `store`.
+    /// Starts shipping `tenant`'s session log lines of node `node` to `store`, in a chain
+    /// of this process's own, signed with a key made now.
     pub fn start(
         store: AuditStore,
         tenant: &str,
         node: &str,
         metrics: Metrics,
         flush: Duration,
-    ) -> (Self, SessionLayer) {
-        let (trail, task) = Trail::start(store, Writer::Node(node.to_string()), metrics, flush);
+    ) -> Result<(Self, SessionLayer), KeyError> {
+        let signer = Signer::generate()?;
+        // A restarted container is a new process with a new key: it starts a new chain
+        // instead of appending to one whose key it does not hold.
+        let chain = format!("{node}.{}", signer.id());
+        let first = audit_key_entry(tenant, &jiff::Timestamp::now().to_string(), &signer);
+        let (trail, task) = Trail::start(store, Writer::Node(chain), signer, metrics, flush);
+        trail.record(first);
         let slot = Arc::new(Mutex::new(Some(trail)));
         let layer = SessionLayer {
             slot: slot.clone(),
             tenant: tenant.to_string(),
         };
-        (Self { slot, task }, layer)
+        Ok((Self { slot, task }, layer))
     }
 
     /// Stops queueing and waits (up to `wait`) for what is queued to be written.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sanctum_keywrap::{KmsUnwrapError, unwrap_local};
+use sanctum_cloud::kms::KeyContext;
+use sanctum_keywrap::unwrap_local;
 use zeroize::Zeroizing;
 
 use crate::token::Verifier;
@@ -42,10 +43,8 @@ pub struct KeyConfig {
     pub node_name: String,
     /// Master key for the local provider.
     pub local_master_key_file: Option<PathBuf>,
-    /// KMS endpoint override (emulators, VPC endpoints).
-    pub aws_endpoint: Option<String>,
-    /// AWS region.
-    pub aws_region: String,
+    /// The VideoTenant's uid, part of the KMS encryption context (`aws` provider).
+    pub tenant_uid: Option<String>,
 }
 
 /// The loaded keys.
@@ -80,6 +79,9 @@ pub enum KeyError {
     /// The wrapped key does not open for this tenant.
     #[error("the tenant key does not unwrap: {0}")]
     Unwrap(String),
+    /// The `aws` provider needs the tenant's uid for the encryption context.
+    #[error("the aws key provider needs --tenant-uid (the VideoTenant's metadata.uid)")]
+    NoTenantUid,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
@@ -89,13 +91,13 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
     })
 }
 
-/// Reads and unwraps the keys.
-pub async fn load(cfg: &KeyConfig) -> Result<Keys, KeyError> {
+/// Reads and unwraps the keys (`kms` unwraps with the `aws` provider).
+pub async fn load(cfg: &KeyConfig, kms: &aws_sdk_kms::Client) -> Result<Keys, KeyError> {
     let public = read(&cfg.public_key)?;
     let verifier = Verifier::from_public_pem(&public, &cfg.tenant, cfg.max_token_lifetime)
         .map_err(|_| KeyError::PublicKey)?;
     let wrapped = read(&cfg.tenant_key_file)?;
-    let tenant_key = unwrap_tenant_key(&Unwrapper::from(cfg), wrapped).await?;
+    let tenant_key = unwrap_tenant_key(&Unwrapper::new(cfg, kms), wrapped).await?;
     let control = match &cfg.control_public_key {
         Some(path) => Some(
             ControlVerifier::from_public_pem(&read(path)?, &cfg.tenant, &cfg.node_name)
@@ -116,24 +118,25 @@ pub async fn load(cfg: &KeyConfig) -> Result<Keys, KeyError> {
 pub struct Unwrapper {
     /// Tenant (encryption context).
     pub tenant: String,
+    /// The tenant's uid (KMS encryption context).
+    pub tenant_uid: Option<String>,
     /// Key provider.
     pub provider: Provider,
     /// Master key for the local provider.
     pub local_master_key_file: Option<PathBuf>,
-    /// KMS endpoint override.
-    pub aws_endpoint: Option<String>,
-    /// AWS region.
-    pub aws_region: String,
+    /// KMS client (the `aws` provider).
+    pub kms: aws_sdk_kms::Client,
 }
 
-impl From<&KeyConfig> for Unwrapper {
-    fn from(cfg: &KeyConfig) -> Self {
+impl Unwrapper {
+    /// The unwrapper of a serving node.
+    pub fn new(cfg: &KeyConfig, kms: &aws_sdk_kms::Client) -> Self {
         Unwrapper {
             tenant: cfg.tenant.clone(),
+            tenant_uid: cfg.tenant_uid.clone(),
             provider: cfg.provider,
             local_master_key_file: cfg.local_master_key_file.clone(),
-            aws_endpoint: cfg.aws_endpoint.clone(),
-            aws_region: cfg.aws_region.clone(),
+            kms: kms.clone(),
         }
     }
 }
@@ -153,19 +156,15 @@ pub async fn unwrap_tenant_key(
             unwrap_local(&master, &wrapped, &cfg.tenant)
                 .map_err(|e| KeyError::Unwrap(e.to_string()))
         }
-        Provider::Aws => unwrap_kms(cfg, wrapped).await,
+        Provider::Aws => {
+            let uid = cfg.tenant_uid.as_deref().ok_or(KeyError::NoTenantUid)?;
+            let context = KeyContext {
+                tenant: &cfg.tenant,
+                uid,
+            };
+            sanctum_cloud::kms::unwrap(&cfg.kms, &wrapped, context)
+                .await
+                .map_err(|e| KeyError::Unwrap(e.to_string()))
+        }
     }
-}
-
-async fn unwrap_kms(cfg: &Unwrapper, wrapped: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let shared = crate::server::aws_config(&cfg.aws_region, cfg.aws_endpoint.as_deref()).await;
-    let kms = aws_sdk_kms::Client::new(&shared);
-    sanctum_keywrap::unwrap_kms(&kms, &wrapped, &cfg.tenant)
-        .await
-        .map_err(|e| match e {
-            KmsUnwrapError::Decrypt(e) => {
-                KeyError::Unwrap(aws_sdk_kms::error::DisplayErrorContext(*e).to_string())
-            }
-            other => KeyError::Unwrap(other.to_string()),
-        })
 }

@@ -60,6 +60,9 @@ struct DecryptArgs {
     /// Tenant the recording belongs to.
     #[arg(long)]
     tenant: String,
+    /// The tenant's uid (VideoTenant `metadata.uid`): part of the KMS encryption context.
+    #[arg(long)]
+    tenant_uid: Option<String>,
     /// Directory with the wrapped tenant key versions `v1`, `v2`, ... (the `tenant-data-key` Secret's data).
     #[arg(long)]
     tenant_key_dir: PathBuf,
@@ -76,15 +79,8 @@ struct StoreArgs {
     /// Master key file of the local provider.
     #[arg(long, env = "SANCTUM_LOCAL_MASTER_KEY_FILE")]
     local_master_key_file: Option<PathBuf>,
-    /// AWS (KMS and S3) endpoint override (emulators, VPC endpoints).
-    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
-    aws_endpoint: Option<String>,
-    /// AWS region of the KMS key and the bucket.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    aws_region: String,
-    /// Path-style S3 addressing (emulators).
-    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
-    s3_path_style: bool,
+    #[command(flatten)]
+    cloud: sanctum_cloud::CloudArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,6 +94,9 @@ struct ServeArgs {
     /// Tenant this node serves: the join tokens' audience and the key's encryption context.
     #[arg(long, env = "SANCTUM_TENANT")]
     tenant: String,
+    /// The tenant's uid (VideoTenant `metadata.uid`): part of the KMS encryption context.
+    #[arg(long, env = "SANCTUM_TENANT_UID")]
+    tenant_uid: Option<String>,
     /// Region label of this node (informational).
     #[arg(long, env = "SANCTUM_REGION")]
     region: Option<String>,
@@ -284,21 +283,16 @@ fn init_logs_with(format: LogFormat, audit: Option<audit::SessionLayer>) {
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let metrics = Metrics::default();
+    let cloud = a.store.cloud.connect().await?;
     let session_trail = match &a.audit_bucket {
         Some(bucket) => {
-            let s3 = server::s3_client(
-                &a.store.aws_region,
-                a.store.aws_endpoint.as_deref(),
-                a.store.s3_path_style,
-            )
-            .await;
             let (trail, layer) = audit::SessionTrail::start(
-                AuditStore::new(s3, bucket),
+                AuditStore::new(cloud.s3.clone(), bucket),
                 &a.tenant,
                 &a.node_name,
                 metrics.clone(),
                 Duration::from_millis(a.audit_flush_ms.max(10)),
-            );
+            )?;
             init_logs_with(a.log_format, Some(layer));
             Some(trail)
         }
@@ -339,17 +333,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             control_public_key: a.control_public_key,
             node_name: a.node_name.clone(),
             local_master_key_file: a.store.local_master_key_file,
-            aws_endpoint: a.store.aws_endpoint,
-            aws_region: a.store.aws_region,
+            tenant_uid: a.tenant_uid,
         },
         idle_timeout: Duration::from_secs(a.idle_timeout_seconds),
         max_session: Duration::from_secs(a.max_session_minutes * 60),
         cors_origins: a.cors_origins,
         drain: Duration::from_secs(a.drain_seconds),
         storage: StorageConfig {
-            path_style: a.store.s3_path_style,
             kms_key_id: a.kms_key_arn.clone().filter(|arn| arn != "local"),
         },
+        cloud,
         control: match (a.control_addr, a.control_tls_dir) {
             (Some(addr), Some(tls_dir)) => Some(server::ControlListener { addr, tls_dir }),
             _ => None,
@@ -397,22 +390,18 @@ fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
 
 async fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cloud = a.store.cloud.connect().await?;
     let unwrapper = Unwrapper {
         tenant: a.tenant,
+        tenant_uid: a.tenant_uid,
         provider: a.key_provider,
-        local_master_key_file: a.store.local_master_key_file,
-        aws_endpoint: a.store.aws_endpoint,
-        aws_region: a.store.aws_region,
+        local_master_key_file: a.store.local_master_key_file.clone(),
+        kms: cloud.kms.clone(),
     };
     let source = match (a.input, a.bucket, a.key) {
         (Some(path), _, _) => Source::File(path),
         (None, Some(bucket), Some(key)) => Source::S3 {
-            client: server::s3_client(
-                &unwrapper.aws_region,
-                unwrapper.aws_endpoint.as_deref(),
-                a.store.s3_path_style,
-            )
-            .await,
+            client: cloud.s3.clone(),
             bucket,
             key,
             version_id: a.version_id,

@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub drain: Duration,
     /// Where recordings go.
     pub storage: StorageConfig,
+    /// KMS and S3 clients (tenant key, recordings), made once by the caller.
+    pub cloud: sanctum_cloud::Clients,
     /// The control API's own listener (mutual TLS); `None` serves no control API.
     pub control: Option<ControlListener>,
 }
@@ -84,33 +86,8 @@ pub struct ControlListener {
 /// How recordings reach the tenant bucket.
 #[derive(Clone, Debug, Default)]
 pub struct StorageConfig {
-    /// Path-style S3 addressing (emulators, some S3-compatible stores).
-    pub path_style: bool,
     /// KMS key for SSE-KMS on recording objects; `None` uses SSE-S3.
     pub kms_key_id: Option<String>,
-}
-
-/// AWS settings shared by the node's KMS and S3 clients (default credential chain: IRSA, env).
-pub async fn aws_config(region: &str, endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()));
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    loader.load().await
-}
-
-/// The S3 client recordings are uploaded with (and `decrypt` reads with).
-pub async fn s3_client(
-    region: &str,
-    endpoint: Option<&str>,
-    path_style: bool,
-) -> aws_sdk_s3::Client {
-    let shared = aws_config(region, endpoint).await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(path_style)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Why a node could not start.
@@ -193,12 +170,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let metrics = cfg.metrics.clone();
     let recorders = Recorders::new(RecorderConfig {
         tenant: cfg.keys.tenant.clone(),
-        s3: s3_client(
-            &cfg.keys.aws_region,
-            cfg.keys.aws_endpoint.as_deref(),
-            cfg.storage.path_style,
-        )
-        .await,
+        s3: cfg.cloud.s3.clone(),
         kms_key_id: cfg.storage.kms_key_id.clone(),
     });
     metrics.watch_recorders(recorders.clone());
@@ -212,7 +184,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     );
 
     let keys: Arc<OnceLock<Keys>> = Arc::new(OnceLock::new());
-    let loader = tokio::spawn(load_keys(cfg.keys.clone(), keys.clone()));
+    let loader = tokio::spawn(load_keys(
+        cfg.keys.clone(),
+        cfg.cloud.kms.clone(),
+        keys.clone(),
+    ));
     let draining = Arc::new(AtomicBool::new(false));
 
     let state = AppState {
@@ -403,9 +379,9 @@ async fn serve_control(
 }
 
 /// Retries until the keys load; the node is unready meanwhile.
-async fn load_keys(cfg: KeyConfig, slot: Arc<OnceLock<Keys>>) {
+async fn load_keys(cfg: KeyConfig, kms: aws_sdk_kms::Client, slot: Arc<OnceLock<Keys>>) {
     loop {
-        match keys::load(&cfg).await {
+        match keys::load(&cfg, &kms).await {
             Ok(k) => {
                 let _ = slot.set(k);
                 tracing::info!("join-token and tenant keys loaded");

@@ -205,7 +205,7 @@ async fn current_objects(
     bucket: &str,
     prefix: &str,
 ) -> Result<Vec<Current>, CloudError> {
-    let mut out: Vec<Current> = sanctum_audit::store::version_pages(&cloud.s3, bucket, prefix)
+    let mut out: Vec<Current> = objects::version_pages(&cloud.s3, bucket, prefix)
         .await?
         .iter()
         .flat_map(|page| page.versions())
@@ -231,10 +231,10 @@ pub async fn manifests(
     bucket: &str,
     tenant: &str,
 ) -> Result<Vec<(String, Manifest)>, BackupError> {
-    let keys = objects::list_keys(cloud, bucket, &format!("{tenant}/manifests/")).await?;
+    let keys = objects::list_keys(&cloud.s3, bucket, &format!("{tenant}/manifests/")).await?;
     let mut out = Vec::new();
     for key in keys {
-        let body = objects::get_bytes(cloud, bucket, &key).await?;
+        let body = objects::get_bytes(&cloud.s3, bucket, &key).await?;
         let manifest = serde_json::from_slice(&body).map_err(|e| BackupError::Manifest {
             key: key.clone(),
             reason: e.to_string(),
@@ -460,13 +460,13 @@ async fn copy_one(
             .map_err(|e| CloudError::from_sdk("CopyObject", &e))?;
     }
     let (source_sha, source_size) = objects::sha256(
-        source_cloud,
+        &source_cloud.s3,
         source_bucket,
         &current.key,
         current.version.as_deref(),
     )
     .await?;
-    let (copy_sha, copy_size) = objects::sha256(dest, dest_bucket, &backup_key, None).await?;
+    let (copy_sha, copy_size) = objects::sha256(&dest.s3, dest_bucket, &backup_key, None).await?;
     if source_sha != copy_sha || source_size != copy_size {
         return Err(BackupError::Mismatch {
             key: current.key.clone(),
@@ -606,10 +606,10 @@ async fn prune(
     for (key, manifest) in old {
         for c in manifest.objects.iter().chain(manifest.audit.iter()) {
             if !referenced.contains(c.backup_key.as_str()) {
-                objects::delete_all_versions(dest, bucket, &c.backup_key).await?;
+                objects::delete_all_versions(&dest.s3, bucket, &c.backup_key).await?;
             }
         }
-        objects::delete_all_versions(dest, bucket, key).await?;
+        objects::delete_all_versions(&dest.s3, bucket, key).await?;
         info!(tenant, manifest = %key, "old backup removed");
     }
     Ok(())
@@ -684,7 +684,7 @@ pub async fn restore(
             }
             return Err(error.into());
         }
-        let (sha, size) = objects::sha256(target, target_bucket, &object.key, None).await?;
+        let (sha, size) = objects::sha256(&target.s3, target_bucket, &object.key, None).await?;
         if sha == object.sha256 && size == object.size {
             report.restored.push(object.key.clone());
         } else {

@@ -19,13 +19,13 @@ use kube::client::ClientBuilder;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
+use sanctum_cloud::CloudArgs;
 use sanctum_operator::audit::store::{AuditStore, DEFAULT_RETENTION_DAYS};
 use sanctum_operator::audit::trail::{Trail, Writer};
-use sanctum_operator::audit::{self, AuditMeter, Chain};
+use sanctum_operator::audit::{self, AuditMeter};
 use sanctum_operator::backup;
-use sanctum_operator::cloud::{Cloud, CloudConfig};
 use sanctum_operator::controller::tenant::build::backup::BackupJobs;
-use sanctum_operator::controller::tenant::build::{MediaNodes, OperatorIdentity};
+use sanctum_operator::controller::tenant::build::{AwsEnv, MediaNodes, OperatorIdentity};
 use sanctum_operator::controller::{self, RunConfig};
 use sanctum_operator::crds;
 use sanctum_operator::http::{HttpState, serve};
@@ -83,36 +83,6 @@ impl std::fmt::Display for ProviderArg {
     }
 }
 
-/// Where KMS and S3 are; shared by every subcommand that reaches them.
-#[derive(clap::Args)]
-struct CloudArgs {
-    /// S3/KMS endpoint for S3-compatible stores or an emulator; AWS when unset.
-    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
-    aws_endpoint: Option<String>,
-    /// Default AWS region for keys and buckets.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    aws_region: String,
-    /// Use path-style S3 addressing (most S3-compatible stores need it).
-    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
-    s3_path_style: bool,
-}
-
-impl CloudArgs {
-    async fn connect(&self) -> Cloud {
-        self.connect_in(None).await
-    }
-
-    /// The same store in another region (a backup bucket's), or `--aws-region`.
-    async fn connect_in(&self, region: Option<&str>) -> Cloud {
-        Cloud::new(&CloudConfig {
-            endpoint: self.aws_endpoint.clone(),
-            region: region.unwrap_or(&self.aws_region).to_string(),
-            force_path_style: self.s3_path_style,
-        })
-        .await
-    }
-}
-
 /// Which tenant's audit chain, in which bucket.
 #[derive(clap::Args)]
 struct AuditArgs {
@@ -122,6 +92,15 @@ struct AuditArgs {
     /// The audit bucket.
     #[arg(long, env = "SANCTUM_AUDIT_BUCKET")]
     bucket: String,
+    /// The operator's audit signing keys (SPKI PEM): data `signers.pem` of ConfigMap
+    /// `sanctum-audit-signers` in the operator's namespace. The reconcile chain must be
+    /// signed by one of them; a media node's chain by the key its first record states.
+    #[arg(long)]
+    public_keys: PathBuf,
+    /// The tenant's anchor, `SEQ:HASH` (its `status.lastAuditRecord`): the chain must hold
+    /// that record, so a chain cut short or rewritten behind it is found.
+    #[arg(long, value_parser = parse_anchor)]
+    anchor: Option<audit::Head>,
     #[command(flatten)]
     cloud: CloudArgs,
 }
@@ -199,11 +178,11 @@ struct RestoreArgs {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk a tenant's chain; exit 1 naming the first changed, missing or reordered record.
-    Verify(AuditArgs),
+    Verify(Box<AuditArgs>),
     /// Print a verified chain's records in a time range as JSON lines, for an auditor.
     Export {
         #[command(flatten)]
-        args: AuditArgs,
+        args: Box<AuditArgs>,
         /// Earliest record time (RFC 3339), inclusive.
         #[arg(long)]
         since: Option<jiff::Timestamp>,
@@ -367,6 +346,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let cloud = args.cloud.connect().await?;
+    // Pods are told what this process found: the same store, region and bucket owners.
+    let aws_env = AwsEnv {
+        endpoint: args.cloud.aws_endpoint.clone(),
+        region: args.cloud.aws_region.clone(),
+        path_style: args.cloud.s3_path_style,
+        owners: cloud.owners.clone(),
+    };
     let config = RunConfig {
         operator_namespace: args.namespace,
         tenant_selector: args.tenant_selector,
@@ -406,21 +393,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }),
         media: MediaNodes {
             audit_bucket: args.audit_bucket.clone(),
-            endpoint: args.cloud.aws_endpoint.clone(),
-            region: args.cloud.aws_region.clone(),
-            path_style: args.cloud.s3_path_style,
+            aws: aws_env.clone(),
         },
         backup: BackupJobs {
             image: args.backup_image,
             role_arn: args.backup_role_arn,
             audit_bucket: args.audit_bucket.clone(),
-            endpoint: args.cloud.aws_endpoint.clone(),
-            region: args.cloud.aws_region.clone(),
-            path_style: args.cloud.s3_path_style,
+            aws: aws_env,
         },
     };
-    let cloud = args.cloud.connect().await;
-    let (trail, shipper) = match &args.audit_bucket {
+    let (audit_trail, shipper) = match &args.audit_bucket {
         Some(bucket) => {
             audit::ensure_bucket(&cloud, bucket, args.audit_retention_days)
                 .await
@@ -432,22 +414,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     instance: args.instance.clone(),
                 },
             );
+            let signer = audit::signer(&client, &config.operator_namespace)
+                .await
+                .context("cannot read or make the audit signing key")?;
+            tracing::info!(key = signer.id(), "audit batches are signed");
+            let (heads, moved) = audit::Heads::new();
             let meter = AuditMeter::new(
                 metrics.clone(),
                 recorder,
                 Duration::from_secs(args.audit_lag_event_seconds),
+                heads.clone(),
             );
             let (trail, task) = Trail::start(
                 AuditStore::new(cloud.s3.clone(), bucket),
                 Writer::Operator,
+                signer,
                 meter,
                 Duration::from_millis(args.audit_flush_ms.max(10)),
             );
-            (trail, Some(task))
+            (
+                controller::Audit {
+                    trail,
+                    heads,
+                    moved: Some(moved),
+                },
+                Some(task),
+            )
         }
         None => {
             tracing::warn!("no --audit-bucket: reconciles are not written to an audit trail");
-            (Trail::disabled(), None)
+            (controller::Audit::default(), None)
         }
     };
     let lost = async {
@@ -465,7 +461,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let result = tokio::select! {
-        result = controller::run(client, metrics, ready, config, cloud, trail) => result,
+        result = controller::run(client, metrics, ready, config, cloud, audit_trail) => result,
         result = http => Err(anyhow::anyhow!("HTTP endpoint stopped: {:?}", result)),
         () = lost => Err(anyhow::anyhow!("lost the leader Lease; exiting so a fresh start can compete again")),
     };
@@ -521,11 +517,11 @@ async fn run_backup(args: BackupArgs) -> anyhow::Result<serde_json::Value> {
         }
         (None, None) => anyhow::bail!("--keys-dir or --namespace is required"),
     };
-    let source = args.cloud.connect().await;
+    let source = args.cloud.connect().await?;
     let dest = args
         .cloud
         .connect_in(args.destination_region.as_deref())
-        .await;
+        .await?;
     let plan = backup::Plan {
         tenant: args.tenant,
         source_bucket: args.source_bucket,
@@ -548,8 +544,8 @@ async fn run_backup(args: BackupArgs) -> anyhow::Result<serde_json::Value> {
 }
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let source = args.cloud.connect_in(args.backup_region.as_deref()).await;
-    let target = args.cloud.connect().await;
+    let source = args.cloud.connect_in(args.backup_region.as_deref()).await?;
+    let target = args.cloud.connect().await?;
     let (report, keys) = backup::restore(
         &source,
         &target,
@@ -583,81 +579,66 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_anchor(text: &str) -> Result<audit::Head, String> {
+    let (seq, hash) = text
+        .split_once(':')
+        .ok_or("expected SEQ:HASH, as in status.lastAuditRecord")?;
+    let seq = seq
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{hash:?} is not a SHA-256 in hex"));
+    }
+    Ok(audit::Head {
+        seq,
+        hash: hash.to_ascii_lowercase(),
+    })
+}
+
 async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let (args, range) = match command {
         AuditCommand::Verify(args) => (args, None),
         AuditCommand::Export { args, since, until } => (args, Some((since, until))),
     };
-    let store = AuditStore::new(args.cloud.connect().await.s3, &args.bucket);
+    let pem = std::fs::read_to_string(&args.public_keys)
+        .with_context(|| format!("reading {}", args.public_keys.display()))?;
+    let signers = audit::Trust::from_pems(&pem)
+        .with_context(|| format!("{} holds no Ed25519 public key", args.public_keys.display()))?;
+    let store = AuditStore::new(args.cloud.connect().await?.s3, &args.bucket);
     let tenant = &args.tenant;
-    // The operator's chain of reconciles, then each media node's chain of sessions.
-    let mut chains = vec![(
-        "reconciles".to_string(),
-        audit::chain_prefix(tenant, Chain::Reconciles),
-    )];
-    for node in store
-        .nodes(tenant)
-        .await
-        .with_context(|| format!("listing the media-node audit chains of {tenant}"))?
-    {
-        let prefix = audit::chain_prefix(tenant, Chain::Node(&node));
-        chains.push((format!("sessions of media node {node}"), prefix));
-    }
-    let mut records = Vec::new();
-    for (name, prefix) in &chains {
-        let batches = store
-            .chain(prefix)
-            .await
-            .with_context(|| format!("reading the audit chain of {tenant} ({name})"))?;
-        let verified = audit::verify_chain(tenant, &batches).map_err(|broken| {
-            anyhow::anyhow!("audit chain of {tenant} ({name}) is broken: {broken}")
-        })?;
-        if range.is_none() {
+    let gathered = audit::check::gather(&store, tenant).await?;
+    let report = audit::check::judge(tenant, &gathered, &signers, args.anchor.as_ref())?;
+    let Some((since, until)) = range else {
+        for chain in &report.chains {
             println!(
-                "audit chain of {tenant} ({name}) intact: {} records in {} objects, last record {} ({})",
-                verified.head.seq, verified.objects, verified.head.seq, verified.head.hash
+                "audit chain of {tenant} ({}) intact and signed: {} records in {} objects, last record {} ({})",
+                chain.name, chain.head.seq, chain.objects, chain.head.seq, chain.head.hash
             );
         }
-        records.extend(verified.records);
-    }
-    let hidden = store
-        .deleted(&audit::chain_prefix(tenant, Chain::Reconciles))
-        .await
-        .with_context(|| format!("listing the versions of {tenant}'s audit objects"))?;
-    if let Some(key) = hidden.first() {
-        anyhow::bail!(
-            "audit trail of {tenant} is broken: {key} was deleted ({} object(s) hidden by delete markers; their locked versions remain, remove the markers to restore them)",
-            hidden.len()
-        );
-    }
-    let overwritten = store
-        .overwritten(&audit::chain_prefix(tenant, Chain::Reconciles))
-        .await
-        .with_context(|| format!("listing the versions of {tenant}'s audit objects"))?;
-    if let Some((key, versions)) = overwritten.first() {
-        anyhow::bail!(
-            "audit trail of {tenant} is broken: {key} has {versions} versions, but audit objects are written once, so it was overwritten ({} object(s) overwritten; Object Lock keeps every version, list them with ListObjectVersions)",
-            overwritten.len()
-        );
-    }
-    if let Some((since, until)) = range {
-        let mut timed = Vec::new();
-        for record in records {
-            let time: jiff::Timestamp = record
-                .time
-                .parse()
-                .with_context(|| format!("record {} has no valid time", record.seq))?;
-            if since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u) {
-                timed.push((time, record));
-            }
+        if let (Some(after), Some(anchor)) = (report.after_anchor, &args.anchor) {
+            println!(
+                "anchor {}:{} held; {after} record(s) written after it",
+                anchor.seq, anchor.hash
+            );
         }
-        // One timeline for the auditor; each record's `controller` names its chain.
-        timed.sort_by_key(|(time, _)| *time);
-        let mut out = std::io::stdout().lock();
-        for (_, record) in timed {
-            serde_json::to_writer(&mut out, &record)?;
-            writeln!(out)?;
+        return Ok(());
+    };
+    let mut timed = Vec::new();
+    for record in report.records {
+        let time: jiff::Timestamp = record
+            .time
+            .parse()
+            .with_context(|| format!("record {} has no valid time", record.seq))?;
+        if since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u) {
+            timed.push((time, record));
         }
+    }
+    // One timeline for the auditor; each record's `controller` names its chain.
+    timed.sort_by_key(|(time, _)| *time);
+    let mut out = std::io::stdout().lock();
+    for (_, record) in timed {
+        serde_json::to_writer(&mut out, &record)?;
+        writeln!(out)?;
     }
     Ok(())
 }

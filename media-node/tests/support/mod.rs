@@ -114,14 +114,22 @@ impl Node {
                 control_public_key: Some(control_public_key),
                 node_name: NODE_NAME.into(),
                 local_master_key_file: Some(master_file),
-                aws_endpoint: None,
-                aws_region: "us-east-1".into(),
+                tenant_uid: None,
             },
             idle_timeout: o.idle,
             max_session: o.max_session,
             cors_origins: vec![],
             drain: o.drain,
             storage: Default::default(),
+            // The local key provider and no recordings: no cloud call is ever made.
+            cloud: sanctum_cloud::Clients::connect(&sanctum_cloud::CloudConfig {
+                endpoint: None,
+                region: "us-east-1".into(),
+                force_path_style: false,
+                owners: sanctum_cloud::OwnerSetting::Unchecked,
+            })
+            .await
+            .expect("clients without a network call"),
             control: Some(server::ControlListener {
                 addr: any(0),
                 tls_dir: control_dir,

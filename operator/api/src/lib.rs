@@ -17,9 +17,9 @@ pub use recording::{
     Consent, ConsentMethod, Recording, RecordingPhase, RecordingSpec, RecordingStatus,
 };
 pub use tenant::{
-    AutoscalingSpec, BackupDestination, BackupSpec, DeletionPolicy, EncryptionSpec, KeyProvider,
-    MediaSpec, NetworkSpec, ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec,
-    RegionStatus, StorageSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
+    AuditAnchor, AutoscalingSpec, BackupDestination, BackupSpec, DeletionPolicy, EncryptionSpec,
+    KeyProvider, MediaSpec, NetworkSpec, ObjectLockMode, ObjectLockSpec, RecordingPolicy,
+    RegionSpec, RegionStatus, StorageSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
 };
 
 /// API group shared by every Sanctum resource, so RBAC and CRD names stay consistent.

@@ -501,9 +501,21 @@ pub struct VideoTenantStatus {
     /// Recording objects in the last backup run (absent when it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_objects: Option<i64>,
-    /// Id of the last audit record written for this tenant.
+    /// The last record of this tenant's audit chain known to be in the audit bucket: its
+    /// sequence number and hash, kept here, outside the bucket, so that a chain cut short
+    /// or rewritten behind it is found (`sanctum audit verify --anchor SEQ:HASH`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_audit_record: Option<String>,
+    pub last_audit_record: Option<AuditAnchor>,
+}
+
+/// A record of an audit chain, named by position and hash.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditAnchor {
+    /// Sequence number of the record in the tenant's chain (from 1).
+    pub seq: i64,
+    /// SHA-256 (hex) of the record.
+    pub hash: String,
 }
 
 /// Media nodes of one region.

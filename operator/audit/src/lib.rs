@@ -15,11 +15,13 @@
 //! [`store`] reads and writes chains in the bucket, [`trail`] ships entries in the
 //! background; both talk to S3 through the AWS SDK's client.
 
-pub mod error;
+pub mod check;
+pub mod sign;
 pub mod store;
 pub mod trail;
 
-pub use error::CloudError;
+pub use sanctum_cloud::CloudError;
+pub use sign::{SignatureLine, Signer, Trust};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -264,6 +266,38 @@ pub enum Broken {
         /// The tenant being verified.
         tenant: String,
     },
+    /// A batch without a signature line.
+    #[error("{key} is not signed: it was not written by a Sanctum writer")]
+    Unsigned {
+        /// Object key.
+        key: String,
+    },
+    /// A batch whose signature does not hold.
+    #[error("{key} is {problem}: it was written or changed by someone without the writer's key")]
+    BadSignature {
+        /// Object key.
+        key: String,
+        /// What is wrong with it.
+        problem: sign::SignatureProblem,
+    },
+    /// A media node's chain that does not start by stating its signing key.
+    #[error(
+        "{key} does not start with the node's signing key (an AuditKey record): the chain was not started by a media node"
+    )]
+    NoNodeKey {
+        /// Object key of the chain's first batch.
+        key: String,
+    },
+    /// The anchored record (kept outside the bucket) is not in the chain as anchored.
+    #[error(
+        "the chain does not hold record {seq} with hash {hash} (status.lastAuditRecord): it was truncated or rewritten"
+    )]
+    AnchorMissing {
+        /// Anchored sequence number.
+        seq: u64,
+        /// Anchored hash.
+        hash: String,
+    },
     /// A record of another tenant.
     #[error("record {seq} in {key} belongs to tenant {found}, not {tenant}")]
     WrongTenant {
@@ -289,11 +323,27 @@ pub struct Verified {
     pub records: Vec<Record>,
 }
 
-/// Parses every batch into records (in key order), refusing unreadable lines.
+/// Splits a stored batch into its records' text and its signature line, if it ends with
+/// one (the signature covers exactly that text).
+pub fn split_signed(body: &str) -> (&str, Option<SignatureLine>) {
+    let trimmed = body.strip_suffix('\n').unwrap_or(body);
+    let (records, last) = match trimmed.rfind('\n') {
+        Some(i) => (&body[..=i], &trimmed[i + 1..]),
+        None => ("", trimmed),
+    };
+    match SignatureLine::parse(last) {
+        Some(signature) => (records, Some(signature)),
+        None => (body, None),
+    }
+}
+
+/// Parses every batch into records (in key order), refusing unreadable lines. A batch's
+/// closing signature line is not a record (see [`check_signatures`]).
 pub fn parse(batches: &[Batch]) -> Result<Vec<(String, Record)>, Broken> {
     let mut out = Vec::new();
     for batch in batches {
-        for (i, line) in batch.body.lines().enumerate() {
+        let (records, _) = split_signed(&batch.body);
+        for (i, line) in records.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
@@ -387,6 +437,85 @@ pub fn verify_chain(tenant: &str, batches: &[Batch]) -> Result<Verified, Broken>
     })
 }
 
+/// Checks that every batch ends with a signature, by a key of `trust`, over its object key
+/// and its records.
+pub fn check_signatures(batches: &[Batch], trust: &Trust) -> Result<(), Broken> {
+    for batch in batches {
+        let (records, signature) = split_signed(&batch.body);
+        let signature = signature.ok_or_else(|| Broken::Unsigned {
+            key: batch.key.clone(),
+        })?;
+        trust
+            .check(&batch.key, records, &signature.signature)
+            .map_err(|problem| Broken::BadSignature {
+                key: batch.key.clone(),
+                problem,
+            })?;
+    }
+    Ok(())
+}
+
+/// `kind` of the record that opens a media node's chain, stating the node's public key.
+pub const AUDIT_KEY_KIND: &str = "AuditKey";
+
+/// The entry a media node's chain starts with: the public key its batches are signed with.
+pub fn audit_key_entry(tenant: &str, time: &str, signer: &Signer) -> Entry {
+    Entry {
+        tenant: tenant.to_string(),
+        time: time.to_string(),
+        controller: "media-node".into(),
+        kind: AUDIT_KEY_KIND.into(),
+        namespace: None,
+        name: signer.id().to_string(),
+        uid: None,
+        generation: None,
+        actions: format!("ed25519 {}", signer.public_hex()),
+        outcome: "key".into(),
+    }
+}
+
+/// The key a media node's chain is signed with: the one its first record states.
+pub fn node_trust(batches: &[Batch]) -> Result<Trust, Broken> {
+    let first = batches.first().ok_or_else(|| Broken::Empty {
+        tenant: String::new(),
+    })?;
+    let no_key = || Broken::NoNodeKey {
+        key: first.key.clone(),
+    };
+    let records = parse(std::slice::from_ref(first))?;
+    let (_, record) = records.first().ok_or_else(no_key)?;
+    if record.seq != 1 || record.kind != AUDIT_KEY_KIND {
+        return Err(no_key());
+    }
+    let public = record.actions.strip_prefix("ed25519 ").ok_or_else(no_key)?;
+    Trust::from_hex(public).map_err(|_| no_key())
+}
+
+/// Checks that the chain holds the anchored record; returns how many records follow it
+/// (written after the anchor was last updated).
+pub fn check_anchor(verified: &Verified, anchor: &Head) -> Result<u64, Broken> {
+    let held = verified
+        .records
+        .iter()
+        .any(|r| r.seq == anchor.seq && r.hash == anchor.hash);
+    if !held {
+        return Err(Broken::AnchorMissing {
+            seq: anchor.seq,
+            hash: anchor.hash.clone(),
+        });
+    }
+    Ok(verified.head.seq.saturating_sub(anchor.seq))
+}
+
+/// A batch as stored: its records as JSON lines, then the signature line over them.
+pub fn signed_body(object_key: &str, records: &[Record], signer: &Signer) -> String {
+    let mut body = to_json_lines(records);
+    let signature = signer.sign(object_key, &body);
+    body.push_str(&signature.to_line());
+    body.push('\n');
+    body
+}
+
 /// Serializes records as JSON lines, the stored form of a batch.
 pub fn to_json_lines(records: &[Record]) -> String {
     let mut body = String::new();
@@ -397,11 +526,13 @@ pub fn to_json_lines(records: &[Record]) -> String {
     body
 }
 
+/// Fixtures of the unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use super::Entry;
 
-    fn entry(n: u32) -> Entry {
+    /// The `n`th reconcile of tenant `clinic-a`.
+    pub(crate) fn entry(n: u32) -> Entry {
         Entry {
             tenant: "clinic-a".into(),
             time: format!("2026-11-25T00:00:{n:02}Z"),
@@ -415,6 +546,12 @@ mod tests {
             outcome: "Applied".into(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::entry;
+    use super::*;
 
     /// Three batches of two records each, keyed like the store keys them.
     fn chain() -> Vec<Batch> {

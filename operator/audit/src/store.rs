@@ -1,10 +1,9 @@
 //! The audit bucket: chains of batch objects, created once and never overwritten.
 
-use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
-use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectLockMode;
+
+use sanctum_cloud::objects::{get_bytes, list_keys, unless_precondition_failed, version_pages};
 
 use crate::{Batch, CloudError, Head, NODES, Record, first_seq};
 
@@ -116,8 +115,8 @@ impl AuditStore {
             return Ok(Head::default());
         };
         let batch = self.read(prefix, &last).await?;
-        let record = batch
-            .body
+        let (records, _) = crate::split_signed(&batch.body);
+        let record = records
             .lines()
             .rev()
             .find(|l| !l.trim().is_empty())
@@ -170,101 +169,5 @@ impl AuditStore {
             out.object_lock_mode().cloned(),
             out.object_lock_retain_until_date().map(|d| d.to_string()),
         ))
-    }
-}
-
-/// Every page of `ListObjectVersions` under `prefix` (the SDK has no paginator for it:
-/// pages continue from a key and version marker).
-pub async fn version_pages(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<ListObjectVersionsOutput>, CloudError> {
-    let mut pages = Vec::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        let page = s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
-        let more = page.is_truncated() == Some(true);
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-        pages.push(page);
-        if !more {
-            return Ok(pages);
-        }
-    }
-}
-
-/// Every key under `prefix` in `bucket`, sorted.
-pub async fn list_keys(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<String>, CloudError> {
-    let mut keys = Vec::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .map(str::to_string),
-        );
-    }
-    keys.sort();
-    Ok(keys)
-}
-
-/// The current version of a small object (a manifest, an audit batch), read whole.
-pub async fn get_bytes(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Vec<u8>, CloudError> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
-    Ok(out
-        .body
-        .collect()
-        .await
-        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
-        .into_bytes()
-        .to_vec())
-}
-
-/// The outcome of a conditional PutObject (`If-None-Match` / `If-Match`): `Ok(None)` when
-/// the condition failed (412), so the caller can tell "someone else got there" from errors.
-pub fn unless_precondition_failed(
-    sent: Result<PutObjectOutput, SdkError<PutObjectError>>,
-) -> Result<Option<PutObjectOutput>, CloudError> {
-    match sent {
-        Ok(out) => Ok(Some(out)),
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let error = CloudError::from_sdk("PutObject", &e);
-            if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
-                Ok(None)
-            } else {
-                Err(error)
-            }
-        }
     }
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::store::{AuditStore, Put};
-use crate::{Chain, CloudError, Entry, Head, batch_key, chain_prefix, link, to_json_lines};
+use crate::{Chain, CloudError, Entry, Head, Signer, batch_key, chain_prefix, link, signed_body};
 
 /// Where a process reports how shipping goes (its Prometheus metrics).
 pub trait Meter: Send + Sync + 'static {
@@ -36,6 +36,8 @@ pub trait Meter: Send + Sync + 'static {
     fn chain_lag(&self, _tenant: &str, _seconds: f64) {}
     /// Entries dropped because the queue was full.
     fn dropped(&self, records: u64);
+    /// `tenant`'s chain now ends at `head` in the store (what an anchor may name).
+    fn written(&self, _tenant: &str, _head: &Head) {}
 }
 
 /// Whose chains a trail writes: the operator's reconcile chains, or one media node's
@@ -85,12 +87,18 @@ impl Trail {
     pub fn start(
         store: AuditStore,
         writer: Writer,
+        signer: Signer,
         metrics: impl Meter,
         flush: Duration,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let dropped = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(ship(store, writer, metrics, flush, rx, dropped.clone()));
+        let shipper = Shipper {
+            store,
+            writer,
+            signer,
+        };
+        let task = tokio::spawn(ship(shipper, metrics, flush, rx, dropped.clone()));
         (
             Self {
                 tx: Some(tx),
@@ -123,9 +131,15 @@ struct Queue {
     behind: bool,
 }
 
-async fn ship(
+/// What the shipping task writes with.
+struct Shipper {
     store: AuditStore,
     writer: Writer,
+    signer: Signer,
+}
+
+async fn ship(
+    shipper: Shipper,
     metrics: impl Meter,
     flush: Duration,
     mut rx: mpsc::Receiver<Entry>,
@@ -147,7 +161,7 @@ async fn ship(
                     continue;
                 }
                 Some(entry) => {
-                    let queue = queues.entry(writer.prefix(&entry.tenant)).or_insert_with(|| Queue {
+                    let queue = queues.entry(shipper.writer.prefix(&entry.tenant)).or_insert_with(|| Queue {
                         tenant: entry.tenant.clone(),
                         entries: Vec::new(),
                         oldest: None,
@@ -171,10 +185,11 @@ async fn ship(
         for (prefix, queue) in queues.iter_mut() {
             while !queue.entries.is_empty() {
                 let take = queue.entries.len().min(MAX_BATCH);
-                match write_batch(&store, &mut heads, prefix, &queue.entries[..take]).await {
-                    Ok(()) => {
+                match write_batch(&shipper, &mut heads, prefix, &queue.entries[..take]).await {
+                    Ok(head) => {
                         queue.entries.drain(..take);
                         metrics.shipped(take as u64);
+                        metrics.written(&queue.tenant, &head);
                     }
                     Err(error) => {
                         metrics.ship_failed();
@@ -216,13 +231,15 @@ async fn ship(
 }
 
 /// Links `entries` after the head of the chain at `prefix` and writes them as one new
-/// object, reloading the head from the store when unknown or when another writer took the key.
+/// signed object, reloading the head from the store when unknown or when another writer
+/// took the key. Returns the chain's new head.
 async fn write_batch(
-    store: &AuditStore,
+    shipper: &Shipper,
     heads: &mut BTreeMap<String, Head>,
     prefix: &str,
     entries: &[Entry],
-) -> Result<(), CloudError> {
+) -> Result<Head, CloudError> {
+    let store = &shipper.store;
     for _ in 0..5 {
         let head = match heads.get(prefix) {
             Some(head) => head.clone(),
@@ -230,11 +247,14 @@ async fn write_batch(
         };
         let (records, next) = link(entries, &head);
         let key = batch_key(prefix, head.seq + 1);
-        match store.put_new(&key, to_json_lines(&records)).await {
+        match store
+            .put_new(&key, signed_body(&key, &records, &shipper.signer))
+            .await
+        {
             Ok(Put::Written) => {
                 debug!(%key, records = records.len(), "audit records written");
-                heads.insert(prefix.to_string(), next);
-                return Ok(());
+                heads.insert(prefix.to_string(), next.clone());
+                return Ok(next);
             }
             Ok(Put::Exists) => {
                 debug!(%key, "audit batch key taken by another writer; reloading the head");

@@ -1,5 +1,6 @@
-//! Tenant data keys wrapped under a local master key (the `local` key provider) or by KMS,
-//! shared by the operator, which wraps, and the media node and tools, which unwrap.
+//! Tenant data keys wrapped under a local master key (the `local` key provider), shared by
+//! the operator, which wraps, and the media node and tools, which unwrap. KMS wrapping is
+//! `sanctum_cloud::kms`.
 //!
 //! Plaintext keys live only in zeroizing buffers; nothing here logs or stores them.
 
@@ -10,35 +11,6 @@ use zeroize::Zeroizing;
 
 /// Encryption-context key binding a wrapped key to its tenant (KMS context and local AAD).
 pub const CONTEXT_KEY: &str = "sanctum:tenant";
-/// Why a KMS unwrap failed.
-#[derive(Debug, thiserror::Error)]
-pub enum KmsUnwrapError {
-    /// KMS refused or failed (wrong key, wrong tenant context, no permission, network).
-    #[error("KMS Decrypt failed")]
-    Decrypt(Box<aws_sdk_kms::error::SdkError<aws_sdk_kms::operation::decrypt::DecryptError>>),
-    /// KMS answered without a plaintext.
-    #[error("KMS Decrypt returned no plaintext")]
-    NoPlaintext,
-}
-
-/// Unwraps a KMS-wrapped tenant data key; KMS refuses unless the encryption context names
-/// `tenant` (`sanctum:tenant=<tenant>`).
-pub async fn unwrap_kms(
-    kms: &aws_sdk_kms::Client,
-    wrapped: &[u8],
-    tenant: &str,
-) -> Result<Zeroizing<Vec<u8>>, KmsUnwrapError> {
-    let out = kms
-        .decrypt()
-        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped.to_vec()))
-        .encryption_context(CONTEXT_KEY, tenant)
-        .send()
-        .await
-        .map_err(|e| KmsUnwrapError::Decrypt(Box::new(e)))?;
-    let plain = out.plaintext().ok_or(KmsUnwrapError::NoPlaintext)?;
-    Ok(Zeroizing::new(plain.as_ref().to_vec()))
-}
-
 /// Format marker of locally wrapped keys.
 const LOCAL_FORMAT: &[u8] = b"sanctum-local-v1";
 

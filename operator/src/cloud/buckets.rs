@@ -8,9 +8,9 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention, ExpirationStatus,
     LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
     ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
-    VersioningConfiguration,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
 };
 use sanctum_api::{ObjectLockMode, ObjectLockSpec};
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ const ABORT_UPLOADS_AFTER_DAYS: i32 = 1;
 
 /// Tag naming the uid of the tenant a bucket belongs to: a bucket is only ever changed
 /// when it is new, or carries this tag with the tenant's own uid.
-pub const TENANT_UID_TAG: &str = "sanctum:tenant-uid";
+pub use super::keys::TENANT_UID_TAG;
 /// Error code of a bucket the tenant may not use (someone else's, the audit bucket, ...).
 pub const NOT_OWNED: &str = "BucketNotOwned";
 
@@ -53,6 +53,9 @@ pub struct DesiredBucket {
     pub retention_days: i32,
     /// Object Lock, only settable at creation.
     pub object_lock: Option<ObjectLockSpec>,
+    /// Objects are written once: the policy refuses a PutObject without `If-None-Match`
+    /// (the audit bucket), so not even a writer's credentials can replace an object.
+    pub write_once: bool,
 }
 
 /// What [`ensure_bucket`] did.
@@ -73,25 +76,65 @@ pub fn default_name(tenant: &str, uid: &str) -> String {
     )
 }
 
-/// The bucket policy: no access without TLS. Encryption at rest is the bucket's default
-/// SSE-KMS (set below), which applies to every object whatever its upload asks for; a
-/// deny on a missing `x-amz-server-side-encryption` header would add nothing and breaks
-/// S3-compatible stores that cannot evaluate it.
-pub fn policy(bucket: &str) -> Value {
-    let arn = format!("arn:aws:s3:::{bucket}");
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [arn.clone(), format!("{arn}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+/// The bucket policy. No access without TLS. No upload that asks for another encryption
+/// than the bucket's own (SSE-KMS under the tenant's key, or SSE-S3 with the local
+/// provider): an object under a foreign KMS key would escape crypto-shredding, and one
+/// under SSE-S3 the tenant's key entirely. Each such condition also requires the header
+/// to be present (`Null: false`), so an upload without encryption headers gets the
+/// bucket default. With `write_once`, a PutObject
+/// without `If-None-Match` is refused, so an existing object can never be replaced.
+pub fn policy(want: &DesiredBucket) -> Value {
+    let arn = format!("arn:aws:s3:::{}", want.name);
+    let objects = format!("{arn}/*");
+    let (algorithm, kms_key) = match &want.kms_key_arn {
+        Some(key) => ("aws:kms", Some(key.as_str())),
+        None => ("AES256", None),
+    };
+    let mut statements = vec![
+        json!({
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn, objects.clone()],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }),
+        json!({
+            "Sid": "DenyForeignEncryption",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": objects.clone(),
+            "Condition": {
+                "Null": {"s3:x-amz-server-side-encryption": "false"},
+                "StringNotEquals": {"s3:x-amz-server-side-encryption": algorithm}
             }
-        ]
-    })
+        }),
+    ];
+    if let Some(key) = kms_key {
+        statements.push(json!({
+            "Sid": "DenyForeignKmsKey",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": objects.clone(),
+            "Condition": {
+                "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"},
+                "StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key}
+            }
+        }));
+    }
+    if want.write_once {
+        statements.push(json!({
+            "Sid": "DenyOverwrites",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": objects,
+            "Condition": {"Null": {"s3:if-none-match": "true"}}
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// Creates the bucket if needed and brings every protection to the desired state.
@@ -178,6 +221,45 @@ pub async fn ensure_bucket(
         report.repaired.push("default encryption");
     }
 
+    // Object Ownership: the bucket owner owns every object and ACLs are off, so no
+    // uploader (another account's role, a misconfigured client) can keep an object out of
+    // the tenant's control or grant access to it through an ACL.
+    let enforced = match s3
+        .get_bucket_ownership_controls()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => out.ownership_controls().is_some_and(|c| {
+            c.rules().len() == 1
+                && c.rules()
+                    .iter()
+                    .all(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced)
+        }),
+        Err(e) => missing_ok::<(), _>("GetBucketOwnershipControls", &e)?.is_some(),
+    };
+    if !enforced {
+        s3.put_bucket_ownership_controls()
+            .bucket(bucket)
+            .ownership_controls(
+                OwnershipControls::builder()
+                    .rules(
+                        OwnershipControlsRule::builder()
+                            .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                            .build()
+                            .map_err(|e| {
+                                CloudError::other("PutBucketOwnershipControls", e.to_string())
+                            })?,
+                    )
+                    .build()
+                    .map_err(|e| CloudError::other("PutBucketOwnershipControls", e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("PutBucketOwnershipControls", &e))?;
+        report.repaired.push("object ownership");
+    }
+
     // Versioning. Some S3-compatible stores (moto among them) answer with a
     // `GetBucketVersioningResponse` root element the SDK refuses to parse; the status in
     // that document is read from the raw body instead.
@@ -229,6 +311,16 @@ pub async fn ensure_bucket(
             && rules.iter().all(|r| {
                 r.id() == Some(RETENTION_RULE)
                     && r.status() == &ExpirationStatus::Enabled
+                    && r.filter().is_none_or(|f| {
+                        f.prefix().unwrap_or_default().is_empty()
+                            && f.tag().is_none()
+                            && f.and().is_none()
+                            && f.object_size_greater_than().is_none()
+                            && f.object_size_less_than().is_none()
+                    })
+                    && r.transitions().is_empty()
+                    && r.noncurrent_version_transitions().is_empty()
+                    && r.expiration().and_then(|e| e.date()).is_none()
                     && r.expiration().and_then(|e| e.days()) == Some(want.retention_days)
                     && r.noncurrent_version_expiration()
                         .and_then(|e| e.noncurrent_days())
@@ -277,7 +369,7 @@ pub async fn ensure_bucket(
     }
 
     // Bucket policy.
-    let wanted_policy = policy(bucket);
+    let wanted_policy = policy(want);
     let current = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(out) => out
             .policy()
@@ -371,6 +463,14 @@ async fn claim(
             let error = CloudError::from_sdk("HeadBucket", &e);
             let not_found =
                 e.as_service_error().is_some_and(|s| s.is_not_found()) || error.is_not_found();
+            let forbidden = e.raw_response().map(|r| r.status().as_u16()) == Some(403);
+            if let (true, Some(owners)) = (forbidden, &cloud.owners) {
+                // S3 answers 403 to a HEAD whose expected owner is not the bucket's.
+                return Err(refuse(format!(
+                    "is not owned by account {} or is closed to it",
+                    owners.of(bucket)
+                )));
+            }
             if !not_found {
                 return Err(error);
             }
@@ -509,20 +609,83 @@ mod tests {
         );
     }
 
+    fn desired(kms_key_arn: Option<&str>, write_once: bool) -> DesiredBucket {
+        DesiredBucket {
+            name: "b".into(),
+            region: "us-east-1".into(),
+            tenant: "clinic-a".into(),
+            tenant_uid: "uid".into(),
+            reserved: vec![],
+            configured: false,
+            kms_key_arn: kms_key_arn.map(str::to_string),
+            retention_days: 30,
+            object_lock: None,
+            write_once,
+        }
+    }
+
+    fn statement<'a>(p: &'a Value, sid: &str) -> Option<&'a Value> {
+        p["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .find(|s| s["Sid"] == sid)
+    }
+
     #[test]
     fn policy_denies_plain_http_on_bucket_and_objects() {
-        let p = policy("b");
-        let statements = p["Statement"].as_array().expect("statements");
-        assert_eq!(statements.len(), 1);
-        assert_eq!(statements[0]["Effect"], "Deny");
-        assert_eq!(statements[0]["Action"], "s3:*");
+        let p = policy(&desired(None, false));
+        let tls = statement(&p, "DenyInsecureTransport").expect("TLS statement");
+        assert_eq!(tls["Effect"], "Deny");
+        assert_eq!(tls["Action"], "s3:*");
+        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
         assert_eq!(
-            statements[0]["Condition"]["Bool"]["aws:SecureTransport"],
-            "false"
-        );
-        assert_eq!(
-            statements[0]["Resource"],
+            tls["Resource"],
             serde_json::json!(["arn:aws:s3:::b", "arn:aws:s3:::b/*"])
         );
+    }
+
+    #[test]
+    fn policy_refuses_uploads_that_ask_for_another_encryption() {
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/k";
+        let p = policy(&desired(Some(arn), false));
+        let algorithm = statement(&p, "DenyForeignEncryption").expect("algorithm");
+        assert_eq!(
+            algorithm["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption"],
+            "aws:kms"
+        );
+        assert_eq!(
+            algorithm["Condition"]["Null"]["s3:x-amz-server-side-encryption"], "false",
+            "an upload without the header gets the default"
+        );
+        let key = statement(&p, "DenyForeignKmsKey").expect("key");
+        assert_eq!(
+            key["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
+            arn
+        );
+        assert_eq!(
+            key["Condition"]["Null"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
+            "false"
+        );
+        assert_eq!(key["Resource"], "arn:aws:s3:::b/*");
+        let local = policy(&desired(None, false));
+        assert_eq!(
+            statement(&local, "DenyForeignEncryption").expect("algorithm")["Condition"]["StringNotEquals"]
+                ["s3:x-amz-server-side-encryption"],
+            "AES256"
+        );
+        assert!(statement(&local, "DenyForeignKmsKey").is_none());
+        assert!(
+            statement(&local, "DenyOverwrites").is_none(),
+            "recordings are versioned, not write-once"
+        );
+    }
+
+    #[test]
+    fn a_write_once_bucket_refuses_puts_without_if_none_match() {
+        let p = policy(&desired(None, true));
+        let once = statement(&p, "DenyOverwrites").expect("write-once statement");
+        assert_eq!(once["Action"], "s3:PutObject");
+        assert_eq!(once["Condition"]["Null"]["s3:if-none-match"], "true");
     }
 }

@@ -4,16 +4,20 @@
 //! Plaintext keys exist only in memory, in zeroizing buffers; the operator stores only
 //! wrapped keys. `unwrap_kms` and `sanctum_keywrap::unwrap_local` are what media nodes call at start.
 
-use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType, Tag};
+use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, Tag};
 use zeroize::Zeroizing;
 
 use super::{Cloud, CloudError};
 
+pub use sanctum_cloud::kms::KeyContext;
 pub use sanctum_keywrap::{
     CONTEXT_KEY, LocalKeyError, new_local_data_key, random_key, unwrap_local,
 };
 /// Tag naming the tenant on KMS keys and buckets.
 pub const TENANT_TAG: &str = "sanctum:tenant";
+/// Tag naming the tenant object's uid on KMS keys and buckets: what makes a key or a
+/// bucket this tenant's, since a name can be reused by a later tenant.
+pub const TENANT_UID_TAG: &str = "sanctum:tenant-uid";
 
 /// The tenant's key-encryption key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,14 +35,13 @@ fn description(tenant: &str, uid: &str) -> String {
     format!("Sanctum tenant {tenant} ({uid})")
 }
 
-fn context(tenant: &str) -> (String, String) {
-    (CONTEXT_KEY.to_string(), tenant.to_string())
-}
-
 /// Finds or creates the tenant's KMS key, with alias, tags and automatic rotation.
 ///
 /// Crash-safe: a key created by an attempt that died before its alias was made is found
 /// again by its description (which names the tenant's uid) and adopted, never duplicated.
+/// A key the alias points to is used only when it carries this tenant's uid: the alias of
+/// a deleted tenant of the same name, or one someone else made, stalls the tenant
+/// (`KeyNotOwned`) instead of handing it another tenant's key to use and later shred.
 pub async fn ensure_kms_key(
     cloud: &Cloud,
     tenant: &str,
@@ -50,25 +53,41 @@ pub async fn ensure_kms_key(
     let key_id = match given_arn {
         Some(arn) => arn.to_string(),
         None => match describe(cloud, &alias(tenant)).await? {
-            Some(arn) => arn,
+            Some(arn) => {
+                let owner = key_tag(cloud, &arn, TENANT_UID_TAG).await?;
+                if owner.as_deref() != Some(uid) {
+                    return Err(not_owned(&alias(tenant), &arn, owner.as_deref()));
+                }
+                arn
+            }
             None => {
+                let tag = |k: &str, v: &str| {
+                    Tag::builder()
+                        .tag_key(k)
+                        .tag_value(v)
+                        .build()
+                        .map_err(|e| CloudError::other("CreateKey", e.to_string()))
+                };
                 let arn = match find_orphan(cloud, &description(tenant, uid)).await? {
-                    Some(arn) => arn,
+                    // Its description names this tenant's uid; the tags make that checkable.
+                    Some(arn) => {
+                        kms.tag_resource()
+                            .key_id(&arn)
+                            .tags(tag(TENANT_TAG, tenant)?)
+                            .tags(tag(TENANT_UID_TAG, uid)?)
+                            .send()
+                            .await
+                            .map_err(|e| CloudError::from_sdk("TagResource", &e))?;
+                        arn
+                    }
                     None => {
-                        let tag = |k: &str, v: &str| {
-                            Tag::builder()
-                                .tag_key(k)
-                                .tag_value(v)
-                                .build()
-                                .map_err(|e| CloudError::other("CreateKey", e.to_string()))
-                        };
                         let created = kms
                             .create_key()
                             .description(description(tenant, uid))
                             .key_usage(KeyUsageType::EncryptDecrypt)
                             .key_spec(KeySpec::SymmetricDefault)
                             .tags(tag(TENANT_TAG, tenant)?)
-                            .tags(tag("sanctum:tenant-uid", uid)?)
+                            .tags(tag(TENANT_UID_TAG, uid)?)
                             .send()
                             .await
                             .map_err(|e| CloudError::from_sdk("CreateKey", &e))?;
@@ -127,6 +146,43 @@ async fn describe(cloud: &Cloud, key_id: &str) -> Result<Option<String>, CloudEr
     }
 }
 
+/// The value of one tag of a KMS key (`None` when the key does not carry it).
+async fn key_tag(cloud: &Cloud, key_id: &str, tag: &str) -> Result<Option<String>, CloudError> {
+    let mut marker = None;
+    loop {
+        let page = cloud
+            .kms
+            .list_resource_tags()
+            .key_id(key_id)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("ListResourceTags", &e))?;
+        if let Some(found) = page.tags().iter().find(|t| t.tag_key() == tag) {
+            return Ok(Some(found.tag_value().to_string()));
+        }
+        if !page.truncated() {
+            return Ok(None);
+        }
+        marker = page.next_marker().map(str::to_string);
+    }
+}
+
+fn not_owned(what: &str, arn: &str, owner: Option<&str>) -> CloudError {
+    let whose = match owner {
+        Some(uid) => format!("the tenant object with uid {uid}"),
+        None => "no Sanctum tenant".to_string(),
+    };
+    CloudError::refused(
+        "DescribeKey",
+        "KeyNotOwned",
+        format!(
+            "{what} names KMS key {arn}, which belongs to {whose}; remove the alias or set \
+             spec.encryption.keyArn"
+        ),
+    )
+}
+
 async fn find_orphan(cloud: &Cloud, wanted: &str) -> Result<Option<String>, CloudError> {
     let mut marker = None;
     loop {
@@ -160,25 +216,24 @@ async fn find_orphan(cloud: &Cloud, wanted: &str) -> Result<Option<String>, Clou
     }
 }
 
+/// What crypto-shredding did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shred {
+    /// The key is scheduled for deletion (or already was, or is gone).
+    Scheduled,
+    /// The key does not carry this tenant's uid: nothing was deleted.
+    NotOwned(String),
+}
+
 /// Crypto-shredding: removes the tenant alias and schedules the key for deletion after the
-/// shortest waiting period KMS allows (7 days). Repeating it is harmless.
+/// shortest waiting period KMS allows (7 days). Only a key tagged with this tenant's uid
+/// is touched; repeating it is harmless.
 pub async fn schedule_key_deletion(
     cloud: &Cloud,
     tenant: &str,
+    uid: &str,
     arn: &str,
-) -> Result<(), CloudError> {
-    if let Err(e) = cloud
-        .kms
-        .delete_alias()
-        .alias_name(alias(tenant))
-        .send()
-        .await
-    {
-        let error = CloudError::from_sdk("DeleteAlias", &e);
-        if !error.is_not_found() {
-            return Err(error);
-        }
-    }
+) -> Result<Shred, CloudError> {
     // Scheduled by key id: some KMS-compatible services (moto) accept only the id here.
     let key_id = match cloud.kms.describe_key().key_id(arn).send().await {
         Ok(out) => out
@@ -188,12 +243,32 @@ pub async fn schedule_key_deletion(
         Err(e) => {
             let error = CloudError::from_sdk("DescribeKey", &e);
             return if error.is_not_found() {
-                Ok(())
+                Ok(Shred::Scheduled)
             } else {
                 Err(error)
             };
         }
     };
+    let owner = key_tag(cloud, &key_id, TENANT_UID_TAG).await?;
+    if owner.as_deref() != Some(uid) {
+        return Ok(Shred::NotOwned(
+            not_owned("status.keyArn", arn, owner.as_deref()).message,
+        ));
+    }
+    // The alias goes only when it still names this key (a later tenant may own it now).
+    if describe(cloud, &alias(tenant)).await?.as_deref() == Some(arn)
+        && let Err(e) = cloud
+            .kms
+            .delete_alias()
+            .alias_name(alias(tenant))
+            .send()
+            .await
+    {
+        let error = CloudError::from_sdk("DeleteAlias", &e);
+        if !error.is_not_found() {
+            return Err(error);
+        }
+    }
     match cloud
         .kms
         .schedule_key_deletion()
@@ -202,12 +277,12 @@ pub async fn schedule_key_deletion(
         .send()
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Shred::Scheduled),
         Err(e) => {
             let error = CloudError::from_sdk("ScheduleKeyDeletion", &e);
             // Already pending deletion, or already gone.
             if error.code.as_deref() == Some("KMSInvalidStateException") || error.is_not_found() {
-                Ok(())
+                Ok(Shred::Scheduled)
             } else {
                 Err(error)
             }
@@ -215,46 +290,21 @@ pub async fn schedule_key_deletion(
     }
 }
 
-/// A new tenant data key wrapped by KMS; the plaintext never leaves KMS.
+/// A new tenant data key wrapped by KMS under the tenant's context; the plaintext never
+/// leaves KMS.
 pub async fn new_kms_data_key(
     cloud: &Cloud,
     key: &TenantKey,
-    tenant: &str,
+    context: KeyContext<'_>,
 ) -> Result<Vec<u8>, CloudError> {
-    let (k, v) = context(tenant);
-    let out = cloud
-        .kms
-        .generate_data_key_without_plaintext()
-        .key_id(&key.arn)
-        .key_spec(DataKeySpec::Aes256)
-        .encryption_context(k, v)
-        .send()
-        .await
-        .map_err(|e| CloudError::from_sdk("GenerateDataKeyWithoutPlaintext", &e))?;
-    Ok(out
-        .ciphertext_blob()
-        .ok_or_else(|| {
-            CloudError::other(
-                "GenerateDataKeyWithoutPlaintext",
-                "no ciphertext in the response",
-            )
-        })?
-        .as_ref()
-        .to_vec())
+    sanctum_cloud::kms::new_data_key(&cloud.kms, &key.arn, context).await
 }
 
-/// Unwraps a KMS-wrapped tenant data key; fails unless the context names `tenant`.
+/// Unwraps a KMS-wrapped tenant data key; fails unless the context is the tenant's.
 pub async fn unwrap_kms(
     cloud: &Cloud,
     wrapped: &[u8],
-    tenant: &str,
+    context: KeyContext<'_>,
 ) -> Result<Zeroizing<Vec<u8>>, CloudError> {
-    sanctum_keywrap::unwrap_kms(&cloud.kms, wrapped, tenant)
-        .await
-        .map_err(|e| match e {
-            sanctum_keywrap::KmsUnwrapError::Decrypt(e) => {
-                CloudError::from_sdk("Decrypt", e.as_ref())
-            }
-            other => CloudError::other("Decrypt", other.to_string()),
-        })
+    sanctum_cloud::kms::unwrap(&cloud.kms, wrapped, context).await
 }

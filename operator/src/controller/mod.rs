@@ -33,8 +33,8 @@ use sanctum_api::{Recording, VideoTenant};
 use serde::de::DeserializeOwned;
 
 use self::cache::Caches;
-use crate::audit::Entry;
 use crate::audit::trail::Trail;
+use crate::audit::{Entry, Heads};
 use crate::cloud::Cloud;
 use crate::metrics::Metrics;
 
@@ -67,6 +67,11 @@ pub struct Context {
     pub cloud: Cloud,
     /// The tenants' audit trails (disabled without an audit bucket).
     pub trail: Trail,
+    /// Where the tenants' chains end in the bucket: their `status.lastAuditRecord`.
+    pub heads: Heads,
+    /// The failure last written to each tenant's audit trail: the same failure repeated
+    /// is written once (its Events still repeat).
+    last_failures: Mutex<HashMap<String, String>>,
     /// Children as the watches last saw them (empty when no controller runs).
     pub caches: Caches,
     /// Consecutive failures per tenant, for exponential retry backoff.
@@ -94,6 +99,8 @@ impl Context {
             config,
             cloud,
             trail: Trail::disabled(),
+            heads: Heads::default(),
+            last_failures: Mutex::default(),
             caches: Caches::default(),
             failures: Mutex::default(),
             reported_backups: Mutex::default(),
@@ -114,10 +121,20 @@ impl Context {
         self
     }
 
-    /// Sends this context's audit entries to `trail`.
-    pub fn with_trail(mut self, trail: Trail) -> Self {
+    /// Sends this context's audit entries to `trail`, whose chain heads `heads` holds.
+    pub fn with_audit(mut self, trail: Trail, heads: Heads) -> Self {
         self.trail = trail;
+        self.heads = heads;
         self
+    }
+
+    /// True when `failure` is not what `tenant`'s trail last recorded as its failure (and
+    /// remembers it): a tenant stalled on one cause gets one record, not one per retry.
+    pub fn new_failure(&self, tenant: &str, failure: &str) -> bool {
+        let mut last = self.last_failures.lock().expect("failure map lock");
+        last.insert(tenant.to_string(), failure.to_string())
+            .as_deref()
+            != Some(failure)
     }
 
     /// Adds what a reconcile did to `object` (or how it failed) to `tenant`'s audit trail.
@@ -173,6 +190,10 @@ impl Context {
             .lock()
             .expect("backoff map lock is never poisoned")
             .remove(key);
+        self.last_failures
+            .lock()
+            .expect("failure map lock")
+            .remove(key);
     }
 }
 
@@ -207,6 +228,17 @@ pub struct RunConfig {
     pub media: tenant::build::MediaNodes,
 }
 
+/// The audit trail the controllers write to, and where its chains end.
+#[derive(Default)]
+pub struct Audit {
+    /// The trail (disabled without an audit bucket).
+    pub trail: Trail,
+    /// The chains' heads as written.
+    pub heads: Heads,
+    /// Names each tenant whose chain moved, so its anchor in status follows.
+    pub moved: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+}
+
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.
 pub async fn run(
     client: Client,
@@ -214,7 +246,7 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     config: RunConfig,
     cloud: Cloud,
-    trail: Trail,
+    audit: Audit,
 ) -> anyhow::Result<()> {
     let tenants = Api::<VideoTenant>::all(client.clone());
     if let Err(e) = tenants.list(&ListParams::default().limit(1)).await {
@@ -247,9 +279,19 @@ pub async fn run(
     // Backup Jobs carry the tenant's labels (from the CronJob's template): a finished one
     // updates `status.lastBackup*` right away instead of at the next resync.
     let controller = watch_owned::<Job>(controller, &client, &mut caches);
+    // A tenant whose chain moved is reconciled again, so `status.lastAuditRecord` anchors
+    // the records just written (a reconcile that changes nothing writes no record).
+    let controller = match audit.moved {
+        Some(moved) => controller.reconcile_on(futures::stream::unfold(moved, |mut rx| async {
+            rx.recv()
+                .await
+                .map(|tenant| (ObjectRef::<VideoTenant>::new(&tenant), rx))
+        })),
+        None => controller,
+    };
     let ctx = Arc::new(
         Context::new(client.clone(), metrics, config, cloud)
-            .with_trail(trail)
+            .with_audit(audit.trail, audit.heads)
             .with_caches(caches)
             .with_tenants(controller.store()),
     );

@@ -45,7 +45,7 @@ impl Actor<'_> {
                 version,
             } => {
                 let hashed =
-                    objects::sha256(&self.ctx.cloud, &bucket, &key, version.as_deref()).await;
+                    objects::sha256(&self.ctx.cloud.s3, &bucket, &key, version.as_deref()).await;
                 facts.stored = Some(match hashed {
                     Ok((sha256, size)) => Stored::Object { sha256, size },
                     Err(e) if e.is_not_found() => Stored::Missing(e.to_string()),
@@ -59,7 +59,7 @@ impl Actor<'_> {
                 sha256,
             } => {
                 let found =
-                    objects::restored_version(&self.ctx.cloud, &bucket, &key, &lost, &sha256)
+                    objects::restored_version(&self.ctx.cloud.s3, &bucket, &key, &lost, &sha256)
                         .await
                         .map_err(|source| Error::ReadObject {
                             key: key.clone(),
@@ -68,13 +68,13 @@ impl Actor<'_> {
                 facts.restored = Some(found);
             }
             Action::AbortUploads { bucket, key } => {
-                objects::abort_uploads(&self.ctx.cloud, &bucket, &key)
+                objects::abort_uploads(&self.ctx.cloud.s3, &bucket, &key)
                     .await
                     .map_err(|source| Error::AbortUploads { key, source })?;
                 facts.aborted = true;
             }
             Action::DeleteVersions { bucket, key } => {
-                let deleted = objects::delete_all_versions(&self.ctx.cloud, &bucket, &key)
+                let deleted = objects::delete_all_versions(&self.ctx.cloud.s3, &bucket, &key)
                     .await
                     .map_err(|source| Error::DeleteObject { key, source })?;
                 tracing::info!(versions = deleted, "recording deleted");

@@ -245,7 +245,7 @@ impl ControlClient {
                 .body(bytes);
         }
         let resp = req.send().await.map_err(|e| {
-            NodeError::Unreachable(node.to_string(), sanctum_audit::error::error_chain(&e))
+            NodeError::Unreachable(node.to_string(), sanctum_cloud::error_chain(&e))
         })?;
         let status = resp.status();
         if !status.is_success() {

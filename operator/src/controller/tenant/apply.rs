@@ -148,6 +148,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         &api,
         tenant,
         status::converged(tenant, &v, &observed, &now()),
+        &ctx.heads,
     )
     .await?;
     if !run.changes.is_empty() {
@@ -596,7 +597,10 @@ impl Run<'_> {
                 &keys::TenantKey {
                     arn: key.arn.clone(),
                 },
-                name,
+                keys::KeyContext {
+                    tenant: name,
+                    uid: &self.v.owner.uid,
+                },
             )
             .await
             .map_err(|source| Error::Key {
@@ -713,6 +717,7 @@ impl Run<'_> {
             kms_key_arn: (key.provider == KeyProvider::Aws).then(|| key.arn.clone()),
             retention_days: storage.retention_days,
             object_lock: storage.object_lock.clone(),
+            write_once: false,
         };
         let report = buckets::ensure_bucket(cloud, &want)
             .await

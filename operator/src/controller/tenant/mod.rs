@@ -256,7 +256,7 @@ pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Ac
         .is_none();
     let result = async {
         if first && !deleting {
-            write_status(&api, &tenant, status::initial(&tenant, &now())).await?;
+            write_status(&api, &tenant, status::initial(&tenant, &now()), &ctx.heads).await?;
         }
         finalizer(&api, FINALIZER, tenant.clone(), |event| async {
             match event {
@@ -274,18 +274,15 @@ pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Ac
             ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
             if !error.is_waiting() {
                 warn!(%error, reason = error.reason(), "reconcile failed");
-                publish(
-                    &ctx,
-                    &tenant,
-                    EventType::Warning,
-                    error.reason(),
-                    "Reconcile",
-                    error.to_string(),
-                )
-                .await;
+                let (reason, note) = (error.reason(), error.to_string());
+                if ctx.new_failure(&name, &note) {
+                    publish(&ctx, &tenant, EventType::Warning, reason, "Reconcile", note).await;
+                } else {
+                    event(&ctx, &tenant, EventType::Warning, reason, "Reconcile", note).await;
+                }
                 if !deleting {
                     let failed = status::failed(&tenant, error, &now());
-                    if let Err(e) = write_status(&api, &tenant, failed).await {
+                    if let Err(e) = write_status(&api, &tenant, failed, &ctx.heads).await {
                         warn!(error = %e, "could not record the failure in status");
                     }
                 }
@@ -430,34 +427,61 @@ async fn crypto_shred(tenant: &VideoTenant, ctx: &Context) -> Result<(), Error> 
     let own_kms_key = tenant.spec.encryption.provider == KeyProvider::Aws
         && tenant.spec.encryption.key_arn.is_none();
     if let (true, Some(arn)) = (own_kms_key, &status.key_arn) {
-        keys::schedule_key_deletion(&ctx.cloud, &name, arn)
+        let uid = tenant.uid().unwrap_or_default();
+        let shred = keys::schedule_key_deletion(&ctx.cloud, &name, &uid, arn)
             .await
             .map_err(|source| Error::Key {
                 tenant: name.clone(),
                 source,
             })?;
-        let note = format!(
-            "KMS key {arn} scheduled for deletion in 7 days; recordings are crypto-shredded"
-        );
-        publish(
-            ctx,
-            tenant,
-            EventType::Normal,
-            "KeyDeletionScheduled",
-            "Cleanup",
-            note,
-        )
-        .await;
+        match shred {
+            keys::Shred::Scheduled => {
+                let note = format!(
+                    "KMS key {arn} scheduled for deletion in 7 days; recordings are crypto-shredded"
+                );
+                publish(
+                    ctx,
+                    tenant,
+                    EventType::Normal,
+                    "KeyDeletionScheduled",
+                    "Cleanup",
+                    note,
+                )
+                .await;
+            }
+            keys::Shred::NotOwned(why) => {
+                warn!(key = %arn, "not crypto-shredding a key this tenant does not own");
+                publish(
+                    ctx,
+                    tenant,
+                    EventType::Warning,
+                    "KeyNotShredded",
+                    "Cleanup",
+                    why,
+                )
+                .await;
+            }
+        }
     }
     Ok(())
 }
 
 /// Writes `status` unless it equals what is stored: a converged reconcile writes nothing.
+/// The audit anchor moves to where this process last wrote the tenant's chain, never back.
 async fn write_status(
     api: &Api<VideoTenant>,
     tenant: &VideoTenant,
-    status: VideoTenantStatus,
+    mut status: VideoTenantStatus,
+    heads: &crate::audit::Heads,
 ) -> Result<bool, Error> {
+    if let Some(anchor) = heads.anchor(&tenant.name_any())
+        && status
+            .last_audit_record
+            .as_ref()
+            .is_none_or(|a| a.seq < anchor.seq)
+    {
+        status.last_audit_record = Some(anchor);
+    }
     if tenant.status.as_ref() == Some(&status) {
         return Ok(false);
     }
@@ -491,10 +515,22 @@ async fn publish(
 ) {
     let note = super::event_note(note);
     ctx.audit(tenant, &tenant.name_any(), CONTROLLER, reason, &note);
+    event(ctx, tenant, type_, reason, action, note).await;
+}
+
+/// Publishes an Event on the tenant only (a repeated failure, already in the trail).
+async fn event(
+    ctx: &Context,
+    tenant: &VideoTenant,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(super::event_note(note)),
         action: action.into(),
         secondary: None,
     };

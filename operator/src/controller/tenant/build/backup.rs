@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use sanctum_api::{BackupSpec, labels};
 
 use super::{
-    TenantKeyRef, common_labels, field_env, namespaced_meta, restricted_container_security,
+    AwsEnv, TenantKeyRef, common_labels, field_env, namespaced_meta, restricted_container_security,
     restricted_pod_security, tenant_selector,
 };
 use crate::controller::tenant::status::BackupRun;
@@ -45,12 +45,9 @@ pub struct BackupJobs {
     pub role_arn: Option<String>,
     /// Audit bucket whose chain of the tenant is backed up with its recordings.
     pub audit_bucket: Option<String>,
-    /// S3 endpoint for S3-compatible stores (unset on AWS).
-    pub endpoint: Option<String>,
-    /// Region of the recordings bucket and default region of the destination.
-    pub region: String,
-    /// Path-style S3 addressing, for S3-compatible stores.
-    pub path_style: bool,
+    /// Where S3 is (the region of the recordings bucket is the destination's default) and
+    /// who owns the buckets.
+    pub aws: AwsEnv,
 }
 
 /// The backup objects of a tenant with `spec.backup`.
@@ -265,14 +262,8 @@ fn container(v: &Validated, spec: &BackupSpec, jobs: &BackupJobs, bucket: &str) 
         value: Some(value.into()),
         ..Default::default()
     };
-    let mut env = vec![
-        field_env("POD_NAME", "metadata.name"),
-        value("AWS_REGION", &jobs.region),
-        value("SANCTUM_S3_PATH_STYLE", &jobs.path_style.to_string()),
-    ];
-    if let Some(endpoint) = &jobs.endpoint {
-        env.push(value("SANCTUM_AWS_ENDPOINT", endpoint));
-    }
+    let mut env = vec![field_env("POD_NAME", "metadata.name")];
+    env.extend(jobs.aws.env());
     if let Some(audit) = &jobs.audit_bucket {
         env.push(value("SANCTUM_AUDIT_BUCKET", audit));
     }
@@ -327,9 +318,11 @@ mod tests {
             image: "ghcr.io/sanctum-dev/sanctum:0.1.0".into(),
             role_arn: Some("arn:aws:iam::111122223333:role/sanctum-backup".into()),
             audit_bucket: Some("sanctum-audit".into()),
-            endpoint: None,
-            region: "us-east-1".into(),
-            path_style: false,
+            aws: AwsEnv {
+                region: "us-east-1".into(),
+                owners: Some(sanctum_cloud::BucketOwners::new("111122223333").expect("valid")),
+                ..Default::default()
+            },
         }
     }
 

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use sanctum_api::{KeyProvider, RegionSpec};
 
+use super::AwsEnv;
 use super::signing_key::PUBLIC_KEY_FILE;
 use super::tenant_key::{LOCAL_KEY_FILE, LOCAL_KEY_SECRET};
 use super::{
@@ -43,12 +44,8 @@ pub const CONTROL_TLS_DIR: &str = "/etc/sanctum/control-tls";
 pub struct MediaNodes {
     /// Audit bucket the nodes write their session log to, as their own hash chains.
     pub audit_bucket: Option<String>,
-    /// KMS and S3 endpoint for S3-compatible stores and emulators (unset on AWS).
-    pub endpoint: Option<String>,
-    /// AWS region of the tenant's key and bucket.
-    pub region: String,
-    /// Path-style S3 addressing, for S3-compatible stores.
-    pub path_style: bool,
+    /// Where KMS and S3 are and who owns the buckets.
+    pub aws: AwsEnv,
 }
 
 /// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales.
@@ -226,6 +223,7 @@ fn container(
                 // Names this node's session chain in the audit trail.
                 field_env("POD_NAME", "metadata.name"),
                 env("SANCTUM_TENANT", v.name.clone()),
+                env("SANCTUM_TENANT_UID", v.owner.uid.clone()),
                 env("SANCTUM_REGION", region.name.clone()),
                 env(
                     "SANCTUM_MAX_SESSION_MINUTES",
@@ -272,21 +270,14 @@ fn container(
                     format!("0.0.0.0:{}", sanctum_api::control::PORT),
                 ),
                 env("SANCTUM_CONTROL_TLS_DIR", CONTROL_TLS_DIR.to_string()),
-                env("AWS_REGION", nodes.region.clone()),
-                env("SANCTUM_S3_PATH_STYLE", nodes.path_style.to_string()),
             ]
             .into_iter()
+            .chain(nodes.aws.env())
             .chain(
                 nodes
                     .audit_bucket
                     .as_ref()
                     .map(|b| env("SANCTUM_AUDIT_BUCKET", b.clone())),
-            )
-            .chain(
-                nodes
-                    .endpoint
-                    .as_ref()
-                    .map(|e| env("SANCTUM_AWS_ENDPOINT", e.clone())),
             )
             .chain(
                 (!media.allowed_origins.is_empty())
@@ -399,9 +390,12 @@ mod tests {
     fn nodes() -> MediaNodes {
         MediaNodes {
             audit_bucket: Some("sanctum-audit".into()),
-            endpoint: Some("https://s3.example.internal".into()),
-            region: "eu-west-1".into(),
-            path_style: true,
+            aws: AwsEnv {
+                endpoint: Some("https://s3.example.internal".into()),
+                region: "eu-west-1".into(),
+                path_style: true,
+                owners: Some(sanctum_cloud::BucketOwners::new("123456789012").expect("valid")),
+            },
         }
     }
 
@@ -521,13 +515,26 @@ mod tests {
             env["SANCTUM_AUDIT_BUCKET"].as_deref(),
             Some("sanctum-audit")
         );
+        assert_eq!(
+            env["SANCTUM_AWS_ACCOUNT_ID"].as_deref(),
+            Some("123456789012"),
+            "nodes check the owner of every bucket they write"
+        );
+        assert_eq!(
+            env["SANCTUM_TENANT_UID"].as_deref(),
+            Some(v.owner.uid.as_str()),
+            "the KMS encryption context names the tenant's uid"
+        );
         let on_aws = build_deployment(
             &v,
             &v.spec.media.regions[0],
             &cm,
             &key,
             &MediaNodes {
-                region: "us-east-1".into(),
+                aws: AwsEnv {
+                    region: "us-east-1".into(),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         );

@@ -3,6 +3,7 @@
 //! This is where the tenant's security lives (security contexts, network rules, RBAC),
 //! so every builder is a plain function, tested without a cluster.
 
+mod aws_env;
 pub mod backup;
 pub mod control_tls;
 mod deployment;
@@ -29,6 +30,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sanctum_api::{KeyProvider, RegionSpec, labels};
 
+pub use aws_env::AwsEnv;
 pub use deployment::{MediaNodes, build_deployment};
 pub use hpa::build_hpa;
 pub use namespace::{build_namespace, is_owned_by};

@@ -1,19 +1,114 @@
-//! Objects: checksums, disposal, leftover uploads, listing and conditional writes.
+//! S3 objects: listing (every page), whole reads, conditional writes, checksums, disposal
+//! of every version, and leftover uploads. Shared by the operator, the audit trail and
+//! backups; the bucket-owner check rides on the client ([`crate::owner`]).
 
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput;
+use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use sha2::{Digest, Sha256};
 
-use super::{Cloud, CloudError};
+use crate::{CloudError, Result};
+
+/// Object metadata naming the version a restored object was copied back from.
+pub const RESTORED_FROM_VERSION: &str = "sanctum-restored-from-version";
+
+/// Every page of `ListObjectVersions` under `prefix` (the SDK has no paginator for it:
+/// pages continue from a key and version marker).
+pub async fn version_pages(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ListObjectVersionsOutput>> {
+    let mut pages = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
+        let more = page.is_truncated() == Some(true);
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+        pages.push(page);
+        if !more {
+            return Ok(pages);
+        }
+    }
+}
+
+/// Every key under `prefix` in `bucket`, sorted.
+pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CloudError::from_sdk("ListObjectsV2", &e))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_string),
+        );
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// The current version of a small object (a manifest, an audit batch), read whole.
+pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| CloudError::from_sdk("GetObject", &e))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CloudError::other("GetObject", e.to_string()))?
+        .into_bytes()
+        .to_vec())
+}
+
+/// The outcome of a conditional PutObject (`If-None-Match` / `If-Match`): `Ok(None)` when
+/// the condition failed (412), so the caller can tell "someone else got there" from errors.
+pub fn unless_precondition_failed(
+    sent: Result<PutObjectOutput, SdkError<PutObjectError>>,
+) -> Result<Option<PutObjectOutput>> {
+    match sent {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let error = CloudError::from_sdk("PutObject", &e);
+            if status == Some(412) || error.code.as_deref() == Some("PreconditionFailed") {
+                Ok(None)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
 
 /// Hex SHA-256 and size of an object version, read in full (streamed, never stored).
 pub async fn sha256(
-    cloud: &Cloud,
+    s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
-) -> Result<(String, i64), CloudError> {
-    let out = cloud
-        .s3
+) -> Result<(String, i64)> {
+    let out = s3
         .get_object()
         .bucket(bucket)
         .key(key)
@@ -39,11 +134,11 @@ pub async fn sha256(
 /// deleting only the latest would leave the recording recoverable), over every page of
 /// the listing and in batches of 1,000 (the DeleteObjects limit). Returns how many.
 pub async fn delete_all_versions(
-    cloud: &Cloud,
+    s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> Result<usize, CloudError> {
-    let pages = sanctum_audit::store::version_pages(&cloud.s3, bucket, key).await?;
+) -> Result<usize> {
+    let pages = version_pages(s3, bucket, key).await?;
     let mut ids = Vec::new();
     for page in &pages {
         let versions = page
@@ -68,8 +163,7 @@ pub async fn delete_all_versions(
     }
     let count = ids.len();
     for batch in ids.chunks(1000) {
-        let out = cloud
-            .s3
+        let out = s3
             .delete_objects()
             .bucket(bucket)
             .delete(
@@ -93,20 +187,17 @@ pub async fn delete_all_versions(
     Ok(count)
 }
 
-/// Object metadata naming the version a restored object was copied back from.
-pub const RESTORED_FROM_VERSION: &str = "sanctum-restored-from-version";
-
 /// After `sanctum restore`: the key's current version, when it was restored from `lost`
 /// (the restore's metadata says so) and its SHA-256 is `sealed_sha256`. Anything else is
 /// `None`: the metadata alone proves nothing.
 pub async fn restored_version(
-    cloud: &Cloud,
+    s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     lost: &str,
     sealed_sha256: &str,
-) -> Result<Option<String>, CloudError> {
-    let head = match cloud.s3.head_object().bucket(bucket).key(key).send().await {
+) -> Result<Option<String>> {
+    let head = match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(head) => head,
         Err(e) => {
             let error = CloudError::from_sdk("HeadObject", &e);
@@ -124,14 +215,13 @@ pub async fn restored_version(
     if from != lost {
         return Ok(None);
     }
-    let (sha, _) = sha256(cloud, bucket, key, Some(current)).await?;
+    let (sha, _) = sha256(s3, bucket, key, Some(current)).await?;
     Ok((sha == sealed_sha256).then(|| current.to_string()))
 }
 
 /// Aborts unfinished multipart uploads of `key` (a media node died mid-recording).
-pub async fn abort_uploads(cloud: &Cloud, bucket: &str, key: &str) -> Result<usize, CloudError> {
-    let listed = cloud
-        .s3
+pub async fn abort_uploads(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<usize> {
+    let listed = s3
         .list_multipart_uploads()
         .bucket(bucket)
         .prefix(key)
@@ -140,9 +230,7 @@ pub async fn abort_uploads(cloud: &Cloud, bucket: &str, key: &str) -> Result<usi
         .map_err(|e| CloudError::from_sdk("ListMultipartUploads", &e))?;
     let mut aborted = 0;
     for upload in listed.uploads().iter().filter(|u| u.key() == Some(key)) {
-        cloud
-            .s3
-            .abort_multipart_upload()
+        s3.abort_multipart_upload()
             .bucket(bucket)
             .key(key)
             .set_upload_id(upload.upload_id().map(str::to_string))
@@ -153,19 +241,3 @@ pub async fn abort_uploads(cloud: &Cloud, bucket: &str, key: &str) -> Result<usi
     }
     Ok(aborted)
 }
-
-/// Every key under `prefix` in `bucket`, sorted.
-pub async fn list_keys(
-    cloud: &Cloud,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<String>, CloudError> {
-    sanctum_audit::store::list_keys(&cloud.s3, bucket, prefix).await
-}
-
-/// The current version of a small object (a manifest, an audit batch), read whole.
-pub async fn get_bytes(cloud: &Cloud, bucket: &str, key: &str) -> Result<Vec<u8>, CloudError> {
-    sanctum_audit::store::get_bytes(&cloud.s3, bucket, key).await
-}
-
-pub use sanctum_audit::store::unless_precondition_failed;

@@ -2,7 +2,7 @@
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
-/// A failed KMS or S3 call, with the service's error code.
+/// A failed KMS, S3 or STS call, with the service's error code.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
 pub struct CloudError {
@@ -36,6 +36,15 @@ impl CloudError {
         Self {
             operation,
             code: None,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal of ours, with a code a person can act on (`BucketNotOwned`, `KeyNotOwned`).
+    pub fn refused(operation: &'static str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            operation,
+            code: Some(code.to_string()),
             message: message.into(),
         }
     }
