@@ -19,10 +19,24 @@ if [ "${1:-up}" = down ]; then
   exit 0
 fi
 
+# The Go tools compile in the background while Rust compiles the images: each fills the
+# other's idle phases on a small machine (the first run only; later runs find both built).
+say "control plane, real node and AWS emulator tools build in the background (the first run compiles Kubernetes, containerd, kube-router and CoreDNS from their Go modules; log $STATE/build.log)"
+setsid e2e/controlplane/cluster.sh build >"$STATE/build.log" 2>&1 </dev/null &
+TOOLS=$!
+trap 'kill -- "-$TOOLS" 2>/dev/null || true' EXIT
+
 say "images of the operator and the media node (e2e/images.sh; the first run compiles the workspace for the musl target)"
 e2e/images.sh
 
-say "control plane, real node and AWS emulator (the first run compiles Kubernetes, containerd, kube-router and CoreDNS from their Go modules)"
+say "waiting for the tools"
+if ! wait "$TOOLS"; then
+  echo "building the cluster's tools failed:" >&2; tail -40 "$STATE/build.log" >&2; exit 1
+fi
+trap - EXIT
+grep -E '^\[cluster\] (built|installing)' "$STATE/build.log" || true
+
+say "control plane, real node and AWS emulator"
 eval "$(e2e/controlplane/cluster.sh up "$CLUSTER")"
 
 say "installing the operator with its chart into $NAMESPACE"
