@@ -108,8 +108,8 @@ POD="$(kubectl -n "$TENANT_NS" get pods -l app.kubernetes.io/component=media-nod
 MINT="target/image/$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')/sanctum-media-node"
 kubectl -n "$TENANT_NS" get secret join-token-signing-key -o jsonpath='{.data.private\.pem}' | base64 -d >"$STATE/private.pem"
 chmod 600 "$STATE/private.pem"
-HOST_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user clinician-1 --role host --ttl-seconds 900)"
-VIEW_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user patient-1 --role observer --ttl-seconds 900)"
+HOST_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user clinician-1 --role host --ttl-seconds 600)"
+VIEW_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user patient-1 --role observer --ttl-seconds 600)"
 rm -f "$STATE/private.pem"
 cat <<MSG
 
@@ -122,7 +122,7 @@ ingress would carry it; media goes straight to the pod's address, which this mac
   kubectl -n $TENANT_NS port-forward pod/$POD 8443:8443
   publish:   https://127.0.0.1:8443/call/?mode=publish&endpoint=/whip/visit-1#token=$HOST_TOKEN
   subscribe: https://127.0.0.1:8443/call/?mode=subscribe&endpoint=/whep/visit-1#token=$VIEW_TOKEN
-(the certificate is the demo's self-signed one; the tokens last 15 minutes)
+(the certificate is the demo's self-signed one; the tokens last 10 minutes, the longest a node accepts)
 
 Stop everything with: e2e/demo.sh down
 MSG

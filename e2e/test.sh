@@ -52,6 +52,9 @@ wait_tools() {
 step "formatting"
 cargo fmt --all -- --check
 
+step "layering: no import cycle between sibling modules, no source file over 600 lines"
+python3 e2e/layering/check.py
+
 # The lints ride on that build: clippy's driver compiles this workspace's own crates (it
 # lints, then generates code like rustc), and the dependencies compile once, with rustc,
 # for the lints, the tests and the images alike. `cargo clippy` would compile every

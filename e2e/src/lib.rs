@@ -8,7 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod node;
+
+pub use aws::{audit_public_keys, cloud, s3_of_account};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -528,70 +531,6 @@ pub async fn wait_condition(
     })
     .await?;
     Ok(api.get(name).await?)
-}
-
-/// KMS and S3 clients for the emulator the operator under test talks to.
-pub async fn cloud() -> Result<sanctum_operator::cloud::Cloud> {
-    let endpoint = std::env::var("SANCTUM_AWS_ENDPOINT")
-        .context("SANCTUM_AWS_ENDPOINT is set by e2e/test.sh")?;
-    sanctum_operator::cloud::Cloud::connect(&sanctum_operator::cloud::CloudConfig {
-        endpoint: Some(endpoint),
-        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-        force_path_style: true,
-        owners: sanctum_operator::cloud::OwnerSetting::Caller,
-    })
-    .await
-    .context("AWS clients for the emulator")
-}
-
-/// The operator's audit signing keys, as `sanctum audit verify --public-keys` reads them:
-/// from the ConfigMap the operator publishes them in, written to a file.
-pub async fn audit_public_keys(client: &Client) -> Result<tempfile::NamedTempFile> {
-    let map =
-        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "sanctum-system")
-            .get(sanctum_operator::audit::SIGNERS_CONFIG_MAP)
-            .await
-            .context("the audit signers ConfigMap the operator publishes")?;
-    let pem = map
-        .data
-        .and_then(|d| d.get(sanctum_operator::audit::SIGNERS_KEY).cloned())
-        .context("signers.pem")?;
-    let mut file = tempfile::NamedTempFile::new()?;
-    std::io::Write::write_all(&mut file, pem.as_bytes())?;
-    Ok(file)
-}
-
-/// An S3 client of another AWS account on the emulator (a role assumed there, as its
-/// owner would): someone else's account, for the cross-account attacks of the tests.
-pub async fn s3_of_account(account: &str) -> Result<aws_sdk_s3::Client> {
-    let endpoint = std::env::var("SANCTUM_AWS_ENDPOINT")
-        .context("SANCTUM_AWS_ENDPOINT is set by e2e/test.sh")?;
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .load()
-        .await;
-    let assumed = aws_sdk_sts::Client::new(&shared)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/e2e-other-account"))
-        .role_session_name("e2e-other-account")
-        .send()
-        .await
-        .context("assuming a role in another account")?;
-    let creds = assumed.credentials().context("assumed role credentials")?;
-    let provider = aws_sdk_s3::config::Credentials::new(
-        creds.access_key_id(),
-        creds.secret_access_key(),
-        Some(creds.session_token().to_string()),
-        None,
-        "e2e-other-account",
-    );
-    Ok(aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&shared)
-            .credentials_provider(provider)
-            .force_path_style(true)
-            .build(),
-    ))
 }
 
 /// Waits until `name` no longer exists (finalizers done, object gone).

@@ -7,9 +7,10 @@
 //! operator's chain of reconciles; `sanctum audit verify` walks both. The chain starts by
 //! stating the public half of a key the process makes at start and keeps in memory only,
 //! and every batch is signed with it, so no other process holding the same cloud
-//! credentials (another node of the tenant) can add to it. The lines carry opaque ids
-//! only (session, room, user), never a token, SDP, address or key, so neither do the
-//! records.
+//! credentials (another node of the tenant) can add to it. Refused requests are counted by
+//! reason and written as one record per flush interval, so a flood of bad requests costs
+//! one record every few seconds, not one each. The lines carry opaque ids only (session,
+//! room, user), never a token, SDP, address or key, so neither do the records.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,9 +26,10 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer};
 
 use crate::metrics::Metrics;
+use crate::session_log;
 
 /// Log targets whose events are audited.
-const AUDITED: [&str; 2] = ["sanctum::session", "sanctum::auth"];
+const AUDITED: [&str; 2] = [session_log::SESSION, session_log::AUTH];
 
 /// The node's session trail: a tracing layer that queues audited log lines, and the
 /// task that writes them.
@@ -54,15 +56,25 @@ impl SessionTrail {
         let (trail, task) = Trail::start(store, Writer::Node(chain), signer, metrics, flush);
         trail.record(first);
         let slot = Arc::new(Mutex::new(Some(trail)));
+        let refusals = Arc::new(Mutex::new(BTreeMap::new()));
+        tokio::spawn(count_refusals(
+            slot.clone(),
+            refusals.clone(),
+            tenant.to_string(),
+            flush,
+        ));
         let layer = SessionLayer {
             slot: slot.clone(),
             tenant: tenant.to_string(),
+            refusals,
         };
         Ok((Self { slot, task }, layer))
     }
 
     /// Stops queueing and waits (up to `wait`) for what is queued to be written.
     pub async fn close(self, wait: Duration) {
+        // The refusal counter writes what it counted before it sees the slot empty.
+        tokio::time::sleep(Duration::from_millis(10)).await;
         self.slot.lock().expect("trail slot lock").take();
         if tokio::time::timeout(wait, self.task).await.is_err() {
             tracing::warn!("session log records still queued at exit were not written");
@@ -70,10 +82,56 @@ impl SessionTrail {
     }
 }
 
+/// Refused requests by reason since the last record.
+type Refusals = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// Every `flush`, the refusals counted since the last time become one record.
+async fn count_refusals(
+    slot: Arc<Mutex<Option<Trail>>>,
+    refusals: Refusals,
+    tenant: String,
+    flush: Duration,
+) {
+    let mut tick = tokio::time::interval(flush);
+    loop {
+        tick.tick().await;
+        let counted = std::mem::take(&mut *refusals.lock().expect("refusals lock"));
+        let slot = slot.lock().expect("trail slot lock");
+        let Some(trail) = slot.as_ref() else { return };
+        if !counted.is_empty() {
+            trail.record(refusals_entry(&tenant, &counted));
+        }
+    }
+}
+
+/// One record for the requests refused in an interval, by reason.
+fn refusals_entry(tenant: &str, counted: &BTreeMap<String, u64>) -> Entry {
+    let mut actions = String::new();
+    for (reason, n) in counted {
+        if !actions.is_empty() {
+            actions.push(' ');
+        }
+        let _ = write!(actions, "{reason}={n}");
+    }
+    Entry {
+        tenant: tenant.to_string(),
+        time: jiff::Timestamp::now().to_string(),
+        controller: "media-node".into(),
+        kind: "Request".into(),
+        namespace: None,
+        name: "refusals".into(),
+        uid: None,
+        generation: None,
+        actions,
+        outcome: "refused".into(),
+    }
+}
+
 /// The tracing layer feeding [`SessionTrail`].
 pub struct SessionLayer {
     slot: Arc<Mutex<Option<Trail>>>,
     tenant: String,
+    refusals: Refusals,
 }
 
 impl<S: tracing::Subscriber> Layer<S> for SessionLayer {
@@ -84,25 +142,27 @@ impl<S: tracing::Subscriber> Layer<S> for SessionLayer {
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let entry = entry(&self.tenant, target, fields.0);
+        if target == session_log::AUTH {
+            let reason = fields.0.get("reason").cloned().unwrap_or_default();
+            *self
+                .refusals
+                .lock()
+                .expect("refusals lock")
+                .entry(reason)
+                .or_default() += 1;
+            return;
+        }
+        let entry = entry(&self.tenant, fields.0);
         if let Some(trail) = self.slot.lock().expect("trail slot lock").as_ref() {
             trail.record(entry);
         }
     }
 }
 
-/// An audit entry from one session log line: the event (or refusal reason) is the
-/// outcome, the session (or recording, or room) the object, every field the actions.
-fn entry(tenant: &str, target: &str, fields: BTreeMap<String, String>) -> Entry {
-    let refused = target == "sanctum::auth";
-    let outcome = if refused {
-        format!(
-            "refused:{}",
-            fields.get("reason").map_or("", String::as_str)
-        )
-    } else {
-        fields.get("event").cloned().unwrap_or_default()
-    };
+/// An audit entry from one session log line: the event is the outcome, the session (or
+/// recording, or room) the object, every field the actions.
+fn entry(tenant: &str, fields: BTreeMap<String, String>) -> Entry {
+    let outcome = fields.get("event").cloned().unwrap_or_default();
     let (kind, name) = ["session", "recording", "room"]
         .iter()
         .find_map(|k| fields.get(*k).map(|v| (*k, v.clone())))
@@ -118,9 +178,8 @@ fn entry(tenant: &str, target: &str, fields: BTreeMap<String, String>) -> Entry 
         tenant: tenant.to_string(),
         time: jiff::Timestamp::now().to_string(),
         controller: "media-node".into(),
-        kind: match (refused, kind) {
-            (true, _) => "Request".into(),
-            (false, "recording") => "Recording".into(),
+        kind: match kind {
+            "recording" => "Recording".into(),
             _ => "Session".into(),
         },
         namespace: None,
@@ -184,7 +243,6 @@ mod tests {
     fn a_session_line_becomes_a_session_record() {
         let e = entry(
             "clinic-a",
-            "sanctum::session",
             fields(&[
                 ("message", "session"),
                 ("event", "join"),
@@ -206,10 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn recordings_and_refusals_are_named_for_what_they_are() {
+    fn recordings_are_named_for_what_they_are_and_refusals_are_counted() {
         let r = entry(
             "clinic-a",
-            "sanctum::session",
             fields(&[
                 ("event", "record-start"),
                 ("recording", "visit-1"),
@@ -217,13 +274,13 @@ mod tests {
             ]),
         );
         assert_eq!((r.kind.as_str(), r.name.as_str()), ("Recording", "visit-1"));
-        let refused = entry(
-            "clinic-a",
-            "sanctum::auth",
-            fields(&[("reason", "expired"), ("room", "room-7")]),
-        );
+        let counted = BTreeMap::from([
+            ("bad-signature".to_string(), 1200),
+            ("expired".to_string(), 3),
+        ]);
+        let refused = refusals_entry("clinic-a", &counted);
         assert_eq!(refused.kind, "Request");
-        assert_eq!(refused.outcome, "refused:expired");
-        assert_eq!(refused.name, "room-7");
+        assert_eq!(refused.outcome, "refused");
+        assert_eq!(refused.actions, "bad-signature=1200 expired=3");
     }
 }

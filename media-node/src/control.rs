@@ -21,7 +21,7 @@ use sanctum_control::AuthError;
 use serde_json::json;
 
 use crate::recording::StartError;
-use crate::signaling::AppState;
+use crate::state::AppState;
 use crate::token::is_opaque_id;
 
 /// The control routes.

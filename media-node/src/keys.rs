@@ -3,7 +3,7 @@
 //! provider's master key) and held in memory only.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use sanctum_cloud::kms::KeyContext;
@@ -13,14 +13,8 @@ use zeroize::Zeroizing;
 use crate::token::Verifier;
 use sanctum_control::Verifier as ControlVerifier;
 
-/// Which service unwraps the tenant data key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Provider {
-    /// AWS KMS (or a KMS-compatible endpoint).
-    Aws,
-    /// A local master key file (development and tests).
-    Local,
-}
+/// Which service unwraps the tenant data key: the same type the manifests spell.
+pub use sanctum_api::KeyProvider as Provider;
 
 /// Where the keys are.
 #[derive(Clone, Debug)]
@@ -49,14 +43,43 @@ pub struct KeyConfig {
 
 /// The loaded keys.
 pub struct Keys {
-    /// Join-token verifier.
-    pub verifier: Verifier,
+    /// Join-token verifier; replaced when the published public keys change.
+    verifier: RwLock<Arc<Verifier>>,
+    /// The public key file as last read.
+    public_pem: Mutex<Vec<u8>>,
     /// Plaintext tenant data key (32 bytes), zeroized on drop; never logged.
     pub tenant_key: Arc<Zeroizing<Vec<u8>>>,
     /// Its version.
     pub key_version: i32,
     /// Control-token verifier, when the control API is configured.
     pub control: Option<ControlVerifier>,
+}
+
+impl Keys {
+    /// The join-token verifier in force.
+    pub fn verifier(&self) -> Arc<Verifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the join-token public key file again and, when it changed, verifies with
+    /// what it holds now (kubelet rewrites a mounted ConfigMap when the operator publishes
+    /// another key). Returns the ids of the keys now in force when they changed.
+    pub fn reload_join_token_keys(&self, cfg: &KeyConfig) -> Result<Option<Vec<String>>, KeyError> {
+        let public = read(&cfg.public_key)?;
+        let mut last = self.public_pem.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == public {
+            return Ok(None);
+        }
+        let verifier = Verifier::from_public_pem(&public, &cfg.tenant, cfg.max_token_lifetime)
+            .map_err(|_| KeyError::PublicKey)?;
+        let ids = verifier.key_ids().map(str::to_string).collect();
+        *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
+        *last = public;
+        Ok(Some(ids))
+    }
 }
 
 /// Why keys could not be loaded; the node retries and stays unready meanwhile.
@@ -106,7 +129,8 @@ pub async fn load(cfg: &KeyConfig, kms: &aws_sdk_kms::Client) -> Result<Keys, Ke
         None => None,
     };
     Ok(Keys {
-        verifier,
+        verifier: RwLock::new(Arc::new(verifier)),
+        public_pem: Mutex::new(public),
         tenant_key: Arc::new(tenant_key),
         key_version: cfg.tenant_key_version,
         control,

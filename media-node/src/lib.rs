@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cli;
 pub mod control;
 pub mod decrypt;
 pub mod keys;
@@ -12,6 +13,8 @@ pub mod metrics;
 pub mod page;
 pub mod recording;
 pub mod server;
+pub mod session_log;
 pub mod signaling;
+pub mod state;
 pub mod token;
 pub mod udp;

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::recording::Recorders;
+use crate::session_log;
 
 /// How long an ended session's resource still answers with its end reason.
 const ENDED_RETENTION: Duration = Duration::from_secs(600);
@@ -35,6 +36,17 @@ pub struct SessionRecord {
     pub etag: String,
     /// When and why it ended, if it has.
     pub ended: Option<(EndReason, Instant)>,
+    /// The token that opened it.
+    pub token: TokenRef,
+}
+
+/// The token a session was opened with: enough to withdraw it, never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRef {
+    /// The token's `jti`.
+    pub jti: String,
+    /// Its expiry (Unix seconds).
+    pub exp: u64,
 }
 
 /// Sessions by resource id; shared by the driver and the signaling handlers.
@@ -57,10 +69,22 @@ impl Sessions {
 
     /// Sessions not yet ended.
     pub fn live(&self) -> usize {
+        self.count(|_| true)
+    }
+
+    /// Live sessions in `room`, and live sessions opened with the token `jti`.
+    pub fn live_in(&self, room: &str, jti: &str) -> (usize, usize) {
+        (
+            self.count(|s| s.info.room == room),
+            self.count(|s| s.token.jti == jti),
+        )
+    }
+
+    fn count(&self, which: impl Fn(&SessionRecord) -> bool) -> usize {
         self.lock()
             .by_resource
             .values()
-            .filter(|s| s.ended.is_none())
+            .filter(|s| s.ended.is_none() && which(s))
             .count()
     }
 
@@ -104,6 +128,7 @@ pub enum MediaError {
 enum Command {
     Accept {
         info: PeerInfo,
+        token: TokenRef,
         offer: String,
         reply: oneshot::Sender<Result<(String, SessionRecord, String), AcceptError>>,
     },
@@ -145,11 +170,17 @@ impl MediaHandle {
     pub async fn accept(
         &self,
         info: PeerInfo,
+        token: TokenRef,
         offer: String,
     ) -> Result<(String, SessionRecord, String), MediaError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Accept { info, offer, reply })
+            .send(Command::Accept {
+                info,
+                token,
+                offer,
+                reply,
+            })
             .await
             .map_err(|_| MediaError::Stopped)?;
         Ok(rx.await.map_err(|_| MediaError::Stopped)??)
@@ -319,7 +350,12 @@ impl Driver {
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Accept { info, offer, reply } => {
+            Command::Accept {
+                info,
+                token,
+                offer,
+                reply,
+            } => {
                 let result = self
                     .sfu
                     .accept(now, info.clone(), &offer)
@@ -331,6 +367,7 @@ impl Driver {
                             info,
                             etag: format!("\"{}\"", random_hex(8)),
                             ended: None,
+                            token,
                         };
                         self.sessions.insert(resource.clone(), record.clone());
                         (resource, record, answer)
@@ -443,53 +480,30 @@ impl Driver {
         match event {
             SfuEvent::Connected(peer) => {
                 if let Some((session, info)) = record(peer) {
-                    session_log("join", &session, &info, None);
+                    session_log::session("join", &session, &info, None);
                 }
             }
             SfuEvent::Published { peer, kind } => {
                 if let Some((session, info)) = record(peer) {
-                    session_log("publish", &session, &info, Some(kind));
+                    session_log::session("publish", &session, &info, Some(kind));
                 }
             }
             SfuEvent::Unpublished { peer, kind } => {
                 if let Some((session, info)) = record(peer) {
-                    session_log("unpublish", &session, &info, Some(kind));
+                    session_log::session("unpublish", &session, &info, Some(kind));
                 }
             }
             SfuEvent::Subscribed { peer, kind, .. } => {
                 if let Some((session, info)) = record(peer) {
-                    session_log("subscribe", &session, &info, Some(kind));
+                    session_log::session("subscribe", &session, &info, Some(kind));
                 }
             }
             SfuEvent::Ended { peer, reason, .. } => {
                 self.metrics.session_ended(reason.as_str());
                 if let Some((session, record)) = self.sessions.ended(peer, reason) {
-                    session_log("leave", &session, &record.info, Some(reason.as_str()));
+                    session_log::session("leave", &session, &record.info, Some(reason.as_str()));
                 }
             }
         }
     }
-}
-
-/// One line of the session log (target `sanctum::session`).
-pub fn session_log(event: &'static str, session: &str, info: &PeerInfo, detail: Option<&str>) {
-    tracing::info!(
-        target: "sanctum::session",
-        event,
-        session,
-        room = %info.room,
-        user = %info.user,
-        role = info.role.as_str(),
-        direction = match info.direction {
-            sanctum_media_core::Direction::Publish => "publish",
-            sanctum_media_core::Direction::Subscribe => "subscribe",
-        },
-        detail = detail.unwrap_or(""),
-        "session"
-    );
-}
-
-/// A recording start or stop in the session log (target `sanctum::session`).
-pub fn record_log(event: &'static str, recording: &str, room: &str) {
-    tracing::info!(target: "sanctum::session", event, recording, room, "session");
 }

@@ -59,7 +59,16 @@ pub struct Metrics {
     pub audit_lag: Gauge<f64, AtomicU64>,
     /// Session log records dropped because the queue was full.
     pub audit_dropped: Counter,
-    recorders: Arc<std::sync::Mutex<Option<crate::recording::Recorders>>>,
+    recorders: Arc<std::sync::Mutex<Option<Arc<dyn RecorderGauges>>>>,
+}
+
+/// Gauges read when metrics are scraped, from whatever keeps them (the recorders), so this
+/// module depends on nothing of the node.
+pub trait RecorderGauges: Send + Sync {
+    /// Recordings in progress.
+    fn active(&self) -> usize;
+    /// Frames dropped because a recorder fell behind, since start.
+    fn dropped(&self) -> u64;
 }
 
 impl std::fmt::Debug for Metrics {
@@ -178,7 +187,7 @@ impl Metrics {
     }
 
     /// Exposes the recorders' gauges (active recordings, frames dropped for a slow recorder).
-    pub fn watch_recorders(&self, recorders: crate::recording::Recorders) {
+    pub fn watch_recorders(&self, recorders: Arc<dyn RecorderGauges>) {
         *self.recorders.lock().unwrap_or_else(|e| e.into_inner()) = Some(recorders);
     }
 

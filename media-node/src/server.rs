@@ -23,7 +23,9 @@ use crate::keys::{self, KeyConfig, Keys};
 use crate::media::{self, MediaHandle};
 use crate::metrics::Metrics;
 use crate::recording::{RecorderConfig, Recorders};
-use crate::signaling::{self, AppState};
+use crate::signaling;
+use crate::state::{AppState, Limits};
+use crate::token::Revoked;
 
 /// How signaling is served.
 #[derive(Clone, Debug)]
@@ -68,6 +70,8 @@ pub struct ServeConfig {
     pub storage: StorageConfig,
     /// KMS and S3 clients (tenant key, recordings), made once by the caller.
     pub cloud: sanctum_cloud::Clients,
+    /// Caps on concurrent sessions.
+    pub limits: Limits,
     /// The control API's own listener (mutual TLS); `None` serves no control API.
     pub control: Option<ControlListener>,
 }
@@ -173,7 +177,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         s3: cfg.cloud.s3.clone(),
         kms_key_id: cfg.storage.kms_key_id.clone(),
     });
-    metrics.watch_recorders(recorders.clone());
+    metrics.watch_recorders(Arc::new(recorders.clone()));
     let (media, driver) = media::spawn(
         udp,
         advertised,
@@ -194,6 +198,8 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     let state = AppState {
         media: media.clone(),
         keys: keys.clone(),
+        revoked: Arc::new(Revoked::default()),
+        limits: cfg.limits,
         metrics: metrics.clone(),
         draining: draining.clone(),
         recorders: recorders.clone(),
@@ -379,13 +385,15 @@ async fn serve_control(
 }
 
 /// Retries until the keys load; the node is unready meanwhile.
+/// Loads the keys (retrying until they are there), then keeps the join-token public keys
+/// current: the operator publishes another key without restarting any node.
 async fn load_keys(cfg: KeyConfig, kms: aws_sdk_kms::Client, slot: Arc<OnceLock<Keys>>) {
     loop {
         match keys::load(&cfg, &kms).await {
             Ok(k) => {
+                tracing::info!(join_token_keys = ?k.verifier().key_ids().collect::<Vec<_>>(), "join-token and tenant keys loaded");
                 let _ = slot.set(k);
-                tracing::info!("join-token and tenant keys loaded");
-                return;
+                break;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "keys not loaded; retrying in 5s");
@@ -393,7 +401,21 @@ async fn load_keys(cfg: KeyConfig, kms: aws_sdk_kms::Client, slot: Arc<OnceLock<
             }
         }
     }
+    let Some(keys) = slot.get() else { return };
+    loop {
+        tokio::time::sleep(KEY_RELOAD).await;
+        match keys.reload_join_token_keys(&cfg) {
+            Ok(Some(ids)) => tracing::info!(join_token_keys = ?ids, "join-token keys reloaded"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "join-token keys not reloaded; keeping the ones in force")
+            }
+        }
+    }
 }
+
+/// How often the join-token public key file is read again.
+const KEY_RELOAD: Duration = Duration::from_secs(10);
 
 /// Picks up a renewed certificate (cert-manager rotates the mounted Secret).
 async fn reload_certificates(tls: RustlsConfig, cert: PathBuf, key: PathBuf) {

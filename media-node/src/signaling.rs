@@ -5,8 +5,7 @@
 //! simulcast layer), and `/wh{i,e}p/{room}/{session}` takes `PATCH` (trickle ICE),
 //! `DELETE` (leave) and `GET` (state and, once ended, why).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,9 +18,9 @@ use sanctum_media_core::{Direction, EndReason, PeerInfo, Role};
 use serde::Deserialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::keys::Keys;
-use crate::media::{MediaError, MediaHandle, SessionRecord};
-use crate::metrics::Metrics;
+use crate::media::TokenRef;
+use crate::media::{MediaError, SessionRecord};
+use crate::state::AppState;
 use crate::token::{Claims, TokenError, is_opaque_id};
 
 const SDP: &str = "application/sdp";
@@ -30,21 +29,6 @@ const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 const ACCEPT_POST: HeaderName = HeaderName::from_static("accept-post");
 /// Largest offer or candidate fragment accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The SFU driver.
-    pub media: MediaHandle,
-    /// Set once the keys are loaded; signaling answers 503 before.
-    pub keys: Arc<OnceLock<Keys>>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Set on SIGTERM: no new sessions.
-    pub draining: Arc<AtomicBool>,
-    /// Recordings (control API).
-    pub recorders: crate::recording::Recorders,
-}
 
 /// The signaling routes; `cors_origins` lists web origins allowed to call them.
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
@@ -146,6 +130,10 @@ async fn offer(
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
+    // A revoked token opens no session; the sessions it had can still be read and left.
+    if state.revoked.is_revoked(&claims.jti) {
+        return refuse(&state, TokenError::Revoked, &room).into_response();
+    }
     let role = Role::from(claims.role);
     if direction == Direction::Publish && !role.may_publish() {
         return refuse(&state, TokenError::Forbidden, &room).into_response();
@@ -160,6 +148,13 @@ async fn offer(
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return (StatusCode::BAD_REQUEST, "the offer is not UTF-8").into_response();
     };
+    if let Some(full) = over_limit(&state, &room, &claims.jti) {
+        return full;
+    }
+    let token = TokenRef {
+        jti: claims.jti,
+        exp: claims.exp,
+    };
     let info = PeerInfo {
         room: room.clone(),
         user: claims.sub,
@@ -167,7 +162,7 @@ async fn offer(
         direction,
         layer,
     };
-    match state.media.accept(info, offer).await {
+    match state.media.accept(info, token, offer).await {
         Ok((resource, record, answer)) => {
             let location = format!("/{}/{room}/{resource}", path_kind(direction));
             (
@@ -189,6 +184,38 @@ async fn offer(
         )
             .into_response(),
     }
+}
+
+/// The refusal when a new session would pass a cap: the node's (503, try another node),
+/// the room's (503) or the token's (429).
+fn over_limit(state: &AppState, room: &str, jti: &str) -> Option<Response> {
+    let limits = state.limits;
+    let node = state.media.sessions.live();
+    let (in_room, with_token) = state.media.sessions.live_in(room, jti);
+    let (status, reason, text) = if node >= limits.node {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node-full",
+            "this media node is full; retry on another",
+        )
+    } else if in_room >= limits.room {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "room-full",
+            "the room is full",
+        )
+    } else if with_token >= limits.token {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "token-sessions",
+            "this token has opened as many sessions as it may",
+        )
+    } else {
+        return None;
+    };
+    state.metrics.auth_failure(reason);
+    crate::session_log::refused(reason, room);
+    Some((status, [(header::RETRY_AFTER, "5")], text).into_response())
 }
 
 fn path_kind(direction: Direction) -> &'static str {
@@ -265,6 +292,8 @@ async fn delete(
     let reason = if claims.sub == record.info.user {
         EndReason::ClientLeft
     } else {
+        // Removed by a host: the token it joined with cannot open a session again.
+        state.revoked.revoke(&record.token.jti, record.token.exp);
         EndReason::Kicked
     };
     state.media.end(record.peer, reason).await;
@@ -432,7 +461,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<Claims
     let Some(token) = token else {
         return Err(refuse(state, TokenError::Missing, room));
     };
-    keys.verifier
+    keys.verifier()
         .verify(token, room)
         .map_err(|e| refuse(state, e, room))
 }
@@ -440,7 +469,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<Claims
 /// Logs and counts a refused token (by reason, never the token) and makes the 401/403.
 fn refuse(state: &AppState, err: TokenError, room: &str) -> Refusal {
     state.metrics.auth_failure(err.reason());
-    tracing::warn!(target: "sanctum::auth", reason = err.reason(), room, "request refused");
+    crate::session_log::refused(err.reason(), room);
     Refusal::Token(err)
 }
 

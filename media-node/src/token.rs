@@ -92,6 +92,12 @@ pub enum TokenError {
     /// The role may not do this (an observer publishing, a participant ending others).
     #[error("the token's role does not allow this")]
     Forbidden,
+    /// Signed by a key (`kid`) this node does not hold.
+    #[error("the token names a signing key this node does not know")]
+    UnknownKey,
+    /// Withdrawn before its expiry: its holder was removed from the room.
+    #[error("the token was revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -107,6 +113,8 @@ impl TokenError {
             TokenError::WrongTenant => "wrong-tenant",
             TokenError::WrongRoom => "wrong-room",
             TokenError::Forbidden => "role-forbidden",
+            TokenError::UnknownKey => "unknown-key",
+            TokenError::Revoked => "revoked",
         }
     }
 
@@ -117,25 +125,63 @@ impl TokenError {
     }
 }
 
-/// Checks join tokens for one tenant.
+/// Id of a join-token public key (the `kid` of the tokens it verifies): the first 8 bytes
+/// of the SHA-256 of the raw Ed25519 key, in hex.
+pub fn key_id(public: &ed25519_dalek::VerifyingKey) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(public.as_bytes())[..8])
+}
+
+/// Checks join tokens for one tenant, against every public key the tenant publishes (the
+/// current one, and the previous one while tokens it signed are still in use).
 pub struct Verifier {
-    key: DecodingKey,
+    keys: Vec<(String, DecodingKey)>,
     tenant: String,
     max_lifetime: Duration,
 }
 
+/// The public key file holds no Ed25519 SPKI PEM key.
+#[derive(Debug, thiserror::Error)]
+#[error("no Ed25519 public key (SPKI PEM) in the join-token key file")]
+pub struct PublicKeyError;
+
 impl Verifier {
-    /// A verifier for `tenant` from the SPKI PEM public key the operator publishes.
+    /// A verifier for `tenant` from one or more SPKI PEM public keys, as the operator
+    /// publishes them.
     pub fn from_public_pem(
         pem: &[u8],
         tenant: &str,
         max_lifetime: Duration,
-    ) -> Result<Self, jsonwebtoken::errors::Error> {
+    ) -> Result<Self, PublicKeyError> {
+        use ed25519_dalek::pkcs8::DecodePublicKey;
+        const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+        const END: &str = "-----END PUBLIC KEY-----";
+        let text = std::str::from_utf8(pem).map_err(|_| PublicKeyError)?;
+        let mut keys = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(BEGIN) {
+            let end = rest[start..].find(END).ok_or(PublicKeyError)? + start + END.len();
+            let block = &rest[start..end];
+            let public = ed25519_dalek::VerifyingKey::from_public_key_pem(block)
+                .map_err(|_| PublicKeyError)?;
+            let decoding =
+                DecodingKey::from_ed_pem(block.as_bytes()).map_err(|_| PublicKeyError)?;
+            keys.push((key_id(&public), decoding));
+            rest = &rest[end..];
+        }
+        if keys.is_empty() {
+            return Err(PublicKeyError);
+        }
         Ok(Verifier {
-            key: DecodingKey::from_ed_pem(pem)?,
+            keys,
             tenant: tenant.to_string(),
             max_lifetime,
         })
+    }
+
+    /// Ids of the keys this verifier accepts.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(id, _)| id.as_str())
     }
 
     /// Verifies signature, issuer, tenant, times and id syntax, then the room.
@@ -146,15 +192,34 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
-        let claims = jsonwebtoken::decode::<Claims>(token.as_bytes(), &self.key, &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                ErrorKind::InvalidAudience => TokenError::WrongTenant,
-                _ => TokenError::Malformed,
-            })?
-            .claims;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let candidates: Vec<&DecodingKey> = match &header.kid {
+            Some(kid) => vec![
+                self.keys
+                    .iter()
+                    .find(|(id, _)| id == kid)
+                    .map(|(_, key)| key)
+                    .ok_or(TokenError::UnknownKey)?,
+            ],
+            // A token without `kid` may be signed by any of the tenant's keys.
+            None => self.keys.iter().map(|(_, key)| key).collect(),
+        };
+        let mut result = Err(TokenError::BadSignature);
+        for key in candidates {
+            result = jsonwebtoken::decode::<Claims>(token.as_bytes(), key, &validation)
+                .map(|data| data.claims)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                    ErrorKind::InvalidAudience => TokenError::WrongTenant,
+                    _ => TokenError::Malformed,
+                });
+            if result != Err(TokenError::BadSignature) {
+                break;
+            }
+        }
+        let claims = result?;
         let now = unix_now();
         if claims.iat > now + LEEWAY_SECONDS {
             return Err(TokenError::NotYetValid);
@@ -252,11 +317,42 @@ pub fn mint_at(
         exp: iat + grant.ttl.as_secs(),
         jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::EdDSA),
-        &claims,
-        &EncodingKey::from_ed_pem(private_pem)?,
-    )
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = signing_key_id(private_pem);
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_pem(private_pem)?)
+}
+
+/// The `kid` of tokens signed with a PKCS#8 PEM private key.
+pub fn signing_key_id(private_pem: &[u8]) -> Option<String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let text = std::str::from_utf8(private_pem).ok()?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text).ok()?;
+    Some(key_id(&key.verifying_key()))
+}
+
+/// Tokens withdrawn before they expire (their holder was removed from the room), each
+/// remembered until its own expiry, so the same token cannot open a session again.
+#[derive(Debug, Default)]
+pub struct Revoked {
+    until: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl Revoked {
+    /// Withdraws the token `jti`, which expires at `exp`.
+    pub fn revoke(&self, jti: &str, exp: u64) {
+        let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = unix_now();
+        until.retain(|_, exp| *exp + LEEWAY_SECONDS >= now);
+        until.insert(jti.to_string(), exp);
+    }
+
+    /// Whether `jti` was withdrawn and has not expired yet.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        until
+            .get(jti)
+            .is_some_and(|exp| *exp + LEEWAY_SECONDS >= unix_now())
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +379,41 @@ mod tests {
     }
 
     #[test]
+    fn tokens_name_their_key_and_either_of_two_published_keys_verifies() {
+        let (old_private, old_public) = keypair();
+        let (new_private, new_public) = keypair();
+        let both = verifier(&[old_public.clone(), new_public.clone()].concat());
+        assert_eq!(both.key_ids().count(), 2);
+        for private in [&old_private, &new_private] {
+            let token = mint(private, &grant(RoleClaim::Host)).expect("mint");
+            let kid = jsonwebtoken::decode_header(&token).expect("header").kid;
+            assert_eq!(kid, signing_key_id(private), "the token names its key");
+            assert!(both.verify(&token, "room-1").is_ok(), "either key verifies");
+        }
+        // Once the old key is withdrawn, its tokens name a key the node does not know.
+        let new_only = verifier(&new_public);
+        let old_token = mint(&old_private, &grant(RoleClaim::Host)).expect("mint");
+        assert_eq!(
+            new_only.verify(&old_token, "room-1"),
+            Err(TokenError::UnknownKey)
+        );
+        assert!(Verifier::from_public_pem(b"no key", "clinic-a", Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn a_revoked_token_stays_revoked_until_it_expires() {
+        let revoked = Revoked::default();
+        revoked.revoke("jti-1", unix_now() + 600);
+        revoked.revoke("jti-old", unix_now() - 3600);
+        assert!(revoked.is_revoked("jti-1"));
+        assert!(
+            !revoked.is_revoked("jti-old"),
+            "expired tokens need no entry"
+        );
+        assert!(!revoked.is_revoked("jti-2"));
+    }
+
+    #[test]
     fn a_valid_token_verifies() {
         let (private, public) = keypair();
         let token = mint(&private, &grant(RoleClaim::Host)).expect("mint");
@@ -301,6 +432,27 @@ mod tests {
             ("not a token".into(), "room-1", TokenError::Malformed),
             (
                 mint(&other_private, &grant(RoleClaim::Host)).expect("mint"),
+                "room-1",
+                TokenError::UnknownKey,
+            ),
+            (
+                // Another key's signature under this tenant's `kid`.
+                {
+                    let forged = mint(&other_private, &grant(RoleClaim::Host)).expect("mint");
+                    let header = jsonwebtoken::Header {
+                        kid: signing_key_id(&private),
+                        ..Header::new(Algorithm::EdDSA)
+                    };
+                    let ours = jsonwebtoken::encode(
+                        &header,
+                        &serde_json::json!({}),
+                        &EncodingKey::from_ed_pem(&private).expect("key"),
+                    )
+                    .expect("encode");
+                    let (our_header, _) = ours.split_once('.').expect("jwt");
+                    let (_, rest) = forged.split_once('.').expect("jwt");
+                    format!("{our_header}.{rest}")
+                },
                 "room-1",
                 TokenError::BadSignature,
             ),

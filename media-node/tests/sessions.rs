@@ -106,7 +106,8 @@ async fn forged_expired_and_cross_tenant_tokens_are_refused() {
         async move { sanctum_media_client::connect(&http, Kind::Publish, &opts).await }
     };
 
-    // Signed by another key (another tenant's, or a forger's).
+    // Signed by another key (another tenant's, or a forger's): it names a key the node
+    // does not hold.
     let forged = token::mint(&other_private, &grant(TENANT)).expect("mint");
     let (status, challenge) = refused(connect(forged).await);
     assert_eq!(status, 401);
@@ -138,7 +139,7 @@ async fn forged_expired_and_cross_tenant_tokens_are_refused() {
         .expect("observers subscribe");
 
     for (reason, n) in [
-        ("bad-signature", 1.0),
+        ("unknown-key", 1.0),
         ("wrong-tenant", 1.0),
         ("expired", 1.0),
         ("missing", 1.0),
@@ -279,4 +280,112 @@ async fn signaling_over_tls_and_a_graceful_drain() {
         .await,
         "sessions are ended with a goodbye at shutdown"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_removed_by_a_host_cannot_rejoin_with_the_same_token() {
+    let node = Node::start(NodeOptions::default()).await;
+    let kicked_token = node.token("room-k", "u-kicked", RoleClaim::Participant);
+    let kicked = sanctum_media_client::connect(
+        &node.http,
+        Kind::Subscribe,
+        &node.options("room-k", kicked_token.clone()),
+    )
+    .await
+    .expect("subscribe");
+    let host = node.token("room-k", "u-host", RoleClaim::Host);
+    let ended = node
+        .http
+        .delete(&kicked.resource)
+        .bearer_auth(&host)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status().as_u16(), 200);
+    let (_, body) = kicked.state().await.expect("its session can still be read");
+    assert!(body.contains("ended-by-host"), "{body}");
+    // The same token opens nothing now; a new token (the application's decision) does.
+    let (status, challenge) = refused(
+        sanctum_media_client::connect(
+            &node.http,
+            Kind::Subscribe,
+            &node.options("room-k", kicked_token),
+        )
+        .await,
+    );
+    assert_eq!(status, 401);
+    assert!(challenge.is_some_and(|c| c.contains("revoked")));
+    let fresh = node.token("room-k", "u-kicked", RoleClaim::Participant);
+    assert!(
+        sanctum_media_client::connect(&node.http, Kind::Subscribe, &node.options("room-k", fresh))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        node.metric("sanctum_media_auth_failures_total{reason=\"revoked\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_capped_per_token_room_and_node() {
+    let node = Node::start(NodeOptions {
+        limits: sanctum_media_node::state::Limits {
+            node: 3,
+            room: 2,
+            token: 1,
+        },
+        ..NodeOptions::default()
+    })
+    .await;
+    let connect = |room: &str, token: String| {
+        let opts = node.options(room, token);
+        let http = node.http.clone();
+        async move { sanctum_media_client::connect(&http, Kind::Subscribe, &opts).await }
+    };
+    let once = node.token("room-a", "u-1", RoleClaim::Participant);
+    let _first = connect("room-a", once.clone())
+        .await
+        .expect("first session");
+    let (status, _) = refused(connect("room-a", once).await);
+    assert_eq!(status, 429, "one token, one live session");
+    let _second = connect(
+        "room-a",
+        node.token("room-a", "u-2", RoleClaim::Participant),
+    )
+    .await
+    .expect("second session in the room");
+    let (status, _) = refused(
+        connect(
+            "room-a",
+            node.token("room-a", "u-3", RoleClaim::Participant),
+        )
+        .await,
+    );
+    assert_eq!(status, 503, "the room is full");
+    let _third = connect(
+        "room-b",
+        node.token("room-b", "u-4", RoleClaim::Participant),
+    )
+    .await
+    .expect("another room");
+    let (status, _) = refused(
+        connect(
+            "room-c",
+            node.token("room-c", "u-5", RoleClaim::Participant),
+        )
+        .await,
+    );
+    assert_eq!(status, 503, "the node is full");
+    for reason in ["token-sessions", "room-full", "node-full"] {
+        assert_eq!(
+            node.metric(&format!(
+                "sanctum_media_auth_failures_total{{reason=\"{reason}\"}}"
+            ))
+            .await,
+            1.0,
+            "{reason}"
+        );
+    }
 }

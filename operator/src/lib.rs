@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod cli;
 pub mod cloud;
 pub mod controller;
 pub mod crds;

@@ -251,7 +251,7 @@ struct Job {
 
 impl Job {
     fn run(self, runtime: &tokio::runtime::Handle, rx: Receiver<Msg>) {
-        crate::media::record_log("record-start", &self.id, &self.room);
+        crate::session_log::recording("record-start", &self.id, &self.room);
         let upload = match runtime.block_on(Upload::start(self.s3.clone(), self.target.clone())) {
             Ok(u) => u,
             Err(e) => return self.fail(e.to_string()),
@@ -314,7 +314,7 @@ impl Job {
             r.phase = NodePhase::Finalizing;
             r.ended_at = Some(jiff::Timestamp::now().to_string());
         }
-        crate::media::record_log("record-stop", &self.id, &self.room);
+        crate::session_log::recording("record-stop", &self.id, &self.room);
         self.leave_route();
         // Frames still queued were sent before the stop; they belong to the recording.
         while let Ok(Msg::Frame(frame)) = rx.try_recv() {
@@ -364,5 +364,15 @@ impl Job {
         if r.ended_at.is_none() {
             r.ended_at = Some(jiff::Timestamp::now().to_string());
         }
+    }
+}
+
+impl crate::metrics::RecorderGauges for Recorders {
+    fn active(&self) -> usize {
+        Recorders::active(self)
+    }
+
+    fn dropped(&self) -> u64 {
+        Recorders::dropped(self)
     }
 }

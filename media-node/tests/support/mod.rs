@@ -38,6 +38,7 @@ pub struct NodeOptions {
     pub max_session: Duration,
     pub drain: Duration,
     pub tls: bool,
+    pub limits: sanctum_media_node::state::Limits,
 }
 
 impl Default for NodeOptions {
@@ -47,6 +48,7 @@ impl Default for NodeOptions {
             max_session: Duration::from_secs(600),
             drain: Duration::from_secs(1),
             tls: false,
+            limits: Default::default(),
         }
     }
 }
@@ -130,6 +132,7 @@ impl Node {
             })
             .await
             .expect("clients without a network call"),
+            limits: o.limits,
             control: Some(server::ControlListener {
                 addr: any(0),
                 tls_dir: control_dir,

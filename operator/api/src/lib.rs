@@ -9,6 +9,7 @@
 
 pub mod conditions;
 pub mod control;
+pub mod env;
 pub mod labels;
 pub mod recording;
 pub mod tenant;

@@ -157,6 +157,34 @@ pub enum KeyProvider {
     Local,
 }
 
+impl KeyProvider {
+    /// The provider as manifests, command-line flags and environment variables spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyProvider::Aws => "aws",
+            KeyProvider::Local => "local",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyProvider {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "aws" => Ok(KeyProvider::Aws),
+            "local" => Ok(KeyProvider::Local),
+            other => Err(format!("{other:?} is not a key provider (aws or local)")),
+        }
+    }
+}
+
 /// Recording storage.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -4,28 +4,39 @@
 
 use crate::{Clients, CloudConfig, CloudError, OwnerSetting};
 
+/// Environment variable of [`CloudArgs::aws_endpoint`].
+pub const AWS_ENDPOINT: &str = "SANCTUM_AWS_ENDPOINT";
+/// Environment variable of [`CloudArgs::aws_region`] (the SDK's own).
+pub const AWS_REGION: &str = "AWS_REGION";
+/// Environment variable of [`CloudArgs::s3_path_style`].
+pub const S3_PATH_STYLE: &str = "SANCTUM_S3_PATH_STYLE";
+/// Environment variable of [`CloudArgs::aws_account_id`].
+pub const AWS_ACCOUNT_ID: &str = "SANCTUM_AWS_ACCOUNT_ID";
+/// Environment variable of [`CloudArgs::bucket_owners`].
+pub const BUCKET_OWNERS: &str = "SANCTUM_BUCKET_OWNERS";
+
 /// Where KMS and S3 are, and who must own the buckets.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CloudArgs {
     /// S3/KMS endpoint for S3-compatible stores or an emulator; AWS when unset.
-    #[arg(long, env = "SANCTUM_AWS_ENDPOINT")]
+    #[arg(long, env = AWS_ENDPOINT)]
     pub aws_endpoint: Option<String>,
     /// Default AWS region for keys and buckets.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    #[arg(long, env = AWS_REGION, default_value = "us-east-1")]
     pub aws_region: String,
     /// Use path-style S3 addressing (most S3-compatible stores need it).
-    #[arg(long, env = "SANCTUM_S3_PATH_STYLE", default_value_t = false)]
+    #[arg(long, env = S3_PATH_STYLE, default_value_t = false)]
     pub s3_path_style: bool,
     /// The AWS account that must own every bucket (S3 refuses a request to a bucket of
     /// another account). Default: the account of the credentials, from STS
     /// GetCallerIdentity; `none` for S3-compatible stores without accounts.
-    #[arg(long, env = "SANCTUM_AWS_ACCOUNT_ID")]
+    #[arg(long, env = AWS_ACCOUNT_ID)]
     pub aws_account_id: Option<String>,
     /// A bucket owned by another account than --aws-account-id, as BUCKET=ACCOUNT (a
     /// backup bucket in a second account); repeatable or comma-separated.
     #[arg(
         long = "bucket-owner",
-        env = "SANCTUM_BUCKET_OWNERS",
+        env = BUCKET_OWNERS,
         value_delimiter = ','
     )]
     pub bucket_owners: Vec<String>,

@@ -22,6 +22,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
@@ -82,7 +83,7 @@ pub struct Context {
     pub control_clients: recording::ControlClients,
     /// Every tenant this replica watches (the tenant controller's store), to tell a
     /// tenant's resources from another's.
-    pub tenants: Option<reflector::Store<VideoTenant>>,
+    pub tenants: Option<reflector::Store<DeserializeGuard<VideoTenant>>>,
 }
 
 impl Context {
@@ -116,7 +117,7 @@ impl Context {
     }
 
     /// Lets reconciles look at the other tenants through `store`.
-    pub fn with_tenants(mut self, store: reflector::Store<VideoTenant>) -> Self {
+    pub fn with_tenants(mut self, store: reflector::Store<DeserializeGuard<VideoTenant>>) -> Self {
         self.tenants = Some(store);
         self
     }
@@ -239,6 +240,73 @@ pub struct Audit {
     pub moved: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
+/// The object a watch delivered, or `None` for one that does not deserialize (a stored
+/// object an older or newer schema wrote): that one gets a Warning Event and the failure
+/// metric, and every other object is reconciled as usual. The Event names the problem
+/// with quoted values blanked, so no field's content reaches it.
+pub async fn guarded<K>(
+    ctx: &Context,
+    guard: &DeserializeGuard<K>,
+    controller: &'static str,
+) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let invalid = match &guard.0 {
+        Ok(object) => return Some(Arc::new(object.clone())),
+        Err(invalid) => invalid,
+    };
+    ctx.metrics.reconcile_failed(controller, "InvalidObject");
+    let problem = blank_quoted(&invalid.error);
+    tracing::warn!(
+        name = invalid.metadata.name.as_deref().unwrap_or(""),
+        namespace = invalid.metadata.namespace.as_deref().unwrap_or(""),
+        problem,
+        "a stored object does not match its type; skipped"
+    );
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: invalid.metadata.name.clone(),
+        namespace: invalid.metadata.namespace.clone(),
+        uid: invalid.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "InvalidObject".into(),
+        note: Some(event_note(format!(
+            "this {} does not match the schema of this operator ({problem}); fix the field or apply the manifest again",
+            K::kind(&())
+        ))),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(%error, "could not publish the InvalidObject event");
+    }
+    None
+}
+
+/// `text` with the content of every double-quoted string replaced by `…`.
+fn blank_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Runs the `VideoTenant` controller until SIGTERM or Ctrl-C.
 pub async fn run(
     client: Client,
@@ -248,8 +316,10 @@ pub async fn run(
     cloud: Cloud,
     audit: Audit,
 ) -> anyhow::Result<()> {
-    let tenants = Api::<VideoTenant>::all(client.clone());
-    if let Err(e) = tenants.list(&ListParams::default().limit(1)).await {
+    // Objects are read through `DeserializeGuard`: one stored object that does not match its
+    // type (written under another schema) is reported and skipped, never stops a watch.
+    let tenants = Api::<DeserializeGuard<VideoTenant>>::all(client.clone());
+    if let Err(e) = tenants.list_metadata(&ListParams::default().limit(1)).await {
         anyhow::bail!(
             "cannot list VideoTenants ({e}); are the CRDs installed? Install them with `sanctum crds | kubectl apply --server-side -f -`"
         );
@@ -285,7 +355,7 @@ pub async fn run(
         Some(moved) => controller.reconcile_on(futures::stream::unfold(moved, |mut rx| async {
             rx.recv()
                 .await
-                .map(|tenant| (ObjectRef::<VideoTenant>::new(&tenant), rx))
+                .map(|tenant| (ObjectRef::<DeserializeGuard<VideoTenant>>::new(&tenant), rx))
         })),
         None => controller,
     };
@@ -296,7 +366,7 @@ pub async fn run(
             .with_tenants(controller.store()),
     );
     let recordings = Controller::new(
-        Api::<Recording>::all(client.clone()),
+        Api::<DeserializeGuard<Recording>>::all(client.clone()),
         watcher::Config::default(),
     )
     .shutdown_on_signal()
@@ -333,10 +403,10 @@ pub async fn run(
 /// `Controller::owns` cannot be used: it maps owner references into the child's
 /// namespace, which never matches a cluster-scoped `VideoTenant`.
 fn watch_owned<K>(
-    controller: Controller<VideoTenant>,
+    controller: Controller<DeserializeGuard<VideoTenant>>,
     client: &Client,
     caches: &mut Caches,
-) -> Controller<VideoTenant>
+) -> Controller<DeserializeGuard<VideoTenant>>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -360,13 +430,22 @@ where
     controller.watches_stream(stream, |obj: K| {
         obj.labels()
             .get(labels::TENANT)
-            .map(|tenant| ObjectRef::<VideoTenant>::new(tenant))
+            .map(|tenant| ObjectRef::<DeserializeGuard<VideoTenant>>::new(tenant))
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::event_note;
+    use super::{blank_quoted, event_note};
+
+    #[test]
+    fn quoted_values_never_reach_an_invalid_object_event() {
+        assert_eq!(
+            blank_quoted("invalid type: string \"Jane Doe 1970\", expected i64 at line 1"),
+            "invalid type: string \"…\", expected i64 at line 1"
+        );
+        assert_eq!(blank_quoted("no quotes"), "no quotes");
+    }
 
     #[test]
     fn long_event_notes_are_cut_within_the_api_limit_at_a_char_boundary() {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Event;
 use kube::runtime::finalizer::{self, finalizer};
@@ -173,8 +174,14 @@ impl ControlClients {
 }
 
 /// Reconciles one recording; the entry point the controller calls.
-#[instrument(skip(rec, ctx), fields(recording = %rec.name_any(), namespace = rec.namespace().unwrap_or_default()))]
-pub async fn reconcile(rec: Arc<Recording>, ctx: Arc<Context>) -> Result<Action> {
+#[instrument(skip(guard, ctx), fields(recording = %guard.name_any(), namespace = guard.namespace().unwrap_or_default()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<Recording>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let Some(rec) = super::guarded(&ctx, &guard, CONTROLLER).await else {
+        return Ok(Action::await_change());
+    };
     let Some(tenant) = tenant_of(&rec, &ctx).await? else {
         // Not in a tenant namespace this replica serves.
         return Ok(Action::await_change());
@@ -216,7 +223,11 @@ pub async fn reconcile(rec: Arc<Recording>, ctx: Arc<Context>) -> Result<Action>
 }
 
 /// Retry: quickly while sealing, with backoff otherwise; legal hold waits for a change.
-pub fn error_policy(rec: Arc<Recording>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    rec: Arc<DeserializeGuard<Recording>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     match error {
         Error::Sealing => Action::requeue(Duration::from_secs(1)),
         Error::LegalHold => Action::requeue(ctx.config.resync),

@@ -8,6 +8,7 @@ mod apply;
 pub mod build;
 #[cfg(test)]
 mod fixtures;
+pub mod observe;
 pub mod status;
 pub mod validate;
 
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
@@ -243,8 +245,14 @@ fn is_rejected(error: &kube::Error) -> bool {
 }
 
 /// Reconciles one tenant; the entry point the controller calls.
-#[instrument(skip(tenant, ctx), fields(tenant = %tenant.name_any()))]
-pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip(guard, ctx), fields(tenant = %guard.name_any()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<VideoTenant>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let Some(tenant) = super::guarded(&ctx, &guard, CONTROLLER).await else {
+        return Ok(Action::await_change());
+    };
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let name = tenant.name_any();
     let api = Api::<VideoTenant>::all(ctx.client.clone());
@@ -293,7 +301,11 @@ pub async fn reconcile(tenant: Arc<VideoTenant>, ctx: Arc<Context>) -> Result<Ac
 }
 
 /// What to do after a failed reconcile: wait for a change, or retry with backoff.
-pub fn error_policy(tenant: Arc<VideoTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    tenant: Arc<DeserializeGuard<VideoTenant>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     if matches!(error, Error::StaleRead { .. }) {
         return Action::requeue(Duration::from_millis(200));
     }

@@ -3,87 +3,14 @@
 //! Pure functions from what a reconcile observed to the status it should publish;
 //! `mod.rs` writes the result only when it differs from what is stored.
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sanctum_api::conditions::{self as c, reasons};
-use sanctum_api::{RegionStatus, VideoTenant, VideoTenantStatus};
+use sanctum_api::{VideoTenant, VideoTenantStatus};
 
 use super::Error;
-use super::build::TenantKeyRef;
+use super::observe::Observed;
 use super::validate::Validated;
 use crate::controller::conditions::{Desired, merge};
-
-/// What a successful reconcile observed.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observed {
-    /// Per-region media-node counts, in spec order.
-    pub regions: Vec<RegionStatus>,
-    /// Regions whose Deployment has not finished rolling out.
-    pub rolling_out: Vec<String>,
-    /// NetworkPolicies in force.
-    pub network_policies: usize,
-    /// The tenant key, once it exists.
-    pub key: Option<TenantKeyRef>,
-    /// The recordings bucket, once it is provisioned.
-    pub bucket: Option<String>,
-    /// The newest finished run of the backup CronJob, when `spec.backup` is set.
-    pub last_backup: Option<BackupRun>,
-}
-
-/// A finished backup Job, as the tenant's status reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BackupRun {
-    /// The Job's name.
-    pub job: String,
-    /// When it completed or failed.
-    pub finished: Time,
-    /// Whether it completed.
-    pub succeeded: bool,
-    /// Recording objects in the backup, from the pod's termination message.
-    pub objects: Option<i64>,
-    /// The failure reported by the pod or the Job, if it failed.
-    pub error: Option<String>,
-}
-
-impl BackupRun {
-    /// `Succeeded` or `Failed`, as `status.lastBackupOutcome` spells it.
-    pub fn outcome(&self) -> &'static str {
-        if self.succeeded {
-            "Succeeded"
-        } else {
-            "Failed"
-        }
-    }
-
-    /// Whether the status does not report this run yet (so its Event is still due).
-    pub fn is_new(&self, status: Option<&VideoTenantStatus>) -> bool {
-        let reported = status.and_then(|s| s.last_backup_time.as_ref());
-        reported.is_none_or(|t| t.0 < self.finished.0)
-    }
-}
-
-/// Counts of one region, read from its live Deployment.
-pub fn observe_region(region: &str, deployment: &Deployment) -> (RegionStatus, bool) {
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
-    let ready = status.ready_replicas.unwrap_or(0);
-    let rolled_out = status.observed_generation == deployment.metadata.generation
-        && status.updated_replicas.unwrap_or(0) == desired
-        && status.replicas.unwrap_or(0) == desired
-        && ready == desired;
-    (
-        RegionStatus {
-            name: region.to_string(),
-            desired,
-            ready,
-        },
-        rolled_out,
-    )
-}
 
 /// Status written on the very first reconcile, before anything exists: an empty status
 /// would read as Current to kstatus and let a GitOps sync pass too early.
@@ -318,6 +245,8 @@ mod tests {
     use super::*;
     use crate::controller::conditions::is_true;
     use crate::controller::tenant::fixtures;
+    use crate::controller::tenant::observe::BackupRun;
+    use sanctum_api::RegionStatus;
     use crate::controller::tenant::validate::Invalid;
     use k8s_openapi::jiff::Timestamp;
 

@@ -42,13 +42,6 @@ pub enum Invalid {
     },
 }
 
-fn provider_name(p: KeyProvider) -> &'static str {
-    match p {
-        KeyProvider::Aws => "aws",
-        KeyProvider::Local => "local",
-    }
-}
-
 /// Validates `tenant` for an operator running in `operator_namespace` that allows the
 /// `key_providers` listed.
 pub fn validate(
@@ -71,10 +64,10 @@ pub fn validate(
     let provider = tenant.spec.encryption.provider;
     if !key_providers.contains(&provider) {
         return Err(Invalid::KeyProviderNotAllowed {
-            provider: provider_name(provider).into(),
+            provider: provider.as_str().into(),
             allowed: key_providers
                 .iter()
-                .map(|p| provider_name(*p))
+                .map(|p| p.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
         });

@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::EnvVar;
 use sanctum_cloud::BucketOwners;
+use sanctum_cloud::args as aws_vars;
 
 /// The operator's own AWS settings, passed on to the pods it makes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,22 +29,22 @@ impl AwsEnv {
             ..Default::default()
         };
         let mut env = vec![
-            value("AWS_REGION", self.region.clone()),
-            value("SANCTUM_S3_PATH_STYLE", self.path_style.to_string()),
+            value(aws_vars::AWS_REGION, self.region.clone()),
+            value(aws_vars::S3_PATH_STYLE, self.path_style.to_string()),
             // Always set, so pods never ask STS: the account is the operator's finding.
             value(
-                "SANCTUM_AWS_ACCOUNT_ID",
+                aws_vars::AWS_ACCOUNT_ID,
                 self.owners
                     .as_ref()
                     .map_or_else(|| "none".to_string(), |o| o.default_account().to_string()),
             ),
         ];
         if let Some(endpoint) = &self.endpoint {
-            env.push(value("SANCTUM_AWS_ENDPOINT", endpoint.clone()));
+            env.push(value(aws_vars::AWS_ENDPOINT, endpoint.clone()));
         }
         let exceptions: Vec<String> = self.owners.iter().flat_map(|o| o.exceptions()).collect();
         if !exceptions.is_empty() {
-            env.push(value("SANCTUM_BUCKET_OWNERS", exceptions.join(",")));
+            env.push(value(aws_vars::BUCKET_OWNERS, exceptions.join(",")));
         }
         env
     }

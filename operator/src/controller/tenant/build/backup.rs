@@ -3,23 +3,22 @@
 //! through the API), run as non-root on a read-only root, and reach only DNS and the TLS
 //! endpoints `spec.network.egressCIDRs` allows, like every pod of the namespace.
 
+use sanctum_api::env;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, SecretVolumeSource,
+    Container, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements, SecretVolumeSource,
     ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
 use sanctum_api::{BackupSpec, labels};
 
 use super::{
     AwsEnv, TenantKeyRef, common_labels, field_env, namespaced_meta, restricted_container_security,
     restricted_pod_security, tenant_selector,
 };
-use crate::controller::tenant::status::BackupRun;
 use crate::controller::tenant::validate::Validated;
 
 /// Component label value of the backup CronJob, its Jobs and pods.
@@ -123,76 +122,6 @@ pub fn build_backup(
     })
 }
 
-/// The newest Job of `cron_job` that completed or failed, as the status reports it; Jobs
-/// of other owners (even with the same labels) are not this tenant's backups.
-pub fn newest_finished(cron_job: &CronJob, jobs: &[Job]) -> Option<BackupRun> {
-    let uid = cron_job.metadata.uid.as_deref()?;
-    jobs.iter()
-        .filter(|job| job.owner_references().iter().any(|o| o.uid == uid))
-        .filter_map(|job| {
-            let conditions = job.status.as_ref()?.conditions.as_ref()?;
-            let done = conditions
-                .iter()
-                .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
-            let succeeded = done.type_ == "Complete";
-            Some(BackupRun {
-                job: job.name_any(),
-                finished: done.last_transition_time.clone()?,
-                succeeded,
-                objects: None,
-                error: (!succeeded).then(|| {
-                    let reason = done.reason.as_deref().unwrap_or("Failed");
-                    match &done.message {
-                        Some(message) => format!("{reason}: {message}"),
-                        None => reason.to_string(),
-                    }
-                }),
-            })
-        })
-        .max_by(|a, b| a.finished.0.cmp(&b.finished.0))
-}
-
-/// Most of a failure message worth putting in an Event.
-const ERROR_CHARS: usize = 400;
-
-/// Fills in the object count (or the error) from the termination message of the run's
-/// last finished pod: one line of JSON written by `sanctum backup --result-file`, or the
-/// log tail when the process died before writing it.
-pub fn read_result(run: &mut BackupRun, pods: &[Pod]) {
-    let last = pods
-        .iter()
-        .filter_map(|pod| {
-            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-            let terminated = statuses
-                .iter()
-                .find(|s| s.name == BACKUP_NAME)?
-                .state
-                .as_ref()?
-                .terminated
-                .clone()?;
-            Some(terminated)
-        })
-        .max_by(|a, b| {
-            let at = |t: &k8s_openapi::api::core::v1::ContainerStateTerminated| {
-                t.finished_at.as_ref().map(|f| f.0)
-            };
-            at(a).cmp(&at(b))
-        });
-    let Some(message) = last.and_then(|t| t.message) else {
-        return;
-    };
-    let result: Option<serde_json::Value> = serde_json::from_str(message.trim()).ok();
-    if run.succeeded {
-        run.objects = result.as_ref().and_then(|r| r["objects"].as_i64());
-    } else {
-        let error = result
-            .as_ref()
-            .and_then(|r| r["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| message.trim().to_string());
-        run.error = Some(error.chars().take(ERROR_CHARS).collect());
-    }
-}
-
 fn meta(v: &Validated) -> ObjectMeta {
     let mut meta = namespaced_meta(v, BACKUP_NAME);
     meta.labels
@@ -262,10 +191,10 @@ fn container(v: &Validated, spec: &BackupSpec, jobs: &BackupJobs, bucket: &str) 
         value: Some(value.into()),
         ..Default::default()
     };
-    let mut env = vec![field_env("POD_NAME", "metadata.name")];
+    let mut env = vec![field_env(env::POD_NAME, "metadata.name")];
     env.extend(jobs.aws.env());
     if let Some(audit) = &jobs.audit_bucket {
-        env.push(value("SANCTUM_AUDIT_BUCKET", audit));
+        env.push(value(env::AUDIT_BUCKET, audit));
     }
     let q = |s: &str| Quantity(s.to_string());
     Container {
@@ -399,102 +328,6 @@ mod tests {
             .clone()
             .expect("args");
         assert!(!args.contains(&"--destination-region".to_string()));
-    }
-
-    fn job(name: &str, owner: &str, condition: Option<(&str, i64)>) -> Job {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "ownerReferences": [{
-                    "apiVersion": "batch/v1", "kind": "CronJob", "name": "backup", "uid": owner
-                }]
-            },
-            "status": {
-                "conditions": condition.map(|(type_, at)| vec![serde_json::json!({
-                    "type": type_,
-                    "status": "True",
-                    "reason": if type_ == "Failed" { "BackoffLimitExceeded" } else { "" },
-                    "lastTransitionTime": k8s_openapi::jiff::Timestamp::from_second(at)
-                        .expect("valid").to_string()
-                })]).unwrap_or_default()
-            }
-        }))
-        .expect("a job")
-    }
-
-    fn cron(uid: &str) -> CronJob {
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "backup", "uid": uid}}))
-            .expect("a cron job")
-    }
-
-    fn pod(message: Option<&str>, finished: i64) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "status": {"containerStatuses": [{
-                "name": "backup", "image": "i", "imageID": "", "ready": false,
-                "restartCount": 0,
-                "state": {"terminated": {
-                    "exitCode": 0, "message": message,
-                    "finishedAt": k8s_openapi::jiff::Timestamp::from_second(finished)
-                        .expect("valid").to_string()
-                }}
-            }]}
-        }))
-        .expect("a pod")
-    }
-
-    #[test]
-    fn the_newest_finished_job_of_this_cron_job_is_the_last_backup() {
-        let jobs = [
-            job("backup-1", "cron-uid", Some(("Complete", 1_800_000_000))),
-            job("backup-2", "cron-uid", Some(("Failed", 1_800_086_400))),
-            job("backup-3", "cron-uid", None),
-            job("other", "someone-else", Some(("Complete", 1_900_000_000))),
-        ];
-        let run = newest_finished(&cron("cron-uid"), &jobs).expect("a finished run");
-        assert_eq!(run.job, "backup-2");
-        assert!(!run.succeeded);
-        assert_eq!(run.error.as_deref(), Some("BackoffLimitExceeded"));
-        assert!(
-            newest_finished(&cron("cron-uid"), &jobs[2..3]).is_none(),
-            "running"
-        );
-        assert!(
-            newest_finished(&cron("new-uid"), &jobs).is_none(),
-            "Jobs of a deleted CronJob are not this one's"
-        );
-    }
-
-    #[test]
-    fn the_result_comes_from_the_termination_message() {
-        let jobs = [job("backup-1", "u", Some(("Complete", 1_800_000_000)))];
-        let mut run = newest_finished(&cron("u"), &jobs).expect("finished");
-        let pods = [
-            pod(Some(r#"{"objects":3}"#), 1_799_999_000),
-            pod(
-                Some(r#"{"backup":"x","objects":42,"copied":2}"#),
-                1_799_999_990,
-            ),
-        ];
-        read_result(&mut run, &pods);
-        assert_eq!(run.objects, Some(42), "the last pod's message");
-
-        let jobs = [job("backup-2", "u", Some(("Failed", 1_800_000_000)))];
-        let mut failed = newest_finished(&cron("u"), &jobs).expect("finished");
-        read_result(
-            &mut failed,
-            &[pod(Some(r#"{"error":"bucket dr-backups not found"}"#), 1)],
-        );
-        assert_eq!(failed.error.as_deref(), Some("bucket dr-backups not found"));
-        let mut from_logs = newest_finished(&cron("u"), &jobs).expect("finished");
-        read_result(&mut from_logs, &[pod(Some(&"panic ".repeat(200)), 1)]);
-        assert_eq!(
-            from_logs.error.expect("log tail").chars().count(),
-            ERROR_CHARS,
-            "a log tail is cut for the Event"
-        );
-        let mut silent = newest_finished(&cron("u"), &jobs).expect("finished");
-        read_result(&mut silent, &[pod(None, 1)]);
-        assert_eq!(silent.error.as_deref(), Some("BackoffLimitExceeded"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod aws_env;
 pub mod backup;
 pub mod control_tls;
 mod deployment;
+pub mod desired;
 mod hpa;
 mod namespace;
 mod network_policy;
@@ -27,11 +28,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sanctum_api::{KeyProvider, RegionSpec, labels};
 
 pub use aws_env::AwsEnv;
 pub use deployment::{MediaNodes, build_deployment};
+pub use desired::{Desired, Refs, Settings, Workloads, desired, workloads};
 pub use hpa::build_hpa;
 pub use namespace::{build_namespace, is_owned_by};
 pub use network_policy::build_network_policies;
@@ -65,6 +68,8 @@ pub struct Foundation {
     pub limit_range: LimitRange,
     /// Identity of the media nodes (no API rights, no token).
     pub service_account: ServiceAccount,
+    /// The operator's binding of its tenant-Secrets role, when it runs from the chart.
+    pub operator_binding: Option<RoleBinding>,
 }
 
 /// The media nodes of one region.
@@ -81,14 +86,16 @@ pub struct RegionObjects {
     pub hpa: Option<HorizontalPodAutoscaler>,
 }
 
-/// Builds the namespace-level objects.
-pub fn foundation(v: &Validated) -> Foundation {
+/// Builds the namespace-level objects; `identity` is the operator's own, when it binds
+/// itself the tenant-Secrets role.
+pub fn foundation(v: &Validated, identity: Option<&OperatorIdentity>) -> Foundation {
     Foundation {
         namespace: build_namespace(v),
         network_policies: build_network_policies(v),
         quota: build_resource_quota(v),
         limit_range: build_limit_range(v),
         service_account: build_service_account(v),
+        operator_binding: identity.map(|me| build_operator_binding(v, me)),
     }
 }
 

@@ -4,19 +4,23 @@
 //! costs reads only, and a setting someone changed by hand is detected and repaired.
 
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
-    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
-    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
+    DefaultRetention, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+    NoncurrentVersionExpiration, ObjectLockConfiguration, ObjectLockEnabled,
+    ObjectLockRetentionMode, ObjectLockRule, ObjectOwnership, OwnershipControls,
+    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    VersioningConfiguration,
 };
 use sanctum_api::{ObjectLockMode, ObjectLockSpec};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::keys::TENANT_TAG;
+mod claim;
+mod policy;
+
 use super::{Cloud, CloudError};
+use claim::claim;
+pub use policy::policy;
 
 /// Lifecycle rule id the operator owns.
 const RETENTION_RULE: &str = "sanctum-retention";
@@ -74,67 +78,6 @@ pub fn default_name(tenant: &str, uid: &str) -> String {
         "sanctum-{tenant}-{}",
         crate::hash::short_sha256(uid.as_bytes(), 4)
     )
-}
-
-/// The bucket policy. No access without TLS. No upload that asks for another encryption
-/// than the bucket's own (SSE-KMS under the tenant's key, or SSE-S3 with the local
-/// provider): an object under a foreign KMS key would escape crypto-shredding, and one
-/// under SSE-S3 the tenant's key entirely. Each such condition also requires the header
-/// to be present (`Null: false`), so an upload without encryption headers gets the
-/// bucket default. With `write_once`, a PutObject
-/// without `If-None-Match` is refused, so an existing object can never be replaced.
-pub fn policy(want: &DesiredBucket) -> Value {
-    let arn = format!("arn:aws:s3:::{}", want.name);
-    let objects = format!("{arn}/*");
-    let (algorithm, kms_key) = match &want.kms_key_arn {
-        Some(key) => ("aws:kms", Some(key.as_str())),
-        None => ("AES256", None),
-    };
-    let mut statements = vec![
-        json!({
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [arn, objects.clone()],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-        }),
-        json!({
-            "Sid": "DenyForeignEncryption",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": objects.clone(),
-            "Condition": {
-                "Null": {"s3:x-amz-server-side-encryption": "false"},
-                "StringNotEquals": {"s3:x-amz-server-side-encryption": algorithm}
-            }
-        }),
-    ];
-    if let Some(key) = kms_key {
-        statements.push(json!({
-            "Sid": "DenyForeignKmsKey",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": objects.clone(),
-            "Condition": {
-                "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"},
-                "StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key}
-            }
-        }));
-    }
-    if want.write_once {
-        statements.push(json!({
-            "Sid": "DenyOverwrites",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": objects,
-            "Condition": {"Null": {"s3:if-none-match": "true"}}
-        }));
-    }
-    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// Creates the bucket if needed and brings every protection to the desired state.
@@ -434,144 +377,6 @@ pub async fn ensure_bucket(
     Ok(report)
 }
 
-/// Makes sure the bucket is this tenant's before anything is written to it: a reserved
-/// name is refused; a missing bucket is created; an existing one is used only when it is
-/// tagged with this tenant's uid, or is untagged and either carries the tenant's own
-/// default name (an earlier attempt crashed before tagging it) or is empty (a bucket the
-/// platform team made for the tenant). Anything else is someone else's: refused with
-/// [`NOT_OWNED`], nothing changed. The tenant tags are written right after creation.
-async fn claim(
-    cloud: &Cloud,
-    want: &DesiredBucket,
-    report: &mut BucketReport,
-) -> Result<(), CloudError> {
-    let s3 = &cloud.s3;
-    let bucket = want.name.as_str();
-    let refuse = |why: String| CloudError {
-        operation: "ClaimBucket",
-        code: Some(NOT_OWNED.to_string()),
-        message: format!(
-            "bucket {bucket} {why}; nothing was changed in it (choose another spec.storage.bucket, or leave it empty)"
-        ),
-    };
-    if let Some((_, what)) = want.reserved.iter().find(|(name, _)| name == bucket) {
-        return Err(refuse(format!("is {what}")));
-    }
-    let exists = match s3.head_bucket().bucket(bucket).send().await {
-        Ok(_) => true,
-        Err(e) => {
-            let error = CloudError::from_sdk("HeadBucket", &e);
-            let not_found =
-                e.as_service_error().is_some_and(|s| s.is_not_found()) || error.is_not_found();
-            let forbidden = e.raw_response().map(|r| r.status().as_u16()) == Some(403);
-            if let (true, Some(owners)) = (forbidden, &cloud.owners) {
-                // S3 answers 403 to a HEAD whose expected owner is not the bucket's.
-                return Err(refuse(format!(
-                    "is not owned by account {} or is closed to it",
-                    owners.of(bucket)
-                )));
-            }
-            if !not_found {
-                return Err(error);
-            }
-            false
-        }
-    };
-    let mut created = false;
-    if !exists {
-        let mut create = s3
-            .create_bucket()
-            .bucket(bucket)
-            .object_lock_enabled_for_bucket(want.object_lock.is_some());
-        if want.region != "us-east-1" {
-            create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(want.region.as_str()))
-                    .build(),
-            );
-        }
-        match create.send().await {
-            Ok(_) => created = true,
-            Err(e) => {
-                let error = CloudError::from_sdk("CreateBucket", &e);
-                if error.code.as_deref() != Some("BucketAlreadyOwnedByYou") {
-                    return Err(error);
-                }
-            }
-        }
-    }
-    let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
-        Ok(out) => out.tag_set().to_vec(),
-        Err(e) => missing_ok("GetBucketTagging", &e)?.unwrap_or_default(),
-    };
-    let owner = tags
-        .iter()
-        .find(|t| t.key() == TENANT_UID_TAG)
-        .map(|t| t.value().to_string());
-    match owner {
-        Some(uid) if uid == want.tenant_uid => {}
-        Some(_) => {
-            return Err(refuse(
-                "belongs to another tenant (its sanctum:tenant-uid tag names another uid)".into(),
-            ));
-        }
-        None if created
-            || want.configured
-            || bucket == default_name(&want.tenant, &want.tenant_uid) => {}
-        None => {
-            let listed = s3
-                .list_object_versions()
-                .bucket(bucket)
-                .max_keys(1)
-                .send()
-                .await
-                .map_err(|e| CloudError::from_sdk("ListObjectVersions", &e))?;
-            if !listed.versions().is_empty() || !listed.delete_markers().is_empty() {
-                return Err(refuse(
-                    "exists, holds objects and is not tagged as this tenant's".into(),
-                ));
-            }
-        }
-    }
-    let tagged = |key: &str, value: &str| tags.iter().any(|t| t.key() == key && t.value() == value);
-    if !tagged(TENANT_TAG, &want.tenant) || !tagged(TENANT_UID_TAG, &want.tenant_uid) {
-        // Keep tags others set; replace only Sanctum's two.
-        let mut set: Vec<Tag> = tags
-            .iter()
-            .filter(|t| t.key() != TENANT_TAG && t.key() != TENANT_UID_TAG)
-            .cloned()
-            .collect();
-        for (key, value) in [
-            (TENANT_TAG, want.tenant.as_str()),
-            (TENANT_UID_TAG, want.tenant_uid.as_str()),
-        ] {
-            set.push(
-                Tag::builder()
-                    .key(key)
-                    .value(value)
-                    .build()
-                    .map_err(|e| CloudError::other("PutBucketTagging", e.to_string()))?,
-            );
-        }
-        s3.put_bucket_tagging()
-            .bucket(bucket)
-            .tagging(
-                Tagging::builder()
-                    .set_tag_set(Some(set))
-                    .build()
-                    .map_err(|e| CloudError::other("PutBucketTagging", e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("PutBucketTagging", &e))?;
-        if !created {
-            report.repaired.push("tags");
-        }
-    }
-    report.created = created;
-    Ok(())
-}
-
 /// `Ok(None)` when the service says the configuration does not exist; the error otherwise.
 fn missing_ok<T, E>(operation: &'static str, error: &E) -> Result<Option<T>, CloudError>
 where
@@ -607,85 +412,5 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         );
-    }
-
-    fn desired(kms_key_arn: Option<&str>, write_once: bool) -> DesiredBucket {
-        DesiredBucket {
-            name: "b".into(),
-            region: "us-east-1".into(),
-            tenant: "clinic-a".into(),
-            tenant_uid: "uid".into(),
-            reserved: vec![],
-            configured: false,
-            kms_key_arn: kms_key_arn.map(str::to_string),
-            retention_days: 30,
-            object_lock: None,
-            write_once,
-        }
-    }
-
-    fn statement<'a>(p: &'a Value, sid: &str) -> Option<&'a Value> {
-        p["Statement"]
-            .as_array()
-            .expect("statements")
-            .iter()
-            .find(|s| s["Sid"] == sid)
-    }
-
-    #[test]
-    fn policy_denies_plain_http_on_bucket_and_objects() {
-        let p = policy(&desired(None, false));
-        let tls = statement(&p, "DenyInsecureTransport").expect("TLS statement");
-        assert_eq!(tls["Effect"], "Deny");
-        assert_eq!(tls["Action"], "s3:*");
-        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
-        assert_eq!(
-            tls["Resource"],
-            serde_json::json!(["arn:aws:s3:::b", "arn:aws:s3:::b/*"])
-        );
-    }
-
-    #[test]
-    fn policy_refuses_uploads_that_ask_for_another_encryption() {
-        let arn = "arn:aws:kms:us-east-1:123456789012:key/k";
-        let p = policy(&desired(Some(arn), false));
-        let algorithm = statement(&p, "DenyForeignEncryption").expect("algorithm");
-        assert_eq!(
-            algorithm["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption"],
-            "aws:kms"
-        );
-        assert_eq!(
-            algorithm["Condition"]["Null"]["s3:x-amz-server-side-encryption"], "false",
-            "an upload without the header gets the default"
-        );
-        let key = statement(&p, "DenyForeignKmsKey").expect("key");
-        assert_eq!(
-            key["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
-            arn
-        );
-        assert_eq!(
-            key["Condition"]["Null"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
-            "false"
-        );
-        assert_eq!(key["Resource"], "arn:aws:s3:::b/*");
-        let local = policy(&desired(None, false));
-        assert_eq!(
-            statement(&local, "DenyForeignEncryption").expect("algorithm")["Condition"]["StringNotEquals"]
-                ["s3:x-amz-server-side-encryption"],
-            "AES256"
-        );
-        assert!(statement(&local, "DenyForeignKmsKey").is_none());
-        assert!(
-            statement(&local, "DenyOverwrites").is_none(),
-            "recordings are versioned, not write-once"
-        );
-    }
-
-    #[test]
-    fn a_write_once_bucket_refuses_puts_without_if_none_match() {
-        let p = policy(&desired(None, true));
-        let once = statement(&p, "DenyOverwrites").expect("write-once statement");
-        assert_eq!(once["Action"], "s3:PutObject");
-        assert_eq!(once["Condition"]["Null"]["s3:if-none-match"], "true");
     }
 }

@@ -1,0 +1,53 @@
+//! What the HTTP handlers (signaling and control) share: the SFU driver's handle, the keys
+//! once loaded, revoked tokens, session limits, metrics, recordings, and whether the node
+//! is draining. The server composes it; handlers only read it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use crate::keys::Keys;
+use crate::media::MediaHandle;
+use crate::metrics::Metrics;
+use crate::recording::Recorders;
+use crate::token::Revoked;
+
+/// Caps on concurrent sessions, so one token, one room or a flood of offers cannot take
+/// the whole node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions on this node.
+    pub node: usize,
+    /// Sessions in one room.
+    pub room: usize,
+    /// Sessions opened with one token (a publish and a subscribe, plus reconnects).
+    pub token: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            node: 500,
+            room: 50,
+            token: 4,
+        }
+    }
+}
+
+/// The handlers' shared state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The SFU driver.
+    pub media: MediaHandle,
+    /// Set once the keys are loaded; signaling answers 503 before.
+    pub keys: Arc<OnceLock<Keys>>,
+    /// Tokens withdrawn before their expiry (their holder was removed from a room).
+    pub revoked: Arc<Revoked>,
+    /// Session caps.
+    pub limits: Limits,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Set on SIGTERM: no new sessions.
+    pub draining: Arc<AtomicBool>,
+    /// Recordings (control API).
+    pub recorders: Recorders,
+}
