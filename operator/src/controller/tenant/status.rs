@@ -246,9 +246,9 @@ mod tests {
     use crate::controller::conditions::is_true;
     use crate::controller::tenant::fixtures;
     use crate::controller::tenant::observe::BackupRun;
-    use sanctum_api::RegionStatus;
     use crate::controller::tenant::validate::Invalid;
     use k8s_openapi::jiff::Timestamp;
+    use sanctum_api::RegionStatus;
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_800_000_000).expect("valid"))

@@ -113,7 +113,8 @@ fn golden(name: &str, d: &Desired) {
 fn every_object_is_the_tenants(d: &Desired, v: &crate::controller::tenant::validate::Validated) {
     let rendered = render(d);
     for document in serde_yaml::Deserializer::from_str(&rendered) {
-        let object = <serde_yaml::Value as serde::Deserialize>::deserialize(document).expect("yaml");
+        let object =
+            <serde_yaml::Value as serde::Deserialize>::deserialize(document).expect("yaml");
         let doc = serde_yaml::to_string(&object).expect("yaml");
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
         let meta = &object["metadata"];
