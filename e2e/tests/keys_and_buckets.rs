@@ -515,3 +515,50 @@ async fn a_recreated_tenant_of_the_same_name_neither_uses_nor_shreds_the_old_key
     })
     .await
 }
+
+/// Crypto-shredding with the local provider destroys the tenant's key-encryption key with
+/// the escrowed wrapped keys: nothing in the operator's namespace can open the tenant's
+/// data keys any more (and the copy in the tenant namespace goes with the namespace).
+#[tokio::test]
+async fn local_crypto_shredding_destroys_the_key_encryption_key() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("lshred");
+    let op = Operator::start(&run).await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        let mut tenant = example_tenant(&run, &run)?;
+        tenant.spec.encryption.deletion_policy = DeletionPolicy::CryptoShred;
+        tenants.create(&PostParams::default(), &tenant).await?;
+        let t = wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let uid = t.uid().context("uid")?;
+        let secrets = Api::<Secret>::namespaced(cluster.client.clone(), "sanctum-system");
+        let keyed = || async {
+            let list = secrets
+                .list(&ListParams::default().labels(&format!("sanctum.dev/tenant-uid={uid}")))
+                .await?;
+            Ok::<_, anyhow::Error>(
+                list.items
+                    .into_iter()
+                    .map(|s| s.name_any())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let before = keyed().await?;
+        ensure!(
+            before.iter().any(|n| n.starts_with("tenant-local-kek-"))
+                && before.iter().any(|n| n.starts_with("tenant-key-escrow-")),
+            "the key-encryption key and the escrow copy exist: {before:?}"
+        );
+        tenants.delete(&run, &Default::default()).await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await?;
+        let after = keyed().await?;
+        ensure!(
+            !after
+                .iter()
+                .any(|n| n.starts_with("tenant-local-kek-") || n.starts_with("tenant-key-escrow-")),
+            "no key-encryption key or escrowed key survives: {after:?}"
+        );
+        Ok(())
+    })
+    .await
+}
