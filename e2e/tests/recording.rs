@@ -246,6 +246,7 @@ async fn publish(node: &Node, signing: &[u8], tenant: &str, room: &str) -> Resul
         local_ip: "127.0.0.1".parse()?,
         fps: 30,
         frame_bytes: 1200,
+        video_slots: 1,
     };
     let publisher = connect(&reqwest::Client::new(), Kind::Publish, &opts).await?;
     wait_for("publisher connected", Duration::from_secs(20), || async {

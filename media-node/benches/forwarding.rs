@@ -204,6 +204,7 @@ async fn run(n: usize, seconds: u64) -> Row {
         local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         fps: FPS,
         frame_bytes: FRAME_BYTES,
+        video_slots: 1,
     };
     for _ in 0..100 {
         let ok = http

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod media;
 pub mod metrics;
 pub mod page;
+pub mod placement;
 pub mod recording;
 pub mod server;
 pub mod session_log;

@@ -72,12 +72,14 @@ impl Sessions {
         self.count(|_| true)
     }
 
-    /// Live sessions in `room`, and live sessions opened with the token `jti`.
-    pub fn live_in(&self, room: &str, jti: &str) -> (usize, usize) {
-        (
-            self.count(|s| s.info.room == room),
-            self.count(|s| s.token.jti == jti),
-        )
+    /// Live sessions in `room`.
+    pub fn in_room(&self, room: &str) -> usize {
+        self.count(|s| s.info.room == room)
+    }
+
+    /// Live sessions opened with the token `jti`.
+    pub fn with_token(&self, jti: &str) -> usize {
+        self.count(|s| s.token.jti == jti)
     }
 
     fn count(&self, which: impl Fn(&SessionRecord) -> bool) -> usize {

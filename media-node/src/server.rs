@@ -22,6 +22,7 @@ use crate::control;
 use crate::keys::{self, KeyConfig, Keys};
 use crate::media::{self, MediaHandle};
 use crate::metrics::Metrics;
+use crate::placement::{Placement, PlacementConfig, PlacementError};
 use crate::recording::{RecorderConfig, Recorders};
 use crate::signaling;
 use crate::state::{AppState, Limits};
@@ -72,6 +73,8 @@ pub struct ServeConfig {
     pub cloud: sanctum_cloud::Clients,
     /// Caps on concurrent sessions.
     pub limits: Limits,
+    /// How rooms find their node among the region's (`None`: this node alone).
+    pub placement: Option<PlacementConfig>,
     /// The control API's own listener (mutual TLS); `None` serves no control API.
     pub control: Option<ControlListener>,
 }
@@ -114,6 +117,9 @@ pub enum StartError {
     /// The media socket is bound to a wildcard address and no advertised address is set.
     #[error("set --media-advertise-addr (or POD_IP): peers cannot reach {0}")]
     NoAdvertiseAddr(SocketAddr),
+    /// Room placement could not be set up.
+    #[error(transparent)]
+    Placement(PlacementError),
 }
 
 /// A started node.
@@ -194,6 +200,24 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         keys.clone(),
     ));
     let draining = Arc::new(AtomicBool::new(false));
+    let listener = bind_tcp(cfg.signaling_addr)?;
+    let signaling_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.signaling_addr,
+        source,
+    })?;
+    let placement = match &cfg.placement {
+        Some(placement) => {
+            let certificate = match &cfg.tls {
+                Tls::Files { cert, .. } => Some(cert.clone()),
+                Tls::InsecureHttp => None,
+            };
+            let placement = Placement::new(signaling_addr, placement, certificate)
+                .map_err(StartError::Placement)?;
+            tracing::info!(me = %placement.me(), "rooms are placed across the region's nodes");
+            Some(Arc::new(placement))
+        }
+        None => None,
+    };
 
     let state = AppState {
         media: media.clone(),
@@ -203,17 +227,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         draining: draining.clone(),
         recorders: recorders.clone(),
+        placement,
     };
     let app = signaling::router(state.clone(), &cfg.cors_origins).merge(crate::page::router());
     let control = match &cfg.control {
         Some(listen) => Some(serve_control(listen, control::router(state)).await?),
         None => None,
     };
-    let listener = bind_tcp(cfg.signaling_addr)?;
-    let signaling_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: cfg.signaling_addr,
-        source,
-    })?;
     let signaling = Handle::new();
     let mut tasks = vec![driver, loader];
     match &cfg.tls {
@@ -305,10 +325,16 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
 }
 
 impl Running {
-    /// Graceful stop: refuse new sessions, wait up to the drain time for live ones to
-    /// end, end the rest (peers get RTCP BYE and DTLS close_notify), then stop serving.
-    pub async fn shutdown(self) {
+    /// Takes no new rooms from now on (readiness fails, so the Service stops sending new
+    /// clients); the rooms it hosts keep their sessions and still admit joiners.
+    pub fn start_drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Graceful stop: drain, wait up to the drain time for live sessions to end, end the
+    /// rest (peers get RTCP BYE and DTLS close_notify), then stop serving.
+    pub async fn shutdown(self) {
+        self.start_drain();
         let started = Instant::now();
         let live = self.media.sessions.live();
         tracing::info!(live, "draining sessions");

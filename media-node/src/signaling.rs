@@ -8,9 +8,11 @@
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use sanctum_media_core::str0m::Candidate;
@@ -20,6 +22,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::media::TokenRef;
 use crate::media::{MediaError, SessionRecord};
+use crate::placement::rank::{Answer, Target};
+use crate::placement::{FORWARDED, PlacementReport};
 use crate::state::AppState;
 use crate::token::{Claims, TokenError, is_opaque_id};
 
@@ -46,6 +50,12 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             axum::routing::patch(whep_patch)
                 .delete(whep_delete)
                 .get(whep_get),
+        )
+        // Every request for a room reaches the node hosting the room (placement/).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), place))
+        .route(
+            "/rooms/{room}/placement",
+            axum::routing::get(placement_report),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
@@ -111,7 +121,8 @@ async fn offer(
     body: Bytes,
     direction: Direction,
 ) -> Response {
-    if state.draining.load(Ordering::Relaxed) {
+    // A draining node finishes its rooms: joiners of a room it hosts still get in.
+    if state.draining.load(Ordering::Relaxed) && local_answer(&state, &room) != Answer::Hosting {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],
@@ -191,7 +202,10 @@ async fn offer(
 fn over_limit(state: &AppState, room: &str, jti: &str) -> Option<Response> {
     let limits = state.limits;
     let node = state.media.sessions.live();
-    let (in_room, with_token) = state.media.sessions.live_in(room, jti);
+    let (in_room, with_token) = (
+        state.media.sessions.in_room(room),
+        state.media.sessions.with_token(jti),
+    );
     let (status, reason, text) = if node >= limits.node {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -445,6 +459,82 @@ impl IntoResponse for Refusal {
             }
         }
     }
+}
+
+/// What this node says about `room` when asked where it lives.
+fn local_answer(state: &AppState, room: &str) -> Answer {
+    if state.media.sessions.in_room(room) > 0 {
+        Answer::Hosting
+    } else if state.draining.load(Ordering::Relaxed) {
+        Answer::Draining
+    } else {
+        Answer::Free
+    }
+}
+
+/// The room a WHIP/WHEP path names.
+fn room_of(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/whip/")
+        .or_else(|| path.strip_prefix("/whep/"))?;
+    let room = rest.split('/').next()?;
+    is_opaque_id(room).then_some(room)
+}
+
+/// Sends a request for a room to the node hosting it (or the node that should create it).
+/// A request another node forwarded, a preflight, and one without a valid token for the
+/// room are handled here: the token is checked before any other node is asked, so a bad
+/// request costs the region nothing.
+async fn place(State(state): State<AppState>, request: Request<Body>, next: Next) -> Response {
+    let Some(placement) = state.placement.clone() else {
+        return next.run(request).await;
+    };
+    if request.method() == Method::OPTIONS || request.headers().contains_key(FORWARDED) {
+        return next.run(request).await;
+    }
+    let Some(room) = room_of(request.uri().path()).map(str::to_string) else {
+        return next.run(request).await;
+    };
+    if let Err(refusal) = authorize(&state, request.headers(), &room) {
+        return refusal.into_response();
+    }
+    let Some(token) = request.headers().get(header::AUTHORIZATION).cloned() else {
+        return next.run(request).await;
+    };
+    match placement
+        .route(&room, &token, local_answer(&state, &room))
+        .await
+    {
+        Target::Here => next.run(request).await,
+        Target::There(node) => placement.forward(node, request, MAX_BODY).await,
+        Target::Nowhere => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "no media node of this region takes new rooms now; retry",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /rooms/{room}/placement`: whether this node hosts `room`, for another node of the
+/// region asking with the client's token.
+async fn placement_report(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !is_opaque_id(&room) {
+        return (StatusCode::BAD_REQUEST, "room is 1-64 URL-safe characters").into_response();
+    }
+    if let Err(refusal) = authorize(&state, &headers, &room) {
+        return refusal.into_response();
+    }
+    let answer = local_answer(&state, &room);
+    axum::Json(PlacementReport {
+        hosting: answer == Answer::Hosting,
+        draining: state.draining.load(Ordering::Relaxed),
+    })
+    .into_response()
 }
 
 /// Verifies the bearer token for `room`, or the refusal to send.

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use crate::keys::Keys;
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::recording::Recorders;
 use crate::token::Revoked;
 
@@ -50,4 +51,6 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Recordings (control API).
     pub recorders: Recorders,
+    /// How rooms find their node in a region of several (`None`: this node alone).
+    pub placement: Option<Arc<Placement>>,
 }

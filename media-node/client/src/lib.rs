@@ -49,6 +49,8 @@ pub struct Options {
     pub fps: u32,
     /// Publisher: bytes per video frame (at least 24).
     pub frame_bytes: usize,
+    /// Subscriber: video m-lines, one per publisher it wants to see (at least 1).
+    pub video_slots: usize,
 }
 
 /// What a session saw.
@@ -76,6 +78,10 @@ pub struct Stats {
     pub keyframe_requests: u64,
     /// The node ended the session (DTLS close or ICE loss), not us.
     pub closed_by_node: bool,
+    /// Video frames received per m-line (subscriber), by mid.
+    pub video_by_mid: std::collections::BTreeMap<String, u64>,
+    /// The node's media address, from the first datagram it sent.
+    pub remote: Option<SocketAddr>,
 }
 
 /// Why a session could not start.
@@ -142,7 +148,14 @@ pub async fn connect(
     };
     let mut api = rtc.sdp_api();
     let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
-    let video = api.add_media(MediaKind::Video, dir, None, None, None);
+    let slots = match kind {
+        Kind::Publish => 1,
+        Kind::Subscribe => opts.video_slots.max(1),
+    };
+    let videos: Vec<Mid> = (0..slots)
+        .map(|_| api.add_media(MediaKind::Video, dir, None, None, None))
+        .collect();
+    let video = videos[0];
     let (offer, pending) = api
         .apply()
         .ok_or_else(|| ClientError::Local("no offer".into()))?;
@@ -194,6 +207,7 @@ pub async fn connect(
         kind,
         audio,
         video,
+        videos,
         fps: opts.fps.max(1),
         frame_bytes: opts.frame_bytes.max(24),
         stats: stats.clone(),
@@ -277,6 +291,7 @@ struct Peer {
     kind: Kind,
     audio: Mid,
     video: Mid,
+    videos: Vec<Mid>,
     fps: u32,
     frame_bytes: usize,
     stats: Arc<Mutex<Stats>>,
@@ -303,6 +318,9 @@ impl Peer {
                 _ = stop.changed() => return,
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((n, source)) = r else { return };
+                    if let Ok(mut s) = self.stats.lock() {
+                        s.remote.get_or_insert(source);
+                    }
                     let Ok(contents) = (&buf[..n]).try_into() else { continue };
                     let input = Input::Receive(Instant::now(), Receive {
                         proto: Protocol::Udp,
@@ -384,8 +402,9 @@ impl Peer {
             Event::KeyframeRequest(_) => s.keyframe_requests += 1,
             Event::MediaData(d) => {
                 s.bytes_received += d.data.len() as u64;
-                if d.mid == self.video {
+                if self.videos.contains(&d.mid) {
                     s.video_received += 1;
+                    *s.video_by_mid.entry(d.mid.to_string()).or_default() += 1;
                     match parse_frame(&d.data) {
                         Some((n, sent)) => {
                             s.frames.insert(n);

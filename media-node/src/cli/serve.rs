@@ -17,6 +17,7 @@ use super::tools::StoreArgs;
 use crate::audit;
 use crate::keys::{KeyConfig, Provider};
 use crate::metrics::Metrics;
+use crate::placement::{Peers, PlacementConfig};
 use crate::server::{self, ServeConfig, StorageConfig, Tls};
 use crate::session_log;
 use crate::state::Limits;
@@ -78,6 +79,13 @@ pub struct ServeArgs {
         default_value_t = 600
     )]
     max_token_lifetime_seconds: u64,
+    /// DNS name of the region's headless Service (every media node of the region): rooms
+    /// are placed across them and requests forwarded to a room's node.
+    #[arg(long, env = env::PEERS_DNS, conflicts_with = "peers")]
+    peers_dns: Option<String>,
+    /// The region's nodes as a fixed list of signaling addresses, instead of DNS.
+    #[arg(long, env = "SANCTUM_PEERS", value_delimiter = ',')]
+    peers: Vec<SocketAddr>,
     /// Most sessions on this node; beyond, offers get 503 and go to another node.
     #[arg(long, env = "SANCTUM_MAX_SESSIONS", default_value_t = 500)]
     max_sessions: usize,
@@ -150,7 +158,7 @@ fn init_logs(format: LogFormat, audit: Option<audit::SessionLayer>) {
 
 pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let metrics = Metrics::default();
-    let cloud = a.store.cloud.connect().await?;
+    let cloud = a.store.cloud.connect_or_refuse_s3().await?;
     let session_trail = match &a.audit_bucket {
         Some(bucket) => {
             let (trail, layer) = audit::SessionTrail::start(
@@ -210,6 +218,20 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             kms_key_id: a.kms_key_arn.clone().filter(|arn| arn != "local"),
         },
         cloud,
+        placement: match (a.peers_dns, a.peers.is_empty()) {
+            (Some(name), _) => Some(PlacementConfig {
+                peers: Peers::Dns {
+                    name,
+                    port: a.signaling_addr.port(),
+                },
+                me: a.pod_ip,
+            }),
+            (None, false) => Some(PlacementConfig {
+                peers: Peers::Static(a.peers),
+                me: a.pod_ip,
+            }),
+            (None, true) => None,
+        },
         limits: Limits {
             node: a.max_sessions,
             room: a.max_room_sessions,

@@ -128,7 +128,7 @@ pub fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
 
 pub async fn decrypt(a: DecryptArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cloud = a.store.cloud.connect().await?;
+    let cloud = a.store.cloud.connect_or_refuse_s3().await?;
     let unwrapper = Unwrapper {
         tenant: a.tenant,
         tenant_uid: a.tenant_uid,

@@ -39,6 +39,31 @@ pub struct NodeOptions {
     pub drain: Duration,
     pub tls: bool,
     pub limits: sanctum_media_node::state::Limits,
+    /// The region's other nodes (room placement); none: the node is alone.
+    pub peers: Option<Vec<std::net::SocketAddr>>,
+    /// A signaling port to listen on (0: any).
+    pub port: u16,
+    /// The tenant's join-token key pair (PKCS#8, SPKI), to share one tenant between nodes;
+    /// a fresh one when unset.
+    pub join_key: Option<(Vec<u8>, Vec<u8>)>,
+    /// The signaling certificate and key (PEM), to share them between nodes; a fresh
+    /// self-signed one (with `tls`) when unset.
+    pub tls_identity: Option<(String, String)>,
+}
+
+/// A self-signed signaling certificate for `localhost` and 127.0.0.1, as (cert, key) PEM.
+pub fn tls_identity() -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    (cert.cert.pem(), cert.signing_key.serialize_pem())
+}
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((LOOPBACK, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Default for NodeOptions {
@@ -49,6 +74,10 @@ impl Default for NodeOptions {
             drain: Duration::from_secs(1),
             tls: false,
             limits: Default::default(),
+            peers: None,
+            port: 0,
+            join_key: None,
+            tls_identity: None,
         }
     }
 }
@@ -62,7 +91,7 @@ pub fn keypair() -> (Vec<u8>, Vec<u8>) {
 impl Node {
     pub async fn start(o: NodeOptions) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (private_pem, public_pem) = keypair();
+        let (private_pem, public_pem) = o.join_key.clone().unwrap_or_else(keypair);
         let write = |name: &str, bytes: &[u8]| -> PathBuf {
             let p = dir.path().join(name);
             std::fs::write(&p, bytes).expect("write");
@@ -85,15 +114,13 @@ impl Node {
         std::fs::write(control_dir.join("tls.key"), &control.node_key).expect("write");
         let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
         let tls = if o.tls {
-            let cert =
-                rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
-            let cert_pem = cert.cert.pem();
+            let (cert_pem, key_pem) = o.tls_identity.clone().unwrap_or_else(tls_identity);
             http = http.tls_certs_only([
                 reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("cert")
             ]);
             Tls::Files {
                 cert: write("tls.crt", cert_pem.as_bytes()),
-                key: write("tls.key", cert.signing_key.serialize_pem().as_bytes()),
+                key: write("tls.key", key_pem.as_bytes()),
             }
         } else {
             Tls::InsecureHttp
@@ -101,7 +128,7 @@ impl Node {
         let any = |port| SocketAddr::new(LOOPBACK, port);
         let running = server::start(ServeConfig {
             metrics: sanctum_media_node::metrics::Metrics::default(),
-            signaling_addr: any(0),
+            signaling_addr: any(o.port),
             media_addr: any(0),
             advertise_addr: None,
             metrics_addr: any(0),
@@ -133,6 +160,12 @@ impl Node {
             .await
             .expect("clients without a network call"),
             limits: o.limits,
+            placement: o.peers.clone().map(|peers| {
+                sanctum_media_node::placement::PlacementConfig {
+                    peers: sanctum_media_node::placement::Peers::Static(peers),
+                    me: None,
+                }
+            }),
             control: Some(server::ControlListener {
                 addr: any(0),
                 tls_dir: control_dir,
@@ -213,6 +246,7 @@ impl Node {
             local_ip: LOOPBACK,
             fps: 30,
             frame_bytes: 1200,
+            video_slots: 1,
         }
     }
 

@@ -8,6 +8,8 @@ pub const TENANT: &str = "SANCTUM_TENANT";
 pub const TENANT_UID: &str = "SANCTUM_TENANT_UID";
 /// Region label of the node.
 pub const REGION: &str = "SANCTUM_REGION";
+/// DNS name of the region's headless Service (room placement).
+pub const PEERS_DNS: &str = "SANCTUM_PEERS_DNS";
 /// Pod name (the node's control identity and audit chain name).
 pub const POD_NAME: &str = "POD_NAME";
 /// Pod IP (the advertised media address when none is given).

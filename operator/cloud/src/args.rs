@@ -70,6 +70,13 @@ impl CloudArgs {
         self.connect_in(None).await
     }
 
+    /// Clients for a process that may never call S3: see [`Clients::connect_or_refuse_s3`].
+    pub async fn connect_or_refuse_s3(&self) -> Result<Clients, ArgsError> {
+        Clients::connect_or_refuse_s3(&self.config_in(None)?)
+            .await
+            .map_err(ArgsError::Account)
+    }
+
     /// Clients for the same store in another region (a backup bucket's), or `--aws-region`.
     pub async fn connect_in(&self, region: Option<&str>) -> Result<Clients, ArgsError> {
         Clients::connect(&self.config_in(region)?)

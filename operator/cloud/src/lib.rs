@@ -95,8 +95,20 @@ pub struct Clients {
 
 impl Clients {
     /// Loads credentials the standard way (environment, profile, IRSA, instance role),
-    /// and with [`OwnerSetting::Caller`] asks STS which account they belong to.
+    /// and with [`OwnerSetting::Caller`] asks STS which account they belong to; fails
+    /// when STS cannot say.
     pub async fn connect(config: &CloudConfig) -> Result<Self> {
+        Self::connect_with(config, false).await
+    }
+
+    /// [`Clients::connect`] for a process that may never call S3 (a media node without
+    /// recordings): when STS cannot say whose credentials these are, it starts anyway,
+    /// and every S3 request it makes is refused before it is sent.
+    pub async fn connect_or_refuse_s3(config: &CloudConfig) -> Result<Self> {
+        Self::connect_with(config, true).await
+    }
+
+    async fn connect_with(config: &CloudConfig, lenient: bool) -> Result<Self> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.region.clone()));
         if let Some(endpoint) = &config.endpoint {
@@ -106,25 +118,26 @@ impl Clients {
         let owners = match &config.owners {
             OwnerSetting::Given(owners) => Some(owners.clone()),
             OwnerSetting::Unchecked => None,
-            OwnerSetting::Caller => {
-                let me = aws_sdk_sts::Client::new(&shared)
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| CloudError::from_sdk("GetCallerIdentity", &e))?;
-                let account = me.account().ok_or_else(|| {
-                    CloudError::other("GetCallerIdentity", "no account in the response")
-                })?;
-                Some(
-                    BucketOwners::new(account)
-                        .map_err(|e| CloudError::other("GetCallerIdentity", e))?,
-                )
-            }
+            OwnerSetting::Caller => match caller_account(&shared).await {
+                Ok(owners) => Some(owners),
+                Err(error) if lenient => {
+                    tracing::warn!(%error, "the account that owns the buckets is unknown; S3 requests will be refused (set --aws-account-id)");
+                    None
+                }
+                Err(error) => return Err(error),
+            },
         };
         let mut s3 =
             aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.force_path_style);
-        if let Some(owners) = &owners {
-            s3 = s3.interceptor(owner::ExpectBucketOwner::new(owners.clone()));
+        match (&owners, &config.owners) {
+            (Some(owners), _) => {
+                s3 = s3.interceptor(owner::ExpectBucketOwner::new(Some(owners.clone())));
+            }
+            // Asked to check and unable to: refuse rather than send unchecked requests.
+            (None, OwnerSetting::Caller) => {
+                s3 = s3.interceptor(owner::ExpectBucketOwner::new(None));
+            }
+            (None, _) => {}
         }
         Ok(Self {
             kms: aws_sdk_kms::Client::new(&shared),
@@ -133,6 +146,19 @@ impl Clients {
             owners,
         })
     }
+}
+
+/// The account of the credentials `shared` loads, from STS.
+async fn caller_account(shared: &aws_config::SdkConfig) -> Result<BucketOwners> {
+    let me = aws_sdk_sts::Client::new(shared)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| CloudError::from_sdk("GetCallerIdentity", &e))?;
+    let account = me
+        .account()
+        .ok_or_else(|| CloudError::other("GetCallerIdentity", "no account in the response"))?;
+    BucketOwners::new(account).map_err(|e| CloudError::other("GetCallerIdentity", e))
 }
 
 #[cfg(test)]

@@ -81,14 +81,15 @@ impl BucketOwners {
     }
 }
 
-/// The interceptor [`crate::Clients::connect`] installs on the S3 client.
+/// The interceptor [`crate::Clients::connect`] installs on the S3 client. Without owners
+/// (the account could not be learnt) it refuses every request that names a bucket.
 #[derive(Debug)]
 pub(crate) struct ExpectBucketOwner {
-    owners: BucketOwners,
+    owners: Option<BucketOwners>,
 }
 
 impl ExpectBucketOwner {
-    pub(crate) fn new(owners: BucketOwners) -> Self {
+    pub(crate) fn new(owners: Option<BucketOwners>) -> Self {
         Self { owners }
     }
 }
@@ -129,12 +130,18 @@ impl Intercept for ExpectBucketOwner {
             .and_then(|p| p.get::<aws_sdk_s3::config::endpoint::Params>())
             .and_then(|p| p.bucket())
             .map(str::to_string);
+        let Some(owners) = &self.owners else {
+            return Err(format!(
+                "{operation} refused: the AWS account that must own the buckets is unknown (STS GetCallerIdentity failed at start); set --aws-account-id"
+            )
+            .into());
+        };
         let headers = context.request_mut().headers_mut();
         if let Some(bucket) = bucket {
-            headers.try_insert(EXPECTED_OWNER, self.owners.of(&bucket).to_string())?;
+            headers.try_insert(EXPECTED_OWNER, owners.of(&bucket).to_string())?;
         }
         if let Some(source) = headers.get("x-amz-copy-source").and_then(source_bucket) {
-            headers.try_insert(EXPECTED_SOURCE_OWNER, self.owners.of(&source).to_string())?;
+            headers.try_insert(EXPECTED_SOURCE_OWNER, owners.of(&source).to_string())?;
         }
         Ok(())
     }

@@ -144,10 +144,12 @@ impl Sfu {
         let Some(members) = self.rooms.get(room).cloned() else {
             return;
         };
-        let room_tracks: Vec<TrackId> = members
+        // With the user who publishes each: a participant is not sent its own media back
+        // (its publishing session is another peer than its subscribing one).
+        let room_tracks: Vec<(TrackId, String)> = members
             .iter()
             .filter_map(|id| self.peers.get(id))
-            .flat_map(|p| p.tracks.iter().map(|(_, t)| *t))
+            .flat_map(|p| p.tracks.iter().map(move |(_, t)| (*t, p.info.user.clone())))
             .collect();
         let mut keyframes = Vec::new();
         for sub_id in &members {
@@ -155,12 +157,13 @@ impl Sfu {
                 continue;
             };
             let layer = sub.info.layer.clone();
+            let user = sub.info.user.clone();
             let mut taken: Vec<TrackId> = sub.slots.iter().filter_map(|s| s.source).collect();
             for slot in sub.slots.iter_mut().filter(|s| s.source.is_none()) {
                 let Some((track_id, track)) = room_tracks
                     .iter()
-                    .filter(|t| !taken.contains(t))
-                    .filter_map(|t| self.tracks.get(t).map(|track| (*t, track)))
+                    .filter(|(t, publisher)| !taken.contains(t) && *publisher != user)
+                    .filter_map(|(t, _)| self.tracks.get(t).map(|track| (*t, track)))
                     .find(|(_, track)| track.kind == slot.kind && track.owner != *sub_id)
                 else {
                     continue;

@@ -97,6 +97,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
             .apply(&run.api::<Deployment>(), region.deployment)
             .await?;
         run.apply(&run.api::<Service>(), region.service).await?;
+        run.apply(&run.api::<Service>(), region.peers).await?;
         run.apply(&run.api::<PodDisruptionBudget>(), region.pdb)
             .await?;
         if let Some(hpa) = region.hpa {

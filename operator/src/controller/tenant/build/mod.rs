@@ -41,7 +41,7 @@ pub use network_policy::build_network_policies;
 pub use pdb::build_pdb;
 pub use quota::{build_limit_range, build_resource_quota};
 pub use rbac::{OPERATOR_BINDING, OperatorIdentity, build_operator_binding, build_service_account};
-pub use service::build_service;
+pub use service::{build_peers_service, build_service, peers_dns_name};
 
 use super::validate::Validated;
 
@@ -80,6 +80,8 @@ pub struct RegionObjects {
     pub deployment: Deployment,
     /// Signaling and media Service.
     pub service: Service,
+    /// Headless Service through which the region's nodes find each other.
+    pub peers: Service,
     /// Keeps all but one node up during voluntary disruptions.
     pub pdb: PodDisruptionBudget,
     /// Present when the region autoscales.
@@ -128,6 +130,7 @@ pub fn regions(
             region: region.name.clone(),
             deployment: build_deployment(v, region, public_key, key, nodes),
             service: build_service(v, region),
+            peers: build_peers_service(v, region),
             pdb: build_pdb(v, region),
             hpa: build_hpa(v, region),
         })

@@ -93,6 +93,29 @@ pub fn build_network_policies(v: &Validated) -> Vec<NetworkPolicy> {
             ..Default::default()
         },
     ));
+    // Media nodes of the tenant ask each other where a room lives and forward signaling
+    // to its node: signaling between them, both ways, and nothing else.
+    let media_pods = NetworkPolicyPeer {
+        pod_selector: Some(all_media_selector(v)),
+        ..Default::default()
+    };
+    policies.push(policy(
+        v,
+        "allow-peer-signaling",
+        all_media_selector(v),
+        NetworkPolicySpec {
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![media_pods.clone()]),
+                ports: Some(vec![port("TCP", SIGNALING_PORT)]),
+            }]),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![media_pods]),
+                ports: Some(vec![port("TCP", SIGNALING_PORT)]),
+            }]),
+            ..Default::default()
+        },
+    ));
     if !net.media_cidrs.is_empty() {
         policies.push(policy(
             v,
@@ -223,6 +246,7 @@ mod tests {
                 "allow-dns-egress",
                 "allow-signaling-ingress",
                 "allow-control-ingress",
+                "allow-peer-signaling",
                 "allow-media-ingress",
                 "allow-tls-egress"
             ]
@@ -284,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_network_spec_allows_only_dns_and_the_operators_control_calls() {
+    fn empty_network_spec_allows_only_dns_control_and_the_nodes_own_signaling() {
         let mut v = fixtures::validated("clinic-a");
         v.spec.network = Default::default();
         let policies = build_network_policies(&v);
@@ -294,7 +318,32 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["default-deny", "allow-dns-egress", "allow-control-ingress"]
+            [
+                "default-deny",
+                "allow-dns-egress",
+                "allow-control-ingress",
+                "allow-peer-signaling"
+            ]
         );
+    }
+
+    #[test]
+    fn media_nodes_reach_each_other_on_signaling_only() {
+        let v = fixtures::validated("clinic-a");
+        let policies = build_network_policies(&v);
+        let peers = by_name(&policies, "allow-peer-signaling");
+        assert_eq!(peers.pod_selector, Some(all_media_selector(&v)));
+        let ingress = &peers.ingress.as_ref().expect("ingress")[0];
+        let egress = &peers.egress.as_ref().expect("egress")[0];
+        for (peers_of, ports) in [(&ingress.from, &ingress.ports), (&egress.to, &egress.ports)] {
+            let peer = &peers_of.as_ref().expect("peers")[0];
+            assert_eq!(
+                peer.pod_selector,
+                Some(all_media_selector(&v)),
+                "the tenant's media nodes"
+            );
+            assert!(peer.namespace_selector.is_none(), "in this namespace only");
+            assert_eq!(ports.as_deref(), Some(&[port("TCP", SIGNALING_PORT)][..]));
+        }
     }
 }

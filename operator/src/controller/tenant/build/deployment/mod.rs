@@ -226,6 +226,8 @@ fn container(
                 env(env::TENANT, v.name.clone()),
                 env(env::TENANT_UID, v.owner.uid.clone()),
                 env(env::REGION, region.name.clone()),
+                // The region's nodes, to place each room on one of them.
+                env(env::PEERS_DNS, super::peers_dns_name(v, region)),
                 env(
                     env::MAX_SESSION_MINUTES,
                     media.max_session_minutes.to_string(),

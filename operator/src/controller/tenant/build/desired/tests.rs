@@ -83,6 +83,7 @@ fn render(d: &Desired) -> String {
     for r in &w.regions {
         doc(&mut out, &r.deployment);
         doc(&mut out, &r.service);
+        doc(&mut out, &r.peers);
         doc(&mut out, &r.pdb);
         if let Some(h) = &r.hpa {
             doc(&mut out, h);
