@@ -527,3 +527,5 @@ mod model;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transitions;

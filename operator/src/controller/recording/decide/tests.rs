@@ -13,18 +13,18 @@ use sanctum_api::{
 
 use super::*;
 
-const BUCKET: &str = "sanctum-clinic-a-1234abcd";
-const KEY: &str = "recordings/uid-1.sealed";
+pub(super) const BUCKET: &str = "sanctum-clinic-a-1234abcd";
+pub(super) const KEY: &str = "recordings/uid-1.sealed";
 
-fn at(t: &str) -> Timestamp {
+pub(super) fn at(t: &str) -> Timestamp {
     t.parse().expect("timestamp")
 }
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     at("2026-06-01T12:00:00Z")
 }
 
-fn spec() -> RecordingSpec {
+pub(super) fn spec() -> RecordingSpec {
     RecordingSpec {
         room: "room-7f3a".into(),
         consent: Some(Consent {
@@ -38,7 +38,7 @@ fn spec() -> RecordingSpec {
     }
 }
 
-fn policy() -> RecordingPolicy {
+pub(super) fn policy() -> RecordingPolicy {
     RecordingPolicy {
         enabled: true,
         require_consent: true,
@@ -46,14 +46,14 @@ fn policy() -> RecordingPolicy {
 }
 
 /// A node as discovery finds it: its address and the pod its endpoint names.
-fn node() -> NodeEndpoint {
+pub(super) fn node() -> NodeEndpoint {
     NodeEndpoint {
         address: "10.244.1.5:9443".into(),
         pod: "media-us-east-0".into(),
     }
 }
 
-fn report(phase: NodePhase) -> RecordingReport {
+pub(super) fn report(phase: NodePhase) -> RecordingReport {
     RecordingReport {
         phase,
         room: "room-7f3a".into(),
@@ -72,7 +72,7 @@ fn report(phase: NodePhase) -> RecordingReport {
     }
 }
 
-fn status(phase: Option<RecordingPhase>) -> RecordingStatus {
+pub(super) fn status(phase: Option<RecordingPhase>) -> RecordingStatus {
     RecordingStatus {
         phase,
         bucket: Some(BUCKET.into()),
@@ -82,18 +82,18 @@ fn status(phase: Option<RecordingPhase>) -> RecordingStatus {
     }
 }
 
-struct Case {
-    spec: RecordingSpec,
-    policy: RecordingPolicy,
-    status: RecordingStatus,
-    bucket: Option<&'static str>,
-    deleting: bool,
-    terminating: bool,
-    now: Timestamp,
+pub(super) struct Case {
+    pub(super) spec: RecordingSpec,
+    pub(super) policy: RecordingPolicy,
+    pub(super) status: RecordingStatus,
+    pub(super) bucket: Option<&'static str>,
+    pub(super) deleting: bool,
+    pub(super) terminating: bool,
+    pub(super) now: Timestamp,
 }
 
 impl Case {
-    fn new(phase: Option<RecordingPhase>) -> Self {
+    pub(super) fn new(phase: Option<RecordingPhase>) -> Self {
         Case {
             spec: spec(),
             policy: policy(),
@@ -105,7 +105,7 @@ impl Case {
         }
     }
 
-    fn decide(&self, facts: &Facts) -> Step {
+    pub(super) fn decide(&self, facts: &Facts) -> Step {
         decide(
             &Inputs {
                 spec: &self.spec,
@@ -126,14 +126,14 @@ impl Case {
     }
 }
 
-fn outcome(step: Step) -> Outcome {
+pub(super) fn outcome(step: Step) -> Outcome {
     match step {
         Step::Done(o) => o,
         Step::Act(a) => panic!("expected an outcome, got {a:?}"),
     }
 }
 
-fn reason(o: &Outcome, type_: &str) -> String {
+pub(super) fn reason(o: &Outcome, type_: &str) -> String {
     o.status
         .conditions
         .iter()
@@ -142,7 +142,7 @@ fn reason(o: &Outcome, type_: &str) -> String {
         .unwrap_or_default()
 }
 
-fn nodes() -> Facts {
+pub(super) fn nodes() -> Facts {
     Facts {
         nodes: Some(vec![node()]),
         ..Default::default()
