@@ -18,7 +18,7 @@ need() {
     command -v "$tool" >/dev/null || { echo "error: '$tool' is required but not installed" >&2; exit 1; }
   done
 }
-need cargo go python3 curl openssl node npm chromium lua5.1 gcc buildah runc ip iptables ipset nsenter
+need cargo go python3 curl openssl node npm chromium lua5.1 gcc buildah runc ip iptables ipset nsenter turnserver
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # One Rust build serves the lints, the tests and the images: everything is compiled once,
@@ -73,6 +73,10 @@ cargo-zigbuild test --workspace --exclude sanctum-e2e --locked --target "$MUSL"
 step "browser test: Chromium publishes over WHIP, a second page subscribes over WHEP"
 (cd media-node/web && npm ci --no-audit --no-fund --loglevel=error)
 SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" node media-node/web/browser-test.mjs
+
+step "firewalled browser calls: Chromium in a network namespace that refuses UDP (ICE-TCP), then UDP and the node's TCP media port too (TURN through coturn)"
+SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" e2e/firewall/call.sh tcp
+SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" e2e/firewall/call.sh turn
 
 step "container images of this build: operator, media node, the e2e network probe (no Docker daemon)"
 e2e/images.sh --test --prebuilt "$BIN_DIR"

@@ -17,7 +17,7 @@ use sanctum_e2e::node::{
 use sanctum_e2e::{
     Cluster, Operator, example_tenant, unique, wait_condition, wait_for, wait_gone, with_logs,
 };
-use sanctum_media_client::{Kind, Options};
+use sanctum_media_client::{Kind, Options, Transport};
 
 #[tokio::test]
 async fn six_participants_alternating_between_two_replicas_meet_in_one_room() -> Result<()> {
@@ -75,6 +75,7 @@ async fn six_participants_alternating_between_two_replicas_meet_in_one_room() ->
                 fps: 30,
                 frame_bytes: 1200,
                 video_slots,
+                transport: Transport::Udp,
             };
             sessions.push(sanctum_media_client::connect(&http, Kind::Publish, &opts(1)).await?);
             subscribers

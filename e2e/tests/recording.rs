@@ -20,7 +20,7 @@ use sanctum_e2e::{
     Cluster, Operator, audit_public_keys, cloud, example_tenant, free_local_port, unique,
     wait_condition, wait_for, with_logs, workspace_binary,
 };
-use sanctum_media_client::{Kind, Options, Session, connect, parse_frame};
+use sanctum_media_client::{Kind, Options, Session, Transport, connect, parse_frame};
 use sanctum_operator::cloud::Cloud;
 use sanctum_operator::cloud::objects::{delete_all_versions, list_keys};
 
@@ -247,6 +247,7 @@ async fn publish(node: &Node, signing: &[u8], tenant: &str, room: &str) -> Resul
         fps: 30,
         frame_bytes: 1200,
         video_slots: 1,
+        transport: Transport::Udp,
     };
     let publisher = connect(&reqwest::Client::new(), Kind::Publish, &opts).await?;
     wait_for("publisher connected", Duration::from_secs(20), || async {

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sanctum_media_client::{Kind, Options, Session};
+use sanctum_media_client::{Kind, Options, Session, Transport};
 
 const TENANT: &str = "bench";
 const ROOM: &str = "room-bench";
@@ -205,6 +205,7 @@ async fn run(n: usize, seconds: u64) -> Row {
         fps: FPS,
         frame_bytes: FRAME_BYTES,
         video_slots: 1,
+        transport: Transport::Udp,
     };
     for _ in 0..100 {
         let ok = http

@@ -17,5 +17,7 @@ pub mod server;
 pub mod session_log;
 pub mod signaling;
 pub mod state;
+pub mod tcp;
 pub mod token;
+pub mod turn;
 pub mod udp;

@@ -1,5 +1,6 @@
-//! The tokio driver of the SFU: one UDP socket, one task that owns the [`Sfu`], and a
-//! command channel the signaling handlers use.
+//! The tokio driver of the SFU: one UDP socket (and, for ICE-TCP, the frames of
+//! [`crate::tcp`]'s connections), one task that owns the [`Sfu`], and a command channel the
+//! signaling handlers use.
 //!
 //! Also the session registry (resource id → session) and the session log. The log names
 //! sessions by their random resource id and users by their opaque id; no SDP, address,
@@ -11,14 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sanctum_media_core::str0m::Candidate;
+use sanctum_media_core::str0m::net::Protocol;
 use sanctum_media_core::{AcceptError, EndReason, PeerId, PeerInfo, Sfu, SfuConfig, SfuEvent};
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::recording::Recorders;
 use crate::session_log;
+use crate::tcp::{TcpEvent, TcpLinks};
 
 /// How long an ended session's resource still answers with its end reason.
 const ENDED_RETENTION: Duration = Duration::from_secs(600);
@@ -256,10 +259,19 @@ pub fn random_hex(n: usize) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Starts the driver on `socket`; `advertised` is the address offered as ICE candidate.
+/// The media transports a node listens on and the addresses it offers for them.
+pub struct MediaSockets {
+    /// The UDP socket.
+    pub udp: UdpSocket,
+    /// Its ICE host candidate address.
+    pub advertised: SocketAddr,
+    /// The ICE-TCP listener and its passive candidate address, when enabled.
+    pub tcp: Option<(TcpListener, SocketAddr)>,
+}
+
+/// Starts the driver on `sockets`.
 pub fn spawn(
-    socket: UdpSocket,
-    advertised: SocketAddr,
+    sockets: MediaSockets,
     idle_timeout: Duration,
     max_session: Duration,
     metrics: Metrics,
@@ -267,14 +279,23 @@ pub fn spawn(
 ) -> (MediaHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(256);
     let sessions = Arc::new(Sessions::default());
+    let (tcp_tx, tcp_rx) = mpsc::channel(1024);
+    let tcp_advertised = sockets.tcp.as_ref().map(|(_, addr)| *addr);
     let sfu = Sfu::new(SfuConfig {
         idle_timeout,
         max_session,
-        candidates: vec![advertised],
+        candidates: vec![sockets.advertised],
+        tcp_candidates: tcp_advertised.into_iter().collect(),
     });
+    let listener = sockets
+        .tcp
+        .map(|(listener, _)| tokio::spawn(crate::tcp::serve(listener, tcp_tx)));
     let driver = Driver {
-        socket,
-        advertised,
+        socket: sockets.udp,
+        advertised: sockets.advertised,
+        tcp_advertised,
+        tcp_events: tcp_rx,
+        tcp: TcpLinks::default(),
         sfu,
         rx,
         sessions: sessions.clone(),
@@ -282,13 +303,22 @@ pub fn spawn(
         recorders,
         queued: Vec::new(),
     };
-    let task = tokio::spawn(driver.run());
+    let task = tokio::spawn(async move {
+        driver.run().await;
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+    });
     (MediaHandle { tx, sessions }, task)
 }
 
 struct Driver {
     socket: UdpSocket,
     advertised: SocketAddr,
+    /// The ICE-TCP candidate address (`None`: no ICE-TCP).
+    tcp_advertised: Option<SocketAddr>,
+    tcp_events: mpsc::Receiver<TcpEvent>,
+    tcp: TcpLinks,
     sfu: Sfu,
     rx: mpsc::Receiver<Command>,
     sessions: Arc<Sessions>,
@@ -311,6 +341,9 @@ impl Driver {
                     if ready.is_ok() {
                         self.receive(&mut buf);
                     }
+                }
+                Some(event) = self.tcp_events.recv(), if self.tcp_advertised.is_some() => {
+                    self.receive_tcp(event);
                 }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -337,7 +370,7 @@ impl Driver {
                     bytes += n as u64;
                     let now = Instant::now();
                     self.sfu
-                        .handle_receive(now, source, self.advertised, &buf[..n]);
+                        .handle_receive(now, Protocol::Udp, source, self.advertised, &buf[..n]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -346,6 +379,36 @@ impl Driver {
                 }
             }
         }
+        self.metrics.traffic("in", packets, bytes);
+    }
+
+    /// Takes one connection event and whatever else is queued, up to a batch.
+    fn receive_tcp(&mut self, first: TcpEvent) {
+        let Some(destination) = self.tcp_advertised else {
+            return;
+        };
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut next = Some(first);
+        for _ in 0..RECV_BATCH {
+            let Some(event) = next.take().or_else(|| self.tcp_events.try_recv().ok()) else {
+                break;
+            };
+            if let Some((source, data)) = self.tcp.event(event) {
+                packets += 1;
+                bytes += data.len() as u64;
+                let claimed = self.sfu.handle_receive(
+                    Instant::now(),
+                    Protocol::Tcp,
+                    source,
+                    destination,
+                    &data,
+                );
+                if !self.tcp.receive_claimed(source, claimed) {
+                    self.metrics.tcp_refused.inc();
+                }
+            }
+        }
+        self.metrics.tcp_connections.set(self.tcp.len() as i64);
         self.metrics.traffic("in", packets, bytes);
     }
 
@@ -410,10 +473,18 @@ impl Driver {
     /// and gauges.
     async fn flush(&mut self) {
         let mut queued = std::mem::take(&mut self.queued);
-        while let Some(t) = self.sfu.poll_transmit() {
-            queued.push((Vec::from(t.contents), t.destination));
-        }
         let (mut packets, mut bytes) = (0u64, 0u64);
+        while let Some(t) = self.sfu.poll_transmit() {
+            if t.proto == Protocol::Tcp {
+                let len = t.contents.len() as u64;
+                if self.tcp.send(t.destination, Vec::from(t.contents)) {
+                    packets += 1;
+                    bytes += len;
+                }
+            } else {
+                queued.push((Vec::from(t.contents), t.destination));
+            }
+        }
         let mut next = 0;
         while next < queued.len() {
             let rest = &queued[next..];

@@ -35,12 +35,16 @@ pub struct Metrics {
     pub rooms: Gauge,
     /// Live sessions.
     pub peers: Gauge,
-    /// UDP datagrams by direction.
+    /// UDP datagrams and ICE-TCP frames by direction.
     pub packets: Family<DirLabels, Counter>,
-    /// UDP payload bytes by direction.
+    /// UDP and ICE-TCP payload bytes by direction.
     pub bytes: Family<DirLabels, Counter>,
     /// Time from a frame's arrival to its hand-off to each subscriber.
     pub forward_latency: Histogram,
+    /// Open ICE-TCP connections.
+    pub tcp_connections: Gauge,
+    /// ICE-TCP connections closed because no session claimed what they sent.
+    pub tcp_refused: Counter,
     /// Refused tokens by reason.
     pub auth_failures: Family<ReasonLabels, Counter>,
     /// Ended sessions by reason.
@@ -87,6 +91,8 @@ impl Default for Metrics {
             packets: Family::default(),
             bytes: Family::default(),
             forward_latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            tcp_connections: Gauge::default(),
+            tcp_refused: Counter::default(),
             auth_failures: Family::default(),
             sessions_ended: Family::default(),
             recordings_active: Gauge::default(),
@@ -135,8 +141,26 @@ impl Default for Metrics {
         );
         registry.register("rooms", "Rooms with at least one session", m.rooms.clone());
         registry.register("peers", "Live WebRTC sessions", m.peers.clone());
-        registry.register("packets", "UDP datagrams, by direction", m.packets.clone());
-        registry.register("bytes", "UDP payload bytes, by direction", m.bytes.clone());
+        registry.register(
+            "packets",
+            "UDP datagrams and ICE-TCP frames, by direction",
+            m.packets.clone(),
+        );
+        registry.register(
+            "bytes",
+            "UDP and ICE-TCP payload bytes, by direction",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "tcp_connections",
+            "Open ICE-TCP connections",
+            m.tcp_connections.clone(),
+        );
+        registry.register(
+            "tcp_refused",
+            "ICE-TCP connections closed because no session claimed what they sent",
+            m.tcp_refused.clone(),
+        );
         registry.register(
             "forward_latency_seconds",
             "Time from a frame's arrival to its hand-off to a subscriber",

@@ -20,7 +20,7 @@ use tokio::net::UdpSocket;
 
 use crate::control;
 use crate::keys::{self, KeyConfig, Keys};
-use crate::media::{self, MediaHandle};
+use crate::media::{self, MediaHandle, MediaSockets};
 use crate::metrics::Metrics;
 use crate::placement::{Placement, PlacementConfig, PlacementError};
 use crate::recording::{RecorderConfig, Recorders};
@@ -53,6 +53,11 @@ pub struct ServeConfig {
     pub media_addr: SocketAddr,
     /// Address peers reach the media socket at; `None` uses the bound address.
     pub advertise_addr: Option<SocketAddr>,
+    /// ICE-TCP listen address (`None`: no ICE-TCP candidate).
+    pub media_tcp_addr: Option<SocketAddr>,
+    /// Address peers reach the ICE-TCP listener at; `None` uses the advertised media
+    /// address's IP with the bound TCP port; port 0 means the bound port.
+    pub tcp_advertise_addr: Option<SocketAddr>,
     /// Health and metrics listen address.
     pub metrics_addr: SocketAddr,
     /// Signaling transport.
@@ -77,6 +82,8 @@ pub struct ServeConfig {
     pub placement: Option<PlacementConfig>,
     /// The control API's own listener (mutual TLS); `None` serves no control API.
     pub control: Option<ControlListener>,
+    /// TURN service handed to clients (`None`: no TURN).
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 /// Where the control API listens and the certificates it uses: `ca.crt` (the tenant's
@@ -120,6 +127,9 @@ pub enum StartError {
     /// Room placement could not be set up.
     #[error(transparent)]
     Placement(PlacementError),
+    /// The TURN settings are unusable.
+    #[error(transparent)]
+    Turn(#[from] crate::turn::TurnError),
 }
 
 /// A started node.
@@ -128,6 +138,8 @@ pub struct Running {
     pub signaling_addr: SocketAddr,
     /// Where media is received.
     pub media_addr: SocketAddr,
+    /// Where ICE-TCP connections are accepted, when enabled.
+    pub media_tcp_addr: Option<SocketAddr>,
     /// Where health and metrics listen.
     pub metrics_addr: SocketAddr,
     /// Where the control API listens, when configured.
@@ -177,6 +189,29 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
         None => media_addr,
     };
+    if let Some(turn) = &cfg.turn {
+        turn.validate()?;
+    }
+    let tcp = match cfg.media_tcp_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::from_std(bind_tcp(addr)?)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let offered = match cfg.tcp_advertise_addr {
+                Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), bound.port()),
+                Some(a) => a,
+                None => SocketAddr::new(advertised.ip(), bound.port()),
+            };
+            Some((listener, offered))
+        }
+        None => None,
+    };
+    let media_tcp_addr = match &tcp {
+        Some((listener, _)) => listener.local_addr().ok(),
+        None => None,
+    };
     let metrics = cfg.metrics.clone();
     let recorders = Recorders::new(RecorderConfig {
         tenant: cfg.keys.tenant.clone(),
@@ -185,8 +220,11 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
     });
     metrics.watch_recorders(Arc::new(recorders.clone()));
     let (media, driver) = media::spawn(
-        udp,
-        advertised,
+        MediaSockets {
+            udp,
+            advertised,
+            tcp,
+        },
         cfg.idle_timeout,
         cfg.max_session,
         metrics.clone(),
@@ -228,6 +266,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         draining: draining.clone(),
         recorders: recorders.clone(),
         placement,
+        turn: cfg.turn.clone().map(Arc::new),
     };
     let app = signaling::router(state.clone(), &cfg.cors_origins).merge(crate::page::router());
     let control = match &cfg.control {
@@ -306,12 +345,13 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         }
         None => (None, None),
     };
-    tracing::info!(%signaling_addr, %media_addr, %metrics_addr, control_addr = ?control_addr, "media node started");
+    tracing::info!(%signaling_addr, %media_addr, media_tcp_addr = ?media_tcp_addr, %metrics_addr, control_addr = ?control_addr, "media node started");
     Ok(Running {
         control_addr,
         control,
         signaling_addr,
         media_addr,
+        media_tcp_addr,
         metrics_addr,
         metrics,
         media,

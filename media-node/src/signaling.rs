@@ -81,7 +81,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
                 header::CONTENT_TYPE,
                 header::IF_MATCH,
             ])
-            .expose_headers([header::LOCATION, header::ETAG, ACCEPT_PATCH]),
+            .expose_headers([header::LOCATION, header::ETAG, ACCEPT_PATCH, header::LINK]),
     )
 }
 
@@ -176,7 +176,7 @@ async fn offer(
     match state.media.accept(info, token, offer).await {
         Ok((resource, record, answer)) => {
             let location = format!("/{}/{room}/{resource}", path_kind(direction));
-            (
+            let mut response = (
                 StatusCode::CREATED,
                 [
                     (header::CONTENT_TYPE, SDP.to_string()),
@@ -186,7 +186,20 @@ async fn offer(
                 ],
                 answer,
             )
-                .into_response()
+                .into_response();
+            if let Some(turn) = &state.turn {
+                // RFC 9725 §4.6: the ICE servers the client may use, with a credential of
+                // its own. Without it the client still has UDP and ICE-TCP.
+                match turn.link_headers(std::time::SystemTime::now()) {
+                    Ok(links) => {
+                        for link in links {
+                            response.headers_mut().append(header::LINK, link);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "no TURN credential for a new session"),
+                }
+            }
+            response
         }
         Err(MediaError::Offer(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         Err(MediaError::Stopped) => (

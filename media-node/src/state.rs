@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::placement::Placement;
 use crate::recording::Recorders;
 use crate::token::Revoked;
+use crate::turn::TurnConfig;
 
 /// Caps on concurrent sessions, so one token, one room or a flood of offers cannot take
 /// the whole node.
@@ -53,4 +54,6 @@ pub struct AppState {
     pub recorders: Recorders,
     /// How rooms find their node in a region of several (`None`: this node alone).
     pub placement: Option<Arc<Placement>>,
+    /// The tenant's TURN service, whose credentials go out with answers (`None`: no TURN).
+    pub turn: Option<Arc<TurnConfig>>,
 }

@@ -39,6 +39,7 @@ fn accept(offer: &str, direction: Direction) -> Result<(), AcceptError> {
         idle_timeout: Duration::from_secs(30),
         max_session: Duration::from_secs(600),
         candidates: vec!["127.0.0.1:10000".parse().expect("address")],
+        tcp_candidates: vec!["127.0.0.1:10000".parse().expect("address")],
     });
     let info = PeerInfo {
         room: "room".into(),

@@ -5,6 +5,17 @@
 // Everything listens on 127.0.0.1; the node's keys and Chromium's profile live in a
 // temporary directory removed at the end.
 //
+// Addresses: SANCTUM_HOST (default 127.0.0.1) is where the node and the page server
+// listen, SANCTUM_SIGNALING_PORT, SANCTUM_PAGE_PORT and SANCTUM_MEDIA_UDP_PORT their ports
+// (default: any free one). SANCTUM_MEDIA_TCP_PORT turns on the node's ICE-TCP candidate;
+// SANCTUM_TURN_URL and SANCTUM_TURN_SECRET_FILE hand out TURN credentials. With
+// SANCTUM_EXPECT_PATH (alternatives separated by `|`, each the local candidate type, the
+// protocol and for a relay the protocol to the TURN server: `prflx/tcp`, `relay/udp+tcp`)
+// both pages must have media on such a path; with SANCTUM_EXPECT_REMOTE (`address:port`)
+// it must lead to that address of the node.
+// e2e/firewall/call.sh runs Chromium in a network namespace whose firewall leaves only
+// those paths open.
+//
 // Against a node that already runs (a pod of the local cluster, e2e/tests/real_node_call.rs):
 // SANCTUM_SIGNALING_URL (its WHIP/WHEP base, HTTPS with any certificate), SANCTUM_ROOM,
 // SANCTUM_PUBLISH_TOKEN and SANCTUM_VIEW_TOKEN (join tokens of that room). No node is
@@ -26,6 +37,10 @@ const tenant = 'browser-test';
 const external = process.env.SANCTUM_SIGNALING_URL;
 const room = process.env.SANCTUM_ROOM || 'room-browser';
 const MIN_FRAMES = 30;
+const host = process.env.SANCTUM_HOST || '127.0.0.1';
+const port = (name) => process.env[name] || '0';
+const expectPath = process.env.SANCTUM_EXPECT_PATH;
+const expectRemote = process.env.SANCTUM_EXPECT_REMOTE;
 
 if (!bin && !external) {
   console.error('SANCTUM_MEDIA_NODE_BIN (or SANCTUM_SIGNALING_URL) is not set');
@@ -71,16 +86,24 @@ async function servePage() {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
     res.end(html);
   });
-  await new Promise((r) => pageServer.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${pageServer.address().port}`;
+  await new Promise((r) => pageServer.listen(Number(port('SANCTUM_PAGE_PORT')), host, r));
+  return `http://${host}:${pageServer.address().port}`;
 }
 
 // Starts the node and resolves with its addresses, read from its "media node started" log.
 function startNode(pageOrigin) {
+  const extra = [];
+  if (process.env.SANCTUM_MEDIA_TCP_PORT) {
+    extra.push('--media-tcp-addr', `${host}:${process.env.SANCTUM_MEDIA_TCP_PORT}`);
+  }
+  if (process.env.SANCTUM_TURN_URL) {
+    extra.push('--turn-url', process.env.SANCTUM_TURN_URL,
+      '--turn-secret-file', process.env.SANCTUM_TURN_SECRET_FILE);
+  }
   node = spawn(bin, ['serve',
     '--tenant', tenant,
-    '--signaling-addr', '127.0.0.1:0',
-    '--media-udp-addr', '127.0.0.1:0',
+    '--signaling-addr', `${host}:${port('SANCTUM_SIGNALING_PORT')}`,
+    '--media-udp-addr', `${host}:${port('SANCTUM_MEDIA_UDP_PORT')}`,
     '--metrics-addr', '127.0.0.1:0',
     '--insecure-http',
     '--key-provider', 'local',
@@ -88,6 +111,7 @@ function startNode(pageOrigin) {
     '--local-master-key-file', join(work, 'master.key'),
     '--join-token-public-key', join(work, 'public.pem'),
     '--cors-origins', pageOrigin,
+    ...extra,
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let buffer = '';
@@ -141,9 +165,13 @@ async function main() {
     viewToken = mint('u-viewer', 'observer');
   }
 
+  // Camera and WebRTC need a secure context: loopback is one, another plain-HTTP origin
+  // (a namespace's link address) must be named as one.
+  const insecure = host === '127.0.0.1' || external ? []
+    : [`--unsafely-treat-insecure-origin-as-secure=${origin},${signaling}`];
   browser = await chromium.launch({
     executablePath: browserPath,
-    args: [
+    args: [...insecure,
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
@@ -177,10 +205,27 @@ async function main() {
   if (!(stats.framesDecoded >= MIN_FRAMES)) {
     fail(`the subscriber decoded ${stats.framesDecoded} video frames (want >= ${MIN_FRAMES})`);
   }
+  if (expectRemote) {
+    for (const [who, s] of [['publisher', sent], ['subscriber', stats]]) {
+      const remote = s.path && s.path.remoteAddress;
+      if (remote !== expectRemote) fail(`the ${who}'s media goes to ${remote}, want ${expectRemote}`);
+    }
+  }
+  if (expectPath) {
+    const path = (p) => p && `${p.local}/${p.protocol}${p.relayProtocol ? `+${p.relayProtocol}` : ''}`;
+    for (const [who, s] of [['publisher', sent], ['subscriber', stats]]) {
+      if (!expectPath.split('|').includes(path(s.path))) {
+        fail(`the ${who}'s media path is ${path(s.path)}, want ${expectPath}`);
+      }
+    }
+  }
   const left = [await subscriber.evaluate(() => window.sanctum.leave()),
     await publisher.evaluate(() => window.sanctum.leave())];
   if (left.some((s) => s !== 200)) fail(`DELETE of the sessions answered ${left}`);
-  if (!process.exitCode) console.log(`ok: ${stats.framesDecoded} frames decoded through the SFU`);
+  if (!process.exitCode) {
+    const over = expectPath ? ` over ${(stats.path || {}).protocol} (${JSON.stringify(stats.path)})` : '';
+    console.log(`ok: ${stats.framesDecoded} frames decoded through the SFU${over}`);
+  }
 }
 
 try {

@@ -10,28 +10,40 @@ history.replaceState(null, '', location.pathname + location.search);
 const status = document.getElementById('status');
 const video = document.getElementById('video');
 
-function waitForIceGathering(pc, ms) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === 'complete') resolve(); };
-    pc.addEventListener('icegatheringstatechange', done);
-    setTimeout(resolve, ms);
-  });
+// ICE servers of `Link: <url>; rel="ice-server"; username=...; credential=...` headers
+// (RFC 9725 §4.6); fetch() joins several into one comma-separated value.
+export function iceServers(link) {
+  const servers = [];
+  for (const m of (link || '').matchAll(/<([^>]*)>([^,]*)/g)) {
+    const params = {};
+    for (const p of m[2].matchAll(/;\s*([\w-]+)="([^"]*)"/g)) params[p[1]] = p[2];
+    if (params.rel !== 'ice-server') continue;
+    const server = { urls: m[1] };
+    if (params.username) server.username = params.username;
+    if (params.credential) server.credential = params.credential;
+    servers.push(server);
+  }
+  return servers;
 }
 
 // RFC 9725: POST the offer as application/sdp with the bearer token; 201 carries the
-// answer and the session resource in Location.
+// answer, the session resource in Location and the ICE servers to use in Link headers.
+// The offer goes out before it is applied, so the TURN servers of the answer are known
+// when gathering starts (the node is ICE-lite: it needs none of the client's candidates).
 async function negotiate(pc) {
-  await pc.setLocalDescription(await pc.createOffer());
-  await waitForIceGathering(pc, 2000);
+  const offer = await pc.createOffer();
   const res = await fetch(endpoint, {
     method: 'POST',
     headers: { 'Content-Type': 'application/sdp', 'Authorization': `Bearer ${token}` },
-    body: pc.localDescription.sdp,
+    body: offer.sdp,
   });
   if (res.status !== 201) throw new Error(`${res.status}: ${await res.text()}`);
   const resource = new URL(res.headers.get('Location'), endpoint).href;
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  const answer = await res.text();
+  const servers = iceServers(res.headers.get('Link'));
+  if (servers.length) pc.setConfiguration({ ...pc.getConfiguration(), iceServers: servers });
+  await pc.setLocalDescription(offer);
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
   return resource;
 }
 
@@ -59,7 +71,25 @@ async function start() {
 
 async function videoStats(pc) {
   const out = { connectionState: pc.connectionState, framesDecoded: 0, framesEncoded: 0, bytesReceived: 0, bytesSent: 0 };
-  (await pc.getStats()).forEach((s) => {
+  const report = await pc.getStats();
+  // The path media took: the selected pair's local candidate (host, srflx, relay), its
+  // protocol, and for a relay the protocol to the TURN server.
+  report.forEach((s) => {
+    if (s.type !== 'transport' || !s.selectedCandidatePairId) return;
+    const pair = report.get(s.selectedCandidatePairId);
+    const local = pair && report.get(pair.localCandidateId);
+    const remote = pair && report.get(pair.remoteCandidateId);
+    if (!local || !remote) return;
+    out.path = {
+      local: local.candidateType,
+      protocol: local.protocol,
+      relayProtocol: local.relayProtocol || null,
+      remote: remote.candidateType,
+      remoteProtocol: remote.protocol,
+      remoteAddress: `${remote.address}:${remote.port}`,
+    };
+  });
+  report.forEach((s) => {
     if (s.kind !== 'video') return;
     if (s.type === 'inbound-rtp') {
       out.framesDecoded += s.framesDecoded || 0;

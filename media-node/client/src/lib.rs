@@ -1,11 +1,13 @@
 //! A WebRTC peer on str0m that publishes (WHIP) or subscribes (WHEP) to a media node,
-//! over real UDP with DTLS-SRTP, for tests and benchmarks.
+//! over real UDP (or ICE-TCP) with DTLS-SRTP, for tests and benchmarks.
 //!
 //! A publisher sends numbered, timestamped VP8 frames and Opus packets; a subscriber
 //! counts what arrives, which frame numbers, and how long each took from the publisher's
 //! write (both ends share this process's clock).
 
 #![forbid(unsafe_code)]
+
+mod link;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -15,10 +17,12 @@ use std::time::{Duration, Instant};
 use sanctum_media_core::str0m::change::SdpAnswer;
 use sanctum_media_core::str0m::format::Codec;
 use sanctum_media_core::str0m::media::{Direction, MediaKind, MediaTime, Mid};
-use sanctum_media_core::str0m::net::{Protocol, Receive};
+use sanctum_media_core::str0m::net::Receive;
 use sanctum_media_core::str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
+
+use link::{Link, tcp_candidate};
 
 /// Marker at the start of every frame this client sends, after the VP8 byte.
 const MAGIC: &[u8; 4] = b"SNCT";
@@ -51,6 +55,18 @@ pub struct Options {
     pub frame_bytes: usize,
     /// Subscriber: video m-lines, one per publisher it wants to see (at least 1).
     pub video_slots: usize,
+    /// How media travels.
+    pub transport: Transport,
+}
+
+/// The transport of a session's media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP from a socket bound to `local_ip`; the offer carries its host candidate.
+    Udp,
+    /// ICE-TCP (RFC 6544): the offer carries no candidate; after the answer the client
+    /// connects to the node's passive TCP candidate and uses that connection alone.
+    Tcp,
 }
 
 /// What a session saw.
@@ -111,7 +127,9 @@ pub struct Session {
     pub resource: String,
     /// Its entity tag.
     pub etag: String,
-    /// Local UDP address.
+    /// The 201 response's `Link` header values (ICE servers, RFC 9725 §4.6).
+    pub links: Vec<String>,
+    /// Local UDP address (over ICE-TCP: the connection's local address).
     pub local_addr: SocketAddr,
     http: reqwest::Client,
     token: String,
@@ -131,17 +149,22 @@ pub async fn connect(
     kind: Kind,
     opts: &Options,
 ) -> Result<Session, ClientError> {
-    let socket = UdpSocket::bind(SocketAddr::new(opts.local_ip, 0))
-        .await
-        .map_err(|e| ClientError::Local(e.to_string()))?;
-    let local_addr = socket
-        .local_addr()
-        .map_err(|e| ClientError::Local(e.to_string()))?;
+    let local = |e: std::io::Error| ClientError::Local(e.to_string());
     let now = Instant::now();
     let mut rtc = Rtc::builder().build(now);
-    let candidate =
-        Candidate::host(local_addr, "udp").map_err(|e| ClientError::Local(e.to_string()))?;
-    rtc.add_local_candidate(candidate);
+    let udp = match opts.transport {
+        Transport::Udp => {
+            let socket = UdpSocket::bind(SocketAddr::new(opts.local_ip, 0))
+                .await
+                .map_err(local)?;
+            let local_addr = socket.local_addr().map_err(local)?;
+            let candidate = Candidate::host(local_addr, "udp")
+                .map_err(|e| ClientError::Local(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+            Some((socket, local_addr))
+        }
+        Transport::Tcp => None,
+    };
     let dir = match kind {
         Kind::Publish => Direction::SendOnly,
         Kind::Subscribe => Direction::RecvOnly,
@@ -186,23 +209,48 @@ pub async fn connect(
     };
     let location = header("location").ok_or_else(|| ClientError::Local("no Location".into()))?;
     let etag = header("etag").unwrap_or_default();
+    let links: Vec<String> = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
     let resource = if location.starts_with("http") {
         location
     } else {
         format!("{}{location}", opts.base.trim_end_matches('/'))
     };
-    let answer = resp.text().await?;
+    let answer_sdp = resp.text().await?;
     let answer =
-        SdpAnswer::from_sdp_string(&answer).map_err(|e| ClientError::Local(e.to_string()))?;
+        SdpAnswer::from_sdp_string(&answer_sdp).map_err(|e| ClientError::Local(e.to_string()))?;
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .map_err(|e| ClientError::Local(e.to_string()))?;
+    let (link, local_addr) = match udp {
+        Some((socket, local_addr)) => (Link::Udp(socket), local_addr),
+        None => {
+            let remote = tcp_candidate(&answer_sdp)
+                .ok_or_else(|| ClientError::Local("the answer has no ICE-TCP candidate".into()))?;
+            let stream = TcpStream::connect(remote).await.map_err(local)?;
+            let _ = stream.set_nodelay(true);
+            let local_addr = stream.local_addr().map_err(local)?;
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(local_addr)
+                .tcptype(sanctum_media_core::str0m::net::TcpType::Active)
+                .build()
+                .map_err(|e| ClientError::Local(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+            (Link::tcp(stream), local_addr)
+        }
+    };
 
     let stats = Arc::new(Mutex::new(Stats::default()));
     let (stop, stop_rx) = watch::channel(false);
     let peer = Peer {
         rtc,
-        socket,
+        link,
         local_addr,
         kind,
         audio,
@@ -216,6 +264,7 @@ pub async fn connect(
     Ok(Session {
         resource,
         etag,
+        links,
         local_addr,
         http: http.clone(),
         token: opts.token.clone(),
@@ -286,7 +335,7 @@ impl Session {
 
 struct Peer {
     rtc: Rtc,
-    socket: UdpSocket,
+    link: Link,
     local_addr: SocketAddr,
     kind: Kind,
     audio: Mid,
@@ -299,7 +348,7 @@ struct Peer {
 
 impl Peer {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut buf = vec![0u8; 2048];
+        let mut buf = Vec::with_capacity(2048);
         let started = Instant::now();
         let frame_gap = Duration::from_secs(1) / self.fps;
         let audio_gap = Duration::from_millis(20);
@@ -316,14 +365,14 @@ impl Peer {
             }
             tokio::select! {
                 _ = stop.changed() => return,
-                r = self.socket.recv_from(&mut buf) => {
-                    let Ok((n, source)) = r else { return };
+                r = self.link.recv(&mut buf) => {
+                    let Some((proto, source)) = r else { return };
                     if let Ok(mut s) = self.stats.lock() {
                         s.remote.get_or_insert(source);
                     }
-                    let Ok(contents) = (&buf[..n]).try_into() else { continue };
+                    let Ok(contents) = buf.as_slice().try_into() else { continue };
                     let input = Input::Receive(Instant::now(), Receive {
-                        proto: Protocol::Udp,
+                        proto,
                         source,
                         destination: self.local_addr,
                         contents,
@@ -364,7 +413,7 @@ impl Peer {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    self.link.send(&t.contents, t.destination);
                 }
                 Ok(Output::Event(e)) => {
                     if !self.on_event(e) {

@@ -30,6 +30,8 @@ struct Client {
 }
 
 struct Net {
+    /// The transport every client and the SFU's candidate use.
+    proto: Protocol,
     sfu: Sfu,
     now: Instant,
     clients: Vec<Client>,
@@ -48,11 +50,23 @@ fn info(direction: Direction, user: &str) -> PeerInfo {
 
 impl Net {
     fn new(idle: Duration, max: Duration) -> Self {
+        Self::over(Protocol::Udp, idle, max)
+    }
+
+    /// A network where the SFU offers only a candidate of `proto` and clients use `proto`.
+    fn over(proto: Protocol, idle: Duration, max: Duration) -> Self {
+        let sfu: SocketAddr = SFU.parse().expect("addr");
+        let (candidates, tcp_candidates) = match proto {
+            Protocol::Tcp => (Vec::new(), vec![sfu]),
+            _ => (vec![sfu], Vec::new()),
+        };
         Net {
+            proto,
             sfu: Sfu::new(SfuConfig {
                 idle_timeout: idle,
                 max_session: max,
-                candidates: vec![SFU.parse().expect("addr")],
+                candidates,
+                tcp_candidates,
             }),
             now: Instant::now(),
             clients: Vec::new(),
@@ -76,7 +90,7 @@ impl Net {
         let n = self.clients.len();
         let addr: SocketAddr = format!("127.0.0.{}:6000", n + 2).parse().expect("addr");
         let mut rtc = Rtc::builder().build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        rtc.add_local_candidate(Candidate::host(addr, self.proto).expect("candidate"));
         let dir = match direction {
             Direction::Publish => MediaDir::SendOnly,
             Direction::Subscribe => MediaDir::RecvOnly,
@@ -133,8 +147,14 @@ impl Net {
                         }
                         Ok(Output::Transmit(t)) => {
                             moved = true;
-                            self.sfu
-                                .handle_receive(self.now, t.source, t.destination, &t.contents);
+                            assert_eq!(t.proto, self.proto, "a client sent on another transport");
+                            self.sfu.handle_receive(
+                                self.now,
+                                t.proto,
+                                t.source,
+                                t.destination,
+                                &t.contents,
+                            );
                         }
                         Ok(Output::Event(e)) => match e {
                             Event::Connected => c.connected = true,
@@ -155,11 +175,12 @@ impl Net {
             }
             while let Some(t) = self.sfu.poll_transmit() {
                 moved = true;
+                assert_eq!(t.proto, self.proto, "the SFU sent on another transport");
                 if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
                     let input = Input::Receive(
                         self.now,
                         Receive {
-                            proto: Protocol::Udp,
+                            proto: t.proto,
                             source: t.source,
                             destination: t.destination,
                             contents: (&t.contents[..]).try_into().expect("datagram"),
@@ -271,6 +292,31 @@ fn one_publisher_reaches_every_subscriber() {
         .filter(|e| matches!(e, SfuEvent::Subscribed { .. }))
         .count();
     assert_eq!(subscribed, 6, "three subscribers, audio and video each");
+}
+
+#[test]
+fn sessions_over_ice_tcp_forward_like_udp() {
+    let mut net = Net::over(
+        Protocol::Tcp,
+        Duration::from_secs(30),
+        Duration::from_secs(600),
+    );
+    let publisher = net.join(Direction::Publish, "u-pub").expect("publish");
+    let sub = net.join(Direction::Subscribe, "u-sub").expect("subscribe");
+    net.connect_all();
+    for n in 0..20u8 {
+        net.send(publisher, n);
+        net.step(Duration::from_millis(20));
+    }
+    for _ in 0..20 {
+        net.step(Duration::from_millis(20));
+    }
+    let video = net.clients[sub]
+        .received
+        .iter()
+        .filter(|(k, _)| *k == MediaKind::Video)
+        .count();
+    assert!(video >= 18, "the TCP subscriber got {video} video frames");
 }
 
 #[test]

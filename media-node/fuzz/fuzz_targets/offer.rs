@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_secs(30),
         max_session: Duration::from_secs(600),
         candidates: vec!["127.0.0.1:10000".parse().expect("address")],
+        tcp_candidates: vec!["127.0.0.1:10000".parse().expect("address")],
     });
     for direction in [Direction::Publish, Direction::Subscribe] {
         let info = PeerInfo {

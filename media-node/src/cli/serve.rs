@@ -21,6 +21,7 @@ use crate::placement::{Peers, PlacementConfig};
 use crate::server::{self, ServeConfig, StorageConfig, Tls};
 use crate::session_log;
 use crate::state::Limits;
+use crate::turn::TurnConfig;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -40,8 +41,27 @@ pub struct ServeArgs {
     #[arg(long, env = env::MEDIA_UDP_ADDR, default_value = "0.0.0.0:10000")]
     media_udp_addr: SocketAddr,
     /// Address peers send media to (ICE host candidate); port 0 means the bound port.
-    #[arg(long, env = "SANCTUM_MEDIA_ADVERTISE_ADDR")]
+    #[arg(long, env = env::MEDIA_ADVERTISE_ADDR)]
     media_advertise_addr: Option<SocketAddr>,
+    /// TCP address of the ICE-TCP passive candidate, for clients whose networks refuse UDP
+    /// (RFC 6544); unset, the node offers UDP only.
+    #[arg(long, env = env::MEDIA_TCP_ADDR)]
+    media_tcp_addr: Option<SocketAddr>,
+    /// Address peers reach the ICE-TCP listener at; default: the advertised media IP with
+    /// the bound TCP port; port 0 means the bound port.
+    #[arg(long, env = env::MEDIA_TCP_ADVERTISE_ADDR, requires = "media_tcp_addr")]
+    media_tcp_advertise_addr: Option<SocketAddr>,
+    /// TURN URIs handed to clients with their answer (`turn:host:3478?transport=tcp`,
+    /// `turns:...`), for networks that reach neither UDP nor ICE-TCP.
+    #[arg(long, env = env::TURN_URLS, value_delimiter = ',', requires = "turn_secret_file")]
+    turn_url: Vec<String>,
+    /// File with the secret shared with the TURN service (coturn `static-auth-secret`).
+    #[arg(long, env = env::TURN_SECRET_FILE, requires = "turn_url")]
+    turn_secret_file: Option<PathBuf>,
+    /// Lifetime of a TURN credential; default: the longest session, so a relayed call can
+    /// refresh its allocation until the node would end it anyway.
+    #[arg(long, env = "SANCTUM_TURN_CREDENTIAL_TTL_SECONDS")]
+    turn_credential_ttl_seconds: Option<u64>,
     /// Pod IP, used as the advertised media address when none is set.
     #[arg(long, env = env::POD_IP)]
     pod_ip: Option<IpAddr>,
@@ -196,6 +216,8 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         signaling_addr: a.signaling_addr,
         media_addr: a.media_udp_addr,
         advertise_addr,
+        media_tcp_addr: a.media_tcp_addr,
+        tcp_advertise_addr: a.media_tcp_advertise_addr,
         metrics_addr: a.metrics_addr,
         tls,
         keys: KeyConfig {
@@ -237,6 +259,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             room: a.max_room_sessions,
             token: a.max_token_sessions,
         },
+        turn: a.turn_secret_file.map(|secret_file| TurnConfig {
+            urls: a.turn_url,
+            secret_file,
+            ttl: Duration::from_secs(
+                a.turn_credential_ttl_seconds
+                    .unwrap_or(a.max_session_minutes * 60),
+            ),
+        }),
         control: match (a.control_addr, a.control_tls_dir) {
             (Some(addr), Some(tls_dir)) => Some(server::ControlListener { addr, tls_dir }),
             _ => None,

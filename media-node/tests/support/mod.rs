@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sanctum_media_client::{Kind, Options, Session};
+use sanctum_media_client::{Kind, Options, Session, Transport};
 use sanctum_media_node::keys::{KeyConfig, Provider};
 use sanctum_media_node::server::{self, Running, ServeConfig, Tls};
 use sanctum_media_node::token::{self, Grant, RoleClaim};
@@ -49,6 +49,8 @@ pub struct NodeOptions {
     /// The signaling certificate and key (PEM), to share them between nodes; a fresh
     /// self-signed one (with `tls`) when unset.
     pub tls_identity: Option<(String, String)>,
+    /// TURN credentials handed out with answers.
+    pub turn: Option<sanctum_media_node::turn::TurnConfig>,
 }
 
 /// A self-signed signaling certificate for `localhost` and 127.0.0.1, as (cert, key) PEM.
@@ -78,6 +80,7 @@ impl Default for NodeOptions {
             port: 0,
             join_key: None,
             tls_identity: None,
+            turn: None,
         }
     }
 }
@@ -131,6 +134,9 @@ impl Node {
             signaling_addr: any(o.port),
             media_addr: any(0),
             advertise_addr: None,
+            media_tcp_addr: Some(any(0)),
+            tcp_advertise_addr: None,
+            turn: o.turn.clone(),
             metrics_addr: any(0),
             tls: tls.clone(),
             keys: KeyConfig {
@@ -247,6 +253,7 @@ impl Node {
             fps: 30,
             frame_bytes: 1200,
             video_slots: 1,
+            transport: Transport::Udp,
         }
     }
 

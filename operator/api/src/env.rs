@@ -18,6 +18,16 @@ pub const POD_IP: &str = "POD_IP";
 pub const SIGNALING_ADDR: &str = "SANCTUM_SIGNALING_ADDR";
 /// UDP media address.
 pub const MEDIA_UDP_ADDR: &str = "SANCTUM_MEDIA_UDP_ADDR";
+/// Address offered as the UDP ICE candidate (default: the pod IP and the UDP port).
+pub const MEDIA_ADVERTISE_ADDR: &str = "SANCTUM_MEDIA_ADVERTISE_ADDR";
+/// Address offered as the ICE-TCP candidate.
+pub const MEDIA_TCP_ADVERTISE_ADDR: &str = "SANCTUM_MEDIA_TCP_ADVERTISE_ADDR";
+/// ICE-TCP listen address (the passive candidate).
+pub const MEDIA_TCP_ADDR: &str = "SANCTUM_MEDIA_TCP_ADDR";
+/// TURN URIs handed to clients (comma-separated).
+pub const TURN_URLS: &str = "SANCTUM_TURN_URLS";
+/// File with the secret shared with the TURN service.
+pub const TURN_SECRET_FILE: &str = "SANCTUM_TURN_SECRET_FILE";
 /// Health and metrics address.
 pub const METRICS_ADDR: &str = "SANCTUM_METRICS_ADDR";
 /// Signaling TLS certificate file.

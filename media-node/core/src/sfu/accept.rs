@@ -3,6 +3,7 @@
 
 use super::forward::kind_name;
 use super::*;
+use str0m::net::TcpType;
 
 impl Sfu {
     /// Takes an SDP offer for a new session and answers it, or says why not.
@@ -17,6 +18,15 @@ impl Sfu {
         let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
         for addr in &self.config.candidates {
             let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| AcceptError::Negotiation(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
+        for addr in &self.config.tcp_candidates {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
                 .map_err(|e| AcceptError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }

@@ -32,6 +32,9 @@ pub struct SfuConfig {
     pub max_session: Duration,
     /// Addresses the media socket is reachable at, offered as ICE host candidates.
     pub candidates: Vec<SocketAddr>,
+    /// Addresses a TCP listener is reachable at, offered as passive ICE-TCP host candidates
+    /// (RFC 6544) for clients whose networks refuse UDP.
+    pub tcp_candidates: Vec<SocketAddr>,
 }
 
 /// Something the driver should log, count or tell a client.
@@ -128,8 +131,8 @@ pub struct Sfu {
     /// Peers per room, in joining order.
     rooms: HashMap<String, Vec<PeerId>>,
     tracks: BTreeMap<TrackId, Track>,
-    /// Remote address → peer, learned from the first datagram a peer accepted.
-    by_source: HashMap<SocketAddr, PeerId>,
+    /// Remote transport address → peer, learned from the first datagram a peer accepted.
+    by_source: HashMap<(Protocol, SocketAddr), PeerId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     /// Peers with input since they were last polled.
@@ -303,10 +306,12 @@ impl Sfu {
         }
     }
 
-    /// Feeds one received datagram; false when no session claims it.
+    /// Feeds one received datagram (over TCP: one RFC 4571 frame without its length);
+    /// false when no session claims it.
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         datagram: &[u8],
@@ -317,7 +322,7 @@ impl Sfu {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -325,7 +330,7 @@ impl Sfu {
         );
         let known = self
             .by_source
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|id| self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)));
         let id = match known {
@@ -339,7 +344,7 @@ impl Sfu {
                 else {
                     return false;
                 };
-                self.by_source.insert(source, id);
+                self.by_source.insert((proto, source), id);
                 id
             }
         };
