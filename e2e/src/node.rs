@@ -391,3 +391,57 @@ pub async fn create_tenant(client: &Client, tenant: &VideoTenant) -> Result<Stri
     .await?;
     Ok(namespace)
 }
+
+/// Runs `media-node/web/browser-test.mjs` against a node of the cluster: headless Chromium
+/// opens the node's own call page through `signaling` (an HTTPS base such as a
+/// port-forward), publishes into `room` with `publish` and decodes with `view`. `env` adds
+/// the script's expectations (`SANCTUM_EXPECT_REMOTE`, ...). Returns its output.
+pub async fn browser_call(
+    signaling: &str,
+    room: &str,
+    publish: &str,
+    view: &str,
+    env: &[(&str, &str)],
+) -> Result<String> {
+    let out = Command::new("node")
+        .arg(crate::repo_root().join("media-node/web/browser-test.mjs"))
+        .env("SANCTUM_SIGNALING_URL", signaling)
+        .env("SANCTUM_ROOM", room)
+        .env("SANCTUM_PUBLISH_TOKEN", publish)
+        .env("SANCTUM_VIEW_TOKEN", view)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running node media-node/web/browser-test.mjs")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(
+        out.status.success() && stdout.contains("frames decoded through the SFU"),
+        "the browser call failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+/// The example tenant cut to one media node on the real node, with media from this
+/// machine (the host end of the node's link) admitted, after `customize`; created, Ready,
+/// and its pod running. Returns the tenant as created, its namespace and the pod.
+pub async fn one_node_tenant(
+    client: &Client,
+    node: &RealNode,
+    run: &str,
+    customize: impl FnOnce(&mut VideoTenant),
+) -> Result<(VideoTenant, String, Pod)> {
+    let mut tenant: VideoTenant = crate::example_tenant(run, run)?;
+    tenant.spec.media.regions.truncate(1);
+    tenant.spec.media.regions[0].replicas = 1;
+    tenant.spec.network.media_cidrs = vec![format!("{}/32", node.host_ip)];
+    pin_to_real_node(&mut tenant);
+    customize(&mut tenant);
+    let tenants = Api::<VideoTenant>::all(client.clone());
+    let namespace = create_tenant(client, &tenant).await?;
+    crate::wait_condition(&tenants, run, "Ready", "True", Duration::from_secs(180)).await?;
+    let mut pods = wait_running(client, &namespace, MEDIA_PODS, 1, Duration::from_secs(60)).await?;
+    let pod = pods.pop().context("a media pod")?;
+    Ok((tenant, namespace, pod))
+}

@@ -113,6 +113,67 @@ async fn invalid_tenants_are_rejected_with_cel_messages() -> Result<()> {
     let msg = rejected(&api, &t).await?;
     ensure!(msg.contains("Duplicate value"), "{msg}");
 
+    // Exposure: a balancer or a fixed address serves one media node; node ports and
+    // annotations only where they apply; addresses are IPs; TURN URIs are TURN URIs.
+    let expose = |region: serde_json::Value, name: &str| -> Result<VideoTenant> {
+        let mut t = example_tenant(&unique(name), &run)?;
+        let mut value = serde_json::to_value(&t.spec.media.regions[0])?;
+        if let (Some(target), Some(extra)) = (value.as_object_mut(), region.as_object()) {
+            target.extend(extra.clone());
+        }
+        t.spec.media.regions[0] = serde_json::from_value(value)?;
+        Ok(t)
+    };
+    for (region, want) in [
+        (
+            serde_json::json!({"replicas": 2, "expose": {"mode": "LoadBalancer"}}),
+            "expose.mode LoadBalancer and expose.address serve one media node",
+        ),
+        (
+            serde_json::json!({"replicas": 1, "expose": {"address": "203.0.113.10"}, "autoscaling": {"min": 1, "max": 3}}),
+            "expose.mode LoadBalancer and expose.address serve one media node",
+        ),
+        (
+            serde_json::json!({"replicas": 1, "expose": {"mode": "LoadBalancer", "address": "not-an-ip"}}),
+            "expose.address must be an IP address",
+        ),
+        (
+            serde_json::json!({"expose": {"mode": "PodIP", "nodePorts": {"udp": 31000, "tcp": 31001}}}),
+            "expose.nodePorts only apply to mode NodePort",
+        ),
+        (
+            serde_json::json!({"expose": {"mode": "NodePort", "annotations": {"a": "b"}}}),
+            "expose.annotations only apply to mode LoadBalancer",
+        ),
+    ] {
+        let msg = rejected(&api, &expose(region.clone(), "adm-expose")?).await?;
+        ensure!(msg.contains(want), "{region}: {msg}");
+    }
+    let accepted = [
+        serde_json::json!({"replicas": 3, "expose": {"mode": "NodePort", "nodePorts": {"udp": 31000, "tcp": 31001}}}),
+        serde_json::json!({"replicas": 1, "expose": {"mode": "LoadBalancer", "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}}}),
+        serde_json::json!({"replicas": 1, "expose": {"address": "2001:db8::10"}}),
+    ];
+    for region in accepted {
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        api.create(&dry_run, &expose(region.clone(), "adm-expose-ok")?)
+            .await
+            .with_context(|| format!("{region} was refused"))?;
+    }
+    let mut t = example_tenant(&unique("adm-turn"), &run)?;
+    t.spec.media.turn = Some(serde_json::from_value(serde_json::json!({
+        "urls": ["https://turn.example"], "secretName": "turn"
+    }))?);
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("spec.media.turn.urls[0]"), "{msg}");
+    let mut t = example_tenant(&unique("adm-port"), &run)?;
+    t.spec.media.ports.udp = 80;
+    let msg = rejected(&api, &t).await?;
+    ensure!(msg.contains("spec.media.ports.udp"), "{msg}");
+
     let t = example_tenant(&format!("adm-{}", "x".repeat(45)), &run)?;
     let msg = rejected(&api, &t).await?;
     ensure!(msg.contains("at most 40 characters"), "{msg}");

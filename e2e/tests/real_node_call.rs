@@ -4,19 +4,14 @@
 //! pod network) opens the node's own call page, publishes over WHIP and a second page
 //! decodes the video over WHEP, with media sent to the address the pod advertises.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{Api, ResourceExt};
 use sanctum_api::VideoTenant;
-use sanctum_e2e::node::{
-    MEDIA_PODS, RealNode, create_tenant, join_token, pin_to_real_node, port_forward, wait_running,
-};
-use sanctum_e2e::{
-    Cluster, Operator, example_tenant, repo_root, unique, wait_condition, wait_gone, with_logs,
-};
+use sanctum_e2e::node::{RealNode, browser_call, join_token, one_node_tenant, port_forward};
+use sanctum_e2e::{Cluster, Operator, unique, wait_gone, with_logs};
 
 #[tokio::test]
 async fn media_nodes_run_on_a_real_kubelet_and_carry_a_browser_call() -> Result<()> {
@@ -29,17 +24,9 @@ async fn media_nodes_run_on_a_real_kubelet_and_carry_a_browser_call() -> Result<
 
 async fn body(cluster: &Cluster, node: &RealNode, run: &str) -> Result<()> {
     let client = &cluster.client;
-    let mut tenant: VideoTenant = example_tenant(run, run)?;
-    tenant.spec.media.regions.truncate(1);
-    tenant.spec.media.regions[0].replicas = 1;
-    // Media from this machine (the host end of the node's link) is the client traffic.
-    tenant.spec.network.media_cidrs = vec![format!("{}/32", node.host_ip)];
-    pin_to_real_node(&mut tenant);
+    let (_, namespace, pod) = one_node_tenant(client, node, run, |_| {}).await?;
     let tenants = Api::<VideoTenant>::all(client.clone());
-    let namespace = create_tenant(client, &tenant).await?;
-    wait_condition(&tenants, run, "Ready", "True", Duration::from_secs(180)).await?;
-    let pods = wait_running(client, &namespace, MEDIA_PODS, 1, Duration::from_secs(60)).await?;
-    let pod = &pods[0];
+    let pod = &pod;
     check_hardening(pod, node)?;
     let enforce = Api::<Namespace>::all(client.clone())
         .get(&namespace)
@@ -58,29 +45,14 @@ async fn body(cluster: &Cluster, node: &RealNode, run: &str) -> Result<()> {
     let room = "room-real-node";
     let publish = join_token(client, &namespace, run, room, "u-camera", "host").await?;
     let view = join_token(client, &namespace, run, room, "u-viewer", "observer").await?;
-    let out = tokio::process::Command::new("node")
-        .arg(repo_root().join("media-node/web/browser-test.mjs"))
-        .env(
-            "SANCTUM_SIGNALING_URL",
-            format!("https://{}", forward.local),
-        )
-        .env("SANCTUM_ROOM", room)
-        .env("SANCTUM_PUBLISH_TOKEN", &publish)
-        .env("SANCTUM_VIEW_TOKEN", &view)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("running node media-node/web/browser-test.mjs")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "the browser call failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(
-        stdout.contains("frames decoded through the SFU"),
-        "{stdout}"
-    );
+    browser_call(
+        &format!("https://{}", forward.local),
+        room,
+        &publish,
+        &view,
+        &[],
+    )
+    .await?;
     // Its pod address (the node's only candidate) is on the real node's pod network.
     let pod_ip = pod
         .status

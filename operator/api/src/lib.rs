@@ -19,8 +19,9 @@ pub use recording::{
 };
 pub use tenant::{
     AuditAnchor, AutoscalingSpec, BackupDestination, BackupSpec, DeletionPolicy, EncryptionSpec,
-    KeyProvider, MediaSpec, NetworkSpec, ObjectLockMode, ObjectLockSpec, RecordingPolicy,
-    RegionSpec, RegionStatus, StorageSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
+    ExposeMode, ExposeSpec, KeyProvider, MediaPorts, MediaSpec, NetworkSpec, NodePorts,
+    ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec, RegionStatus, StorageSpec,
+    TurnSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
 };
 
 /// API group shared by every Sanctum resource, so RBAC and CRD names stay consistent.

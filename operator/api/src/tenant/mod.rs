@@ -4,13 +4,16 @@
 //! and CEL rules, so nothing invalid reaches the reconciler. Field doc comments are what
 //! `kubectl explain` shows: they are written for the people who write manifests.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod media;
+
+pub use media::{
+    AutoscalingSpec, ExposeMode, ExposeSpec, MediaPorts, MediaSpec, NodePorts, RegionSpec, TurnSpec,
+};
 
 /// Longest tenant name: `vt-<name>` and derived bucket names must stay within DNS limits.
 pub const MAX_TENANT_NAME: usize = 40;
@@ -257,122 +260,6 @@ pub enum ObjectLockMode {
     Compliance,
 }
 
-/// Media nodes: the WebRTC SFU pods.
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct MediaSpec {
-    /// Media-node container image.
-    #[serde(default = "default_media_image")]
-    #[schemars(length(min = 1, max = 512))]
-    pub image: String,
-
-    /// CPU and memory for each media node. Defaults suit a few dozen participants.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-
-    /// Longest a session may last, in minutes (5 to 1440); then the participant is logged off.
-    #[serde(default = "default_max_session_minutes")]
-    #[schemars(range(min = 5, max = 1440))]
-    pub max_session_minutes: i32,
-
-    /// Seconds without media or signaling before a session is ended (30 to 3600).
-    #[serde(default = "default_idle_timeout_seconds")]
-    #[schemars(range(min = 30, max = 3600))]
-    pub idle_timeout_seconds: i32,
-
-    /// `kubernetes.io/tls` Secret in the tenant namespace with the certificate media nodes
-    /// serve WHIP/WHEP with (for example issued by cert-manager). Media nodes do not start
-    /// without it; a renewed certificate is picked up without a restart.
-    #[serde(default = "default_tls_secret_name")]
-    #[schemars(length(min = 1, max = 253))]
-    pub tls_secret_name: String,
-
-    /// Web origins (`https://app.clinic.example`) whose pages may call WHIP/WHEP from a
-    /// browser (CORS). Empty: only pages served from the signaling origin itself.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    #[schemars(extend("items" = {"type": "string", "maxLength": 253, "pattern": "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$"}))]
-    pub allowed_origins: Vec<String>,
-
-    /// Regions the tenant serves. Each becomes its own Deployment, Service,
-    /// PodDisruptionBudget and (with autoscaling) HorizontalPodAutoscaler.
-    #[schemars(length(min = 1, max = 16))]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    pub regions: Vec<RegionSpec>,
-}
-
-fn default_media_image() -> String {
-    DEFAULT_MEDIA_IMAGE.to_string()
-}
-fn default_tls_secret_name() -> String {
-    "media-node-tls".to_string()
-}
-fn default_max_session_minutes() -> i32 {
-    240
-}
-fn default_idle_timeout_seconds() -> i32 {
-    300
-}
-
-/// One region of media nodes.
-#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("!has(self.autoscaling) || self.autoscaling.min <= self.autoscaling.max").message("autoscaling.min must be less than or equal to autoscaling.max").field_path(".autoscaling.min")
-)]
-pub struct RegionSpec {
-    /// Region name, a DNS label of at most 20 characters (for example `us-east` or `eu-west-1`).
-    #[schemars(
-        length(min = 1, max = 20),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
-    pub name: String,
-
-    /// Media nodes in this region when autoscaling is off (0 to 100).
-    #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0, max = 100))]
-    pub replicas: i32,
-
-    /// Scale between `min` and `max` on CPU. When set, `replicas` is ignored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autoscaling: Option<AutoscalingSpec>,
-
-    /// Node labels media nodes of this region must run on.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16))]
-    pub node_selector: BTreeMap<String, String>,
-
-    /// Taints media nodes of this region tolerate, for node pools kept for media (for
-    /// example `{key: dedicated, value: media, effect: NoSchedule}`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub tolerations: Vec<Toleration>,
-}
-
-fn default_replicas() -> i32 {
-    2
-}
-
-/// Horizontal autoscaling of one region.
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AutoscalingSpec {
-    /// Fewest media nodes (at least 1).
-    #[schemars(range(min = 1, max = 100))]
-    pub min: i32,
-    /// Most media nodes (at most 100).
-    #[schemars(range(min = 1, max = 100))]
-    pub max: i32,
-    /// Average CPU utilisation to aim for, in percent of the request.
-    #[serde(default = "default_target_cpu", rename = "targetCPU")]
-    #[schemars(range(min = 10, max = 95))]
-    pub target_cpu: i32,
-}
-
-fn default_target_cpu() -> i32 {
-    70
-}
-
 /// Recording rules of the tenant.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -556,6 +443,10 @@ pub struct RegionStatus {
     pub desired: i32,
     /// Media nodes ready to take sessions.
     pub ready: i32,
+    /// Where clients send this region's media (`NodePort` and `LoadBalancer` regions), for
+    /// example `203.0.113.10 udp/10000 tcp/10000` or `<node address> udp/31000 tcp/31001`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
 }
 
 impl VideoTenant {

@@ -19,6 +19,8 @@ pub struct Observed {
     pub regions: Vec<RegionStatus>,
     /// Regions whose Deployment has not finished rolling out.
     pub rolling_out: Vec<String>,
+    /// Regions waiting for the cluster to assign their exposure Service's ports or address.
+    pub unexposed: Vec<String>,
     /// NetworkPolicies in force.
     pub network_policies: usize,
     /// The tenant key, once it exists.
@@ -61,8 +63,13 @@ impl BackupRun {
     }
 }
 
-/// Counts of one region, read from its live Deployment.
-pub fn observe_region(region: &str, deployment: &Deployment) -> (RegionStatus, bool) {
+/// Counts of one region, read from its live Deployment; `media` is where its clients
+/// send media, when it is exposed.
+pub fn observe_region(
+    region: &str,
+    deployment: &Deployment,
+    media: Option<String>,
+) -> (RegionStatus, bool) {
     let desired = deployment
         .spec
         .as_ref()
@@ -79,6 +86,7 @@ pub fn observe_region(region: &str, deployment: &Deployment) -> (RegionStatus, b
             name: region.to_string(),
             desired,
             ready,
+            media,
         },
         rolled_out,
     )

@@ -82,7 +82,16 @@ pub fn converged(
         .regions
         .iter()
         .fold((0, 0), |(r, d), s| (r + s.ready, d + s.desired));
-    parts.push(if observed.rolling_out.is_empty() {
+    parts.push(if !observed.unexposed.is_empty() {
+        Desired::no(
+            c::MEDIA_READY,
+            reasons::WAITING_FOR_MEDIA,
+            format!(
+                "waiting for the cluster to assign the media Service of {} (node ports or a load balancer address); no media node runs there until then",
+                observed.unexposed.join(", ")
+            ),
+        )
+    } else if observed.rolling_out.is_empty() {
         Desired::yes(
             c::MEDIA_READY,
             reasons::RECONCILED,
@@ -134,7 +143,7 @@ pub fn converged(
     });
 
     let not_ready: Vec<&Desired> = parts.iter().filter(|p| !p.is_true()).collect();
-    let progressing = !observed.rolling_out.is_empty();
+    let progressing = !observed.rolling_out.is_empty() || !observed.unexposed.is_empty();
     let mut desired_conditions = vec![
         if not_ready.is_empty() {
             Desired::yes(c::READY, reasons::RECONCILED, "the tenant is converged")
@@ -261,14 +270,17 @@ mod tests {
                     name: "us-east".into(),
                     desired: 2,
                     ready: if rolling_out.is_empty() { 2 } else { 1 },
+                    media: None,
                 },
                 RegionStatus {
                     name: "eu-west".into(),
                     desired: 1,
                     ready: 1,
+                    media: Some("203.0.113.10 udp/10000 tcp/10000".into()),
                 },
             ],
             rolling_out: rolling_out.iter().map(|s| s.to_string()).collect(),
+            unexposed: Vec::new(),
             network_policies: 5,
             key: Some(fixtures::key()),
             bucket: Some("sanctum-clinic-a-1234abcd".into()),
@@ -417,6 +429,28 @@ mod tests {
         assert!(is_true(&s.conditions, c::RECONCILING));
         assert!(!is_true(&s.conditions, c::MEDIA_READY));
         assert_eq!(s.media_nodes.as_deref(), Some("2/3"));
+    }
+
+    #[test]
+    fn a_region_waiting_for_its_media_address_is_not_ready_and_says_why() {
+        let t = fixtures::tenant("clinic-a");
+        let v = fixtures::validated("clinic-a");
+        let mut o = observed(&[]);
+        o.unexposed = vec!["eu-west".into()];
+        let s = converged(&t, &v, &o, &now());
+        assert!(is_true(&s.conditions, c::RECONCILING));
+        let media = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == c::MEDIA_READY)
+            .expect("MediaReady");
+        assert_eq!(media.status, "False");
+        assert!(media.message.contains("eu-west"), "{}", media.message);
+        assert_eq!(
+            s.regions[1].media.as_deref(),
+            Some("203.0.113.10 udp/10000 tcp/10000"),
+            "where clients send media is in the status"
+        );
     }
 
     #[test]

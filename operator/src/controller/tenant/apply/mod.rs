@@ -68,6 +68,10 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     let policies = foundation.network_policies.len();
     run.apply_foundation(foundation).await?;
 
+    // The Services that carry media ports out of the cluster: what the cluster assigns
+    // them (node ports, a balancer's address) is what the media nodes must offer.
+    let exposed = run.expose().await?;
+
     // Dereference: what is made once and then only read.
     let join_token_public_pem = run.ensure_signing_key().await?;
     let control_public_pem = run.ensure_control_key().await?;
@@ -80,6 +84,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         control_public_pem,
         key: key.clone(),
         bucket: bucket.clone(),
+        exposed,
     };
 
     // Then what runs in the namespace.
@@ -104,8 +109,14 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
             run.apply(&run.api::<HorizontalPodAutoscaler>(), hpa)
                 .await?;
         }
-        let (counts, rolled_out) = observe::observe_region(&region.region, &deployment);
-        if !rolled_out {
+        let media = region
+            .advertise
+            .as_ref()
+            .and_then(|a| build::expose::describe(&v, a));
+        let (counts, rolled_out) = observe::observe_region(&region.region, &deployment, media);
+        if region.advertise.is_none() {
+            observed.unexposed.push(region.region.clone());
+        } else if !rolled_out {
             observed.rolling_out.push(region.region.clone());
         }
         observed.regions.push(counts);
@@ -182,6 +193,23 @@ async fn report_backup(ctx: &Context, tenant: &VideoTenant, run: &BackupRun) {
             note,
         )
         .await;
+    }
+}
+
+/// The first IPv4 address of a balancer's DNS name (AWS names its balancers): media
+/// candidates are addresses. `None` (the region keeps waiting) when it does not resolve yet.
+async fn resolve(host: &str) -> Option<String> {
+    match tokio::net::lookup_host((host, 0)).await {
+        Ok(addrs) => {
+            let mut v4: Vec<std::net::IpAddr> =
+                addrs.map(|a| a.ip()).filter(|ip| ip.is_ipv4()).collect();
+            v4.sort();
+            v4.first().map(|ip| ip.to_string())
+        }
+        Err(e) => {
+            warn!(error = %e, "the load balancer's name does not resolve yet");
+            None
+        }
     }
 }
 
@@ -270,6 +298,32 @@ impl Run<'_> {
             .or_default()
             .insert(name);
         Ok(applied.object)
+    }
+
+    /// Applies each exposed region's Service and reads back what the cluster assigned it.
+    async fn expose(&mut self) -> Result<BTreeMap<String, build::expose::Exposed>, Error> {
+        let mut exposed = BTreeMap::new();
+        for region in &self.v.spec.media.regions {
+            let Some(service) = build::expose::build_exposure_service(self.v, region) else {
+                continue;
+            };
+            let applied = self.apply(&self.api::<Service>(), service).await?;
+            let (udp_node_port, tcp_node_port) = build::expose::node_ports(&applied);
+            let address = match build::expose::balancer_ingress(&applied) {
+                Some(build::expose::BalancerIngress::Ip(ip)) => Some(ip),
+                Some(build::expose::BalancerIngress::Hostname(host)) => resolve(&host).await,
+                None => None,
+            };
+            exposed.insert(
+                region.name.clone(),
+                build::expose::Exposed {
+                    address,
+                    udp_node_port,
+                    tcp_node_port,
+                },
+            );
+        }
+        Ok(exposed)
     }
 
     /// The foundation: namespace, NetworkPolicies, quota, limits, the media nodes' account

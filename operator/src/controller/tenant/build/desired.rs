@@ -3,9 +3,12 @@
 //! the data key, the bucket), with no I/O. `apply` applies it and deletes the tenant's
 //! labelled objects it does not contain.
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 
 use super::backup::{BackupJobs, BackupObjects, build_backup};
+use super::expose::{Exposed, build_exposure};
 use super::signing_key::build_public_key_config_map;
 use super::{
     Foundation, MediaNodes, OperatorIdentity, RegionObjects, TenantKeyRef, foundation, regions,
@@ -23,6 +26,8 @@ pub struct Refs {
     pub key: TenantKeyRef,
     /// The recordings bucket.
     pub bucket: String,
+    /// What the cluster assigned to each exposed region's Service (ports, address).
+    pub exposed: BTreeMap<String, Exposed>,
 }
 
 /// How the operator runs tenants' pods: its own settings, the same for every tenant.
@@ -36,10 +41,13 @@ pub struct Settings<'a> {
     pub backup: &'a BackupJobs,
 }
 
-/// The tenant's objects, in the two waves `apply` applies them in.
+/// The tenant's objects, in the three waves `apply` applies them in.
 pub struct Desired {
     /// Applied first: what makes the namespace safe and lets the operator read its Secrets.
     pub foundation: Foundation,
+    /// The Services that expose media ports outside the cluster; what the cluster assigns
+    /// to them is part of [`Refs`].
+    pub exposure: Vec<Service>,
     /// Applied once the keys and the bucket are there.
     pub workloads: Workloads,
 }
@@ -54,10 +62,11 @@ pub struct Workloads {
     pub backup: Option<BackupObjects>,
 }
 
-/// Builds every object of the tenant: [`foundation`] and [`workloads`].
+/// Builds every object of the tenant: [`foundation`], [`build_exposure`] and [`workloads`].
 pub fn desired(v: &Validated, refs: &Refs, settings: Settings<'_>) -> Desired {
     Desired {
         foundation: foundation(v, settings.identity),
+        exposure: build_exposure(v),
         workloads: workloads(v, refs, settings),
     }
 }
@@ -67,7 +76,7 @@ pub fn workloads(v: &Validated, refs: &Refs, settings: Settings<'_>) -> Workload
     let public_keys =
         build_public_key_config_map(v, &refs.join_token_public_pem, &refs.control_public_pem);
     Workloads {
-        regions: regions(v, &public_keys, &refs.key, settings.media),
+        regions: regions(v, &public_keys, &refs.key, settings.media, &refs.exposed),
         backup: build_backup(v, settings.backup, &refs.bucket, &refs.key),
         public_keys,
     }

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod control_tls;
 mod deployment;
 pub mod desired;
+pub mod expose;
 mod hpa;
 mod namespace;
 mod network_policy;
@@ -51,8 +52,6 @@ pub const MEDIA_COMPONENT: &str = "media-node";
 pub const MEDIA_SERVICE_ACCOUNT: &str = "media-node";
 /// HTTPS signaling port (WHIP/WHEP) inside the pod.
 pub const SIGNALING_PORT: i32 = 8443;
-/// UDP port all WebRTC media is multiplexed on.
-pub const MEDIA_UDP_PORT: i32 = 10000;
 /// Health and metrics port.
 pub const METRICS_PORT: i32 = 9090;
 
@@ -86,6 +85,9 @@ pub struct RegionObjects {
     pub pdb: PodDisruptionBudget,
     /// Present when the region autoscales.
     pub hpa: Option<HorizontalPodAutoscaler>,
+    /// The ICE candidates its nodes offer; `None` while waiting for the cluster to assign
+    /// the exposure Service's ports or address (the Deployment then has no replicas).
+    pub advertise: Option<expose::Advertise>,
 }
 
 /// Builds the namespace-level objects; `identity` is the operator's own, when it binds
@@ -121,18 +123,23 @@ pub fn regions(
     public_key: &ConfigMap,
     key: &TenantKeyRef,
     nodes: &MediaNodes,
+    exposed: &BTreeMap<String, expose::Exposed>,
 ) -> Vec<RegionObjects> {
     v.spec
         .media
         .regions
         .iter()
-        .map(|region| RegionObjects {
-            region: region.name.clone(),
-            deployment: build_deployment(v, region, public_key, key, nodes),
-            service: build_service(v, region),
-            peers: build_peers_service(v, region),
-            pdb: build_pdb(v, region),
-            hpa: build_hpa(v, region),
+        .map(|region| {
+            let advertise = expose::advertise(v, region, exposed);
+            RegionObjects {
+                region: region.name.clone(),
+                deployment: build_deployment(v, region, public_key, key, nodes, advertise.as_ref()),
+                service: build_service(v, region),
+                peers: build_peers_service(v, region),
+                pdb: build_pdb(v, region),
+                hpa: build_hpa(v, region),
+                advertise,
+            }
         })
         .collect()
 }

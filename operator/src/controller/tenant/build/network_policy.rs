@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-use super::{MEDIA_UDP_PORT, SIGNALING_PORT, all_media_selector, namespaced_meta};
+use super::{SIGNALING_PORT, all_media_selector, namespaced_meta};
 use crate::controller::tenant::validate::Validated;
 
 /// Name of the policy that denies all traffic not allowed by another policy.
@@ -125,7 +125,19 @@ pub fn build_network_policies(v: &Validated) -> Vec<NetworkPolicy> {
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
                     from: Some(ip_blocks(&net.media_cidrs)),
-                    ports: Some(vec![port("UDP", MEDIA_UDP_PORT)]),
+                    ports: Some(
+                        [
+                            Some(port("UDP", v.spec.media.ports.udp)),
+                            v.spec
+                                .media
+                                .ports
+                                .ice_tcp
+                                .then(|| port("TCP", v.spec.media.ports.tcp)),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    ),
                 }]),
                 ..Default::default()
             },

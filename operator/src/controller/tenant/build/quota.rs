@@ -7,6 +7,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use sanctum_api::ExposeMode;
+
 use super::namespaced_meta;
 use crate::controller::tenant::validate::Validated;
 
@@ -14,7 +16,9 @@ use crate::controller::tenant::validate::Validated;
 const EXTRA_PODS: i32 = 10;
 
 /// Caps pods at twice the most media nodes the regions can reach (rolling updates surge),
-/// plus headroom for jobs; forbids volumes and externally exposed ports the tenant does not need.
+/// plus headroom for jobs; forbids volumes, and allows exactly the node ports and load
+/// balancers of the operator's own exposure Services (none unless a region asks for one),
+/// so nobody else in the namespace can open a port to the outside.
 pub fn build_resource_quota(v: &Validated) -> ResourceQuota {
     let max_nodes: i32 = v
         .spec
@@ -29,7 +33,22 @@ pub fn build_resource_quota(v: &Validated) -> ResourceQuota {
             Quantity((max_nodes * 2 + EXTRA_PODS).to_string()),
         ),
         ("persistentvolumeclaims".to_string(), Quantity("0".into())),
-        ("services.nodeports".to_string(), Quantity("0".into())),
+        (
+            "services.nodeports".to_string(),
+            Quantity(node_ports(v).to_string()),
+        ),
+        (
+            "services.loadbalancers".to_string(),
+            Quantity(
+                v.spec
+                    .media
+                    .regions
+                    .iter()
+                    .filter(|r| r.expose.mode == ExposeMode::LoadBalancer)
+                    .count()
+                    .to_string(),
+            ),
+        ),
     ]);
     ResourceQuota {
         metadata: namespaced_meta(v, "tenant-quota"),
@@ -39,6 +58,19 @@ pub fn build_resource_quota(v: &Validated) -> ResourceQuota {
         }),
         ..Default::default()
     }
+}
+
+/// Node ports the exposure Services take: one per media port of each exposed region (a
+/// LoadBalancer Service allocates them too).
+fn node_ports(v: &Validated) -> usize {
+    let per_region = if v.spec.media.ports.ice_tcp { 2 } else { 1 };
+    v.spec
+        .media
+        .regions
+        .iter()
+        .filter(|r| r.expose.mode != ExposeMode::PodIP)
+        .count()
+        * per_region
 }
 
 /// Gives containers without resources sane defaults, and bounds any one container.
@@ -82,6 +114,27 @@ mod tests {
             Quantity(((2 + 5) * 2 + EXTRA_PODS).to_string())
         );
         assert_eq!(hard["persistentvolumeclaims"], Quantity("0".into()));
+        assert_eq!(hard["services.nodeports"], Quantity("0".into()));
+        assert_eq!(hard["services.loadbalancers"], Quantity("0".into()));
+    }
+
+    #[test]
+    fn exposed_regions_get_exactly_their_ports() {
+        let mut v = fixtures::validated("clinic-a");
+        v.spec.media.regions[0].expose.mode = ExposeMode::NodePort;
+        v.spec.media.regions[1].expose.mode = ExposeMode::LoadBalancer;
+        let hard = build_resource_quota(&v)
+            .spec
+            .and_then(|s| s.hard)
+            .expect("hard");
+        assert_eq!(hard["services.nodeports"], Quantity("4".into()));
+        assert_eq!(hard["services.loadbalancers"], Quantity("1".into()));
+        v.spec.media.ports.ice_tcp = false;
+        let hard = build_resource_quota(&v)
+            .spec
+            .and_then(|s| s.hard)
+            .expect("hard");
+        assert_eq!(hard["services.nodeports"], Quantity("2".into()));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sanctum_api::RegionSpec;
 
-use super::{MEDIA_UDP_PORT, SIGNALING_PORT, media_selector_labels, region_meta};
+use super::{SIGNALING_PORT, media_selector_labels, region_meta};
 use crate::controller::tenant::validate::Validated;
 
 /// Builds the region's ClusterIP Service; exposure to clients is the ingress's job.
@@ -18,6 +18,7 @@ pub fn build_service(v: &Validated, region: &RegionSpec) -> Service {
         protocol: Some(protocol.into()),
         ..Default::default()
     };
+    let media = &v.spec.media.ports;
     Service {
         metadata: region_meta(v, region),
         spec: Some(ServiceSpec {
@@ -25,7 +26,7 @@ pub fn build_service(v: &Validated, region: &RegionSpec) -> Service {
             selector: Some(media_selector_labels(v, region)),
             ports: Some(vec![
                 port("https", 443, "https", "TCP"),
-                port("media", MEDIA_UDP_PORT, "media", "UDP"),
+                port("media", media.udp, "media", "UDP"),
                 // Only for the EndpointSlices the operator finds its nodes' control port in;
                 // the NetworkPolicy admits it from the operator's namespace alone.
                 port(

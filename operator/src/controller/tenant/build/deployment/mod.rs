@@ -7,23 +7,23 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretVolumeSource,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, HTTPGetAction, KeyToPath, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SecretVolumeSource, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use sanctum_api::{KeyProvider, RegionSpec};
+use sanctum_api::{ExposeMode, KeyProvider, RegionSpec};
 
 use super::AwsEnv;
+use super::expose::{Advertise, HOST_IP_ENV, advertise_env};
 use super::signing_key::PUBLIC_KEY_FILE;
 use super::tenant_key::{LOCAL_KEY_FILE, LOCAL_KEY_SECRET};
 use super::{
-    MEDIA_SERVICE_ACCOUNT, MEDIA_UDP_PORT, METRICS_PORT, SIGNALING_PORT, TenantKeyRef, field_env,
-    media_selector, media_selector_labels, region_meta, restricted_container_security,
-    restricted_pod_security,
+    MEDIA_SERVICE_ACCOUNT, METRICS_PORT, SIGNALING_PORT, TenantKeyRef, field_env, media_selector,
+    media_selector_labels, region_meta, restricted_container_security, restricted_pod_security,
 };
 use crate::controller::tenant::validate::Validated;
 
@@ -39,6 +39,8 @@ pub const TLS_DIR: &str = "/etc/sanctum/tls";
 pub const LOCAL_KEY_DIR: &str = "/etc/sanctum/local-key";
 /// Where the control API's certificates (`ca.crt`, `tls.crt`, `tls.key`) are mounted.
 pub const CONTROL_TLS_DIR: &str = "/etc/sanctum/control-tls";
+/// Where the secret shared with the tenant's TURN service is mounted (file `secret`).
+pub const TURN_DIR: &str = "/etc/sanctum/turn";
 
 /// How media-node pods reach the cloud: operator settings, the same for every tenant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,19 +51,22 @@ pub struct MediaNodes {
     pub aws: AwsEnv,
 }
 
-/// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales.
+/// Builds the region's Deployment. Replicas are left to the HPA when the region autoscales;
+/// a region whose candidate addresses are not known yet (`advertise` is `None`) has none.
 pub fn build_deployment(
     v: &Validated,
     region: &RegionSpec,
     public_key: &ConfigMap,
     key: &TenantKeyRef,
     nodes: &MediaNodes,
+    advertise: Option<&Advertise>,
 ) -> Deployment {
-    let replicas = if region.autoscaling.is_some() {
-        None
-    } else {
-        Some(region.replicas)
+    let replicas = match advertise {
+        None => Some(0),
+        Some(_) if region.autoscaling.is_some() => None,
+        Some(_) => Some(region.replicas),
     };
+    let advertise = advertise.cloned().unwrap_or(Advertise::PodIp);
     let mut pod_labels = super::common_labels(v);
     pod_labels.extend(media_selector_labels(v, region));
     Deployment {
@@ -69,23 +74,35 @@ pub fn build_deployment(
         spec: Some(DeploymentSpec {
             replicas,
             selector: media_selector(v, region),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(rollout(region)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(v, region, public_key, key, nodes)),
+                spec: Some(pod_spec(v, region, public_key, key, nodes, &advertise)),
             },
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// One node at a time, a new one up before an old one drains; with one media node per
+/// Kubernetes node (`NodePort`) a surge node may have nowhere to go, so an old one drains
+/// first.
+fn rollout(region: &RegionSpec) -> DeploymentStrategy {
+    let (surge, unavailable) = if region.expose.mode == ExposeMode::NodePort {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(surge)),
+            max_unavailable: Some(IntOrString::Int(unavailable)),
+        }),
     }
 }
 
@@ -95,8 +112,23 @@ fn pod_spec(
     public_key: &ConfigMap,
     key: &TenantKeyRef,
     nodes: &MediaNodes,
+    advertise: &Advertise,
 ) -> PodSpec {
+    // A node port leads to the media nodes on that Kubernetes node only
+    // (`externalTrafficPolicy: Local`): with one there, address and port name one node.
+    let one_per_host = (region.expose.mode == ExposeMode::NodePort).then(|| Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(media_selector(v, region)),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     PodSpec {
+        affinity: one_per_host,
         service_account_name: Some(MEDIA_SERVICE_ACCOUNT.into()),
         // The node never calls the Kubernetes API: a token in an internet-facing pod
         // would only serve whoever takes it over.
@@ -118,7 +150,7 @@ fn pod_spec(
                 .collect(),
         ),
         termination_grace_period_seconds: Some(60),
-        containers: vec![container(v, region, key, nodes)],
+        containers: vec![container(v, region, key, nodes, advertise)],
         volumes: Some(volumes(v, public_key, key)),
         ..Default::default()
     }
@@ -171,6 +203,22 @@ fn volumes(v: &Validated, public_key: &ConfigMap, key: &TenantKeyRef) -> Vec<Vol
             ..Default::default()
         },
     ];
+    if let Some(turn) = &v.spec.media.turn {
+        volumes.push(Volume {
+            name: "turn".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(turn.secret_name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: turn.secret_key.clone(),
+                    path: "secret".into(),
+                    ..Default::default()
+                }]),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     if key.provider == KeyProvider::Local {
         volumes.push(Volume {
             name: "local-key".into(),
@@ -190,8 +238,10 @@ fn container(
     region: &RegionSpec,
     key: &TenantKeyRef,
     nodes: &MediaNodes,
+    advertise: &Advertise,
 ) -> Container {
     let media = &v.spec.media;
+    let ports = &media.ports;
     let env = |name: &str, value: String| EnvVar {
         name: name.into(),
         value: Some(value),
@@ -255,7 +305,7 @@ fn container(
                 ),
                 env(env::TENANT_KEY_VERSION, key.version.to_string()),
                 env(env::SIGNALING_ADDR, format!("0.0.0.0:{SIGNALING_PORT}")),
-                env(env::MEDIA_UDP_ADDR, format!("0.0.0.0:{MEDIA_UDP_PORT}")),
+                env(env::MEDIA_UDP_ADDR, format!("0.0.0.0:{}", ports.udp)),
                 env(env::METRICS_ADDR, format!("0.0.0.0:{METRICS_PORT}")),
                 env(env::TLS_CERT_FILE, format!("{TLS_DIR}/tls.crt")),
                 env(env::TLS_KEY_FILE, format!("{TLS_DIR}/tls.key")),
@@ -266,6 +316,29 @@ fn container(
                 env(env::CONTROL_TLS_DIR, CONTROL_TLS_DIR.to_string()),
             ]
             .into_iter()
+            // Before the advertised addresses, which name it as `$(HOST_IP)`.
+            .chain(
+                advertise
+                    .uses_host_ip()
+                    .then(|| field_env(HOST_IP_ENV, "status.hostIP")),
+            )
+            .chain(
+                ports
+                    .ice_tcp
+                    .then(|| env(env::MEDIA_TCP_ADDR, format!("0.0.0.0:{}", ports.tcp))),
+            )
+            .chain(
+                advertise_env(advertise)
+                    .into_iter()
+                    .filter(|(name, _)| ports.ice_tcp || *name != env::MEDIA_TCP_ADVERTISE_ADDR)
+                    .map(|(name, value)| env(name, value)),
+            )
+            .chain(media.turn.iter().flat_map(|turn| {
+                [
+                    env(env::TURN_URLS, turn.urls.join(",")),
+                    env(env::TURN_SECRET_FILE, format!("{TURN_DIR}/secret")),
+                ]
+            }))
             .chain(nodes.aws.env())
             .chain(
                 nodes
@@ -285,12 +358,22 @@ fn container(
             }))
             .collect(),
         ),
-        ports: Some(vec![
-            port("https", SIGNALING_PORT, "TCP"),
-            port("media", MEDIA_UDP_PORT, "UDP"),
-            port("control", i32::from(sanctum_api::control::PORT), "TCP"),
-            port("metrics", METRICS_PORT, "TCP"),
-        ]),
+        ports: Some(
+            [
+                Some(port("https", SIGNALING_PORT, "TCP")),
+                Some(port("media", ports.udp, "UDP")),
+                ports.ice_tcp.then(|| port("media-tcp", ports.tcp, "TCP")),
+                Some(port(
+                    "control",
+                    i32::from(sanctum_api::control::PORT),
+                    "TCP",
+                )),
+                Some(port("metrics", METRICS_PORT, "TCP")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
         resources: Some(media.resources.clone().unwrap_or_else(default_resources)),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
@@ -328,6 +411,12 @@ fn container(
                 },
             ]
             .into_iter()
+            .chain(media.turn.as_ref().map(|_| VolumeMount {
+                name: "turn".into(),
+                mount_path: TURN_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            }))
             .chain((key.provider == KeyProvider::Local).then(|| VolumeMount {
                 name: "local-key".into(),
                 mount_path: LOCAL_KEY_DIR.into(),

@@ -14,6 +14,7 @@ fn deployment(region: usize) -> Deployment {
         &cm,
         &fixtures::key(),
         &nodes(),
+        Some(&Advertise::PodIp),
     )
 }
 
@@ -54,6 +55,7 @@ fn browsers_of_the_allowed_origins_may_call_signaling() {
             &cm,
             &fixtures::key(),
             &nodes(),
+            Some(&Advertise::PodIp),
         ))
     };
     assert!(
@@ -126,7 +128,14 @@ fn aws_tenants_mount_no_local_key_and_reach_the_configured_endpoint() {
         arn: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
         ..fixtures::key()
     };
-    let d = build_deployment(&v, &v.spec.media.regions[0], &cm, &key, &nodes());
+    let d = build_deployment(
+        &v,
+        &v.spec.media.regions[0],
+        &cm,
+        &key,
+        &nodes(),
+        Some(&Advertise::PodIp),
+    );
     let pod = d
         .spec
         .as_ref()
@@ -167,6 +176,7 @@ fn aws_tenants_mount_no_local_key_and_reach_the_configured_endpoint() {
             },
             ..Default::default()
         },
+        Some(&Advertise::PodIp),
     );
     assert!(
         !env_of(&on_aws).contains_key("SANCTUM_AWS_ENDPOINT"),
@@ -191,6 +201,7 @@ fn regions_tolerate_the_taints_they_name() {
         &cm,
         &fixtures::key(),
         &nodes(),
+        Some(&Advertise::PodIp),
     );
     let pod = d.spec.expect("spec").template.spec.expect("pod");
     assert_eq!(
@@ -203,6 +214,7 @@ fn regions_tolerate_the_taints_they_name() {
         &cm,
         &fixtures::key(),
         &nodes(),
+        Some(&Advertise::PodIp),
     );
     assert!(
         other
@@ -303,4 +315,117 @@ fn pods_spread_and_carry_tenant_settings() {
 fn autoscaled_regions_leave_replicas_to_the_hpa() {
     let d = deployment(1);
     assert_eq!(d.spec.expect("spec").replicas, None);
+}
+
+#[test]
+fn exposure_sets_what_nodes_offer_and_waits_with_no_replicas() {
+    let mut v = fixtures::validated("clinic-a");
+    v.spec.media.regions[0].expose.mode = ExposeMode::NodePort;
+    let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
+    let region = v.spec.media.regions[0].clone();
+    let waiting = build_deployment(&v, &region, &cm, &fixtures::key(), &nodes(), None);
+    assert_eq!(
+        waiting.spec.as_ref().and_then(|s| s.replicas),
+        Some(0),
+        "no node runs before it knows what to offer"
+    );
+    let offered = Advertise::Addresses {
+        udp: "$(HOST_IP):31000".into(),
+        tcp: "$(HOST_IP):31001".into(),
+    };
+    let d = build_deployment(&v, &region, &cm, &fixtures::key(), &nodes(), Some(&offered));
+    assert_eq!(
+        d.spec.as_ref().and_then(|s| s.replicas),
+        Some(region.replicas)
+    );
+    let pod = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod");
+    let env: Vec<&str> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    let at = |name: &str| env.iter().position(|n| *n == name).expect(name);
+    assert!(
+        at("HOST_IP") < at("SANCTUM_MEDIA_ADVERTISE_ADDR"),
+        "$(HOST_IP) is defined before it is used"
+    );
+    let values = env_of(&d);
+    assert_eq!(
+        values["SANCTUM_MEDIA_ADVERTISE_ADDR"].as_deref(),
+        Some("$(HOST_IP):31000")
+    );
+    assert_eq!(
+        values["SANCTUM_MEDIA_TCP_ADVERTISE_ADDR"].as_deref(),
+        Some("$(HOST_IP):31001")
+    );
+    assert_eq!(
+        values["SANCTUM_MEDIA_TCP_ADDR"].as_deref(),
+        Some("0.0.0.0:10000")
+    );
+    let anti = pod
+        .affinity
+        .and_then(|a| a.pod_anti_affinity)
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution)
+        .expect("one media node per Kubernetes node");
+    assert_eq!(anti[0].topology_key, "kubernetes.io/hostname");
+}
+
+#[test]
+fn a_turn_service_is_mounted_and_named() {
+    let mut v = fixtures::validated("clinic-a");
+    v.spec.media.turn = Some(sanctum_api::TurnSpec {
+        urls: vec!["turns:turn.clinic.example:443?transport=tcp".into()],
+        secret_name: "clinic-turn".into(),
+        secret_key: "static-auth-secret".into(),
+    });
+    v.spec.media.ports.ice_tcp = false;
+    let cm = build_public_key_config_map(&v, "PEM", "CONTROL PEM");
+    let d = build_deployment(
+        &v,
+        &v.spec.media.regions[0],
+        &cm,
+        &fixtures::key(),
+        &nodes(),
+        Some(&Advertise::PodIp),
+    );
+    let values = env_of(&d);
+    assert_eq!(
+        values["SANCTUM_TURN_URLS"].as_deref(),
+        Some("turns:turn.clinic.example:443?transport=tcp")
+    );
+    assert_eq!(
+        values["SANCTUM_TURN_SECRET_FILE"].as_deref(),
+        Some("/etc/sanctum/turn/secret")
+    );
+    assert!(
+        !values.contains_key("SANCTUM_MEDIA_TCP_ADDR"),
+        "ICE-TCP is off"
+    );
+    let pod = d.spec.and_then(|s| s.template.spec).expect("pod");
+    let turn = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "turn")
+        .and_then(|v| v.secret.clone())
+        .expect("turn volume");
+    assert_eq!(turn.secret_name.as_deref(), Some("clinic-turn"));
+    let items = turn.items.expect("one key");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("static-auth-secret", "secret"),
+        "only the shared secret is mounted, under a fixed name"
+    );
+    let ports: Vec<String> = pod.containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.name.clone())
+        .collect();
+    assert!(!ports.contains(&"media-tcp".to_string()));
 }

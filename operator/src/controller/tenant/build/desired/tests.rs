@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::*;
 use crate::controller::tenant::build::backup::BackupJobs;
+use crate::controller::tenant::build::expose::Exposed;
 use crate::controller::tenant::build::{AwsEnv, MediaNodes, OperatorIdentity};
 use crate::controller::tenant::{fixtures, validate::validate};
 use sanctum_api::{KeyProvider, VideoTenant, labels};
@@ -57,6 +58,16 @@ fn refs(provider: KeyProvider) -> Refs {
             secret: "tenant-data-key".into(),
         },
         bucket: "sanctum-tenant-0a1b2c3d".into(),
+        // What the cluster gave clinic-b's NodePort region.
+        exposed: [(
+            "eu-west".to_string(),
+            Exposed {
+                address: None,
+                udp_node_port: Some(31000),
+                tcp_node_port: Some(31001),
+            },
+        )]
+        .into(),
     }
 }
 
@@ -77,6 +88,9 @@ fn render(d: &Desired) -> String {
     doc(&mut out, &f.service_account);
     if let Some(b) = &f.operator_binding {
         doc(&mut out, b);
+    }
+    for s in &d.exposure {
+        doc(&mut out, s);
     }
     let w = &d.workloads;
     doc(&mut out, &w.public_keys);
