@@ -445,3 +445,26 @@ pub async fn one_node_tenant(
     let pod = pods.pop().context("a media pod")?;
     Ok((tenant, namespace, pod))
 }
+
+/// Checks that a call goes on: `viewer` receives at least 30 more frames within 2 s, and
+/// every one of `sessions` is still live on the node, not closed by it.
+pub async fn call_goes_on(
+    viewer: &sanctum_media_client::Session,
+    sessions: &[(&str, &sanctum_media_client::Session)],
+) -> Result<()> {
+    let before = viewer.stats().frames.len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = viewer.stats().frames.len();
+    ensure!(
+        after >= before + 30,
+        "frames stopped flowing: {before} -> {after}"
+    );
+    for (who, session) in sessions {
+        let (status, body) = session.state().await?;
+        ensure!(
+            status == 200 && body.contains("live") && !session.stats().closed_by_node,
+            "the {who}'s session ended: {status} {body}"
+        );
+    }
+    Ok(())
+}

@@ -403,6 +403,9 @@ async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<(
         let cloud = cloud().await?;
         ensure!(escrowed(&cluster, &run).await?.len() == 1, "v1 escrowed");
 
+        let before = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace)
+            .get("media-us-east")
+            .await?;
         // Ask for a rotation: version 2 becomes current, version 1 stays for old recordings.
         let poke = serde_json::json!({"metadata": {"annotations": {"sanctum.dev/rotate-data-key": "drill-1"}}});
         tenants.patch(&run, &PatchParams::default(), &Patch::Merge(&poke)).await?;
@@ -422,13 +425,21 @@ async fn data_keys_rotate_and_crypto_shredding_destroys_every_copy() -> Result<(
             Ok(escrowed(&cluster, &run).await?.first().is_some_and(|d| d.contains_key("v1") && d.contains_key("v2")))
         })
         .await?;
+        // The nodes pick v2 up from the mounted Secret: the Deployment, and so every running
+        // pod and call, is left as it was.
         let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace);
-        wait_for("media nodes to use v2", Duration::from_secs(60), || async {
-            let d = deployments.get("media-us-east").await?;
-            let env = d.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].env.clone().unwrap_or_default()).unwrap_or_default();
-            Ok(env.iter().any(|e| e.name == "SANCTUM_TENANT_KEY_FILE" && e.value.as_deref() == Some("/etc/sanctum/tenant-key/v2")))
-        })
-        .await?;
+        let d = deployments.get("media-us-east").await?;
+        ensure!(
+            d.metadata.generation == before.metadata.generation,
+            "a rotation changed the media Deployment (generation {:?} -> {:?})",
+            before.metadata.generation,
+            d.metadata.generation
+        );
+        let env = d.spec.and_then(|s| s.template.spec).map(|p| p.containers[0].env.clone().unwrap_or_default()).unwrap_or_default();
+        ensure!(
+            env.iter().any(|e| e.name == "SANCTUM_TENANT_KEY_DIR" && e.value.as_deref() == Some("/etc/sanctum/tenant-key")),
+            "nodes read every version from the mounted Secret"
+        );
 
         // Deletion shreds: the KMS key is scheduled for deletion, no escrowed copy survives.
         tenants.delete(&run, &Default::default()).await?;

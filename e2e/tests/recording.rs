@@ -6,7 +6,7 @@
 //! leaves a Failed Recording (MediaNodeLost) and no upload behind.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -34,6 +34,10 @@ struct Node {
     port: u16,
     /// The control API's port (mutual TLS with the tenant's control CA).
     control_port: u16,
+    /// Health and metrics port.
+    metrics: u16,
+    /// The wrapped tenant key versions, as kubelet mounts the Secret for a pod.
+    keys: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -89,7 +93,7 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
     let dir = tempfile::tempdir()?;
     let secrets = Api::<Secret>::namespaced(cluster.client.clone(), ns);
     let keys = dir.path().join("tenant-key");
-    let version = write_tenant_keys(cluster, ns, &keys).await?;
+    write_tenant_keys(cluster, ns, &keys).await?;
     let cm = Api::<ConfigMap>::namespaced(cluster.client.clone(), ns)
         .get("join-token-public-key")
         .await?;
@@ -119,9 +123,8 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
         .args(["--media-udp-addr", "127.0.0.1:0"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
         .args(["--key-provider", "local"])
-        .arg("--tenant-key-file")
-        .arg(keys.join(format!("v{version}")))
-        .args(["--tenant-key-version", &version.to_string()])
+        .arg("--tenant-key-dir")
+        .arg(&keys)
         .arg("--join-token-public-key")
         .arg(dir.path().join("public.pem"))
         .arg("--control-public-key")
@@ -159,6 +162,8 @@ async fn start_node(cluster: &Cluster, tenant: &VideoTenant, ns: &str) -> Result
             base,
             port,
             control_port,
+            metrics,
+            keys,
             _dir: dir,
         },
         signing,
@@ -235,20 +240,25 @@ async fn wait_phase(api: &Api<Recording>, name: &str, phase: RecordingPhase) -> 
     )
 }
 
-/// Records `room` while publishing; returns the sealed Recording and the frames sent.
-/// A str0m publisher sending numbered frames into `room` on the node, once connected.
-async fn publish(node: &Node, signing: &[u8], tenant: &str, room: &str) -> Result<Session> {
-    let opts = Options {
+/// A str0m client of `room` on the node, over loopback UDP.
+fn options(node: &Node, room: &str, token: String) -> Options {
+    Options {
         base: node.base.clone(),
         room: room.to_string(),
-        token: mint(signing, tenant, room)?,
+        token,
         layer: None,
-        local_ip: "127.0.0.1".parse()?,
+        local_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         fps: 30,
         frame_bytes: 1200,
         video_slots: 1,
         transport: Transport::Udp,
-    };
+    }
+}
+
+/// Records `room` while publishing; returns the sealed Recording and the frames sent.
+/// A str0m publisher sending numbered frames into `room` on the node, once connected.
+async fn publish(node: &Node, signing: &[u8], tenant: &str, room: &str) -> Result<Session> {
+    let opts = options(node, room, mint(signing, tenant, room)?);
     let publisher = connect(&reqwest::Client::new(), Kind::Publish, &opts).await?;
     wait_for("publisher connected", Duration::from_secs(20), || async {
         Ok(publisher.stats().connected)
@@ -266,18 +276,29 @@ async fn record(
     rec: Recording,
 ) -> Result<(Recording, u64)> {
     let publisher = publish(node, signing, tenant, &rec.spec.room).await?;
+    let sealed = record_room(api, name, rec, Duration::from_secs(3)).await?;
+    let (_, stats) = publisher.close().await?;
+    Ok((sealed, stats.video_sent))
+}
+
+/// Creates `rec` for a room with a publisher, records for `length`, stops, and returns it
+/// sealed.
+async fn record_room(
+    api: &Api<Recording>,
+    name: &str,
+    rec: Recording,
+    length: Duration,
+) -> Result<Recording> {
     api.create(&PostParams::default(), &rec).await?;
     wait_phase(api, name, RecordingPhase::Recording).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(length).await;
     api.patch(
         name,
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({"spec": {"stop": true}})),
     )
     .await?;
-    let sealed = wait_phase(api, name, RecordingPhase::Sealed).await?;
-    let (_, stats) = publisher.close().await?;
-    Ok((sealed, stats.video_sent))
+    wait_phase(api, name, RecordingPhase::Sealed).await
 }
 
 async fn wait_integrity(
@@ -511,6 +532,12 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         )
         .await?;
         session_log_is_audited(&cluster.client, &cloud, &run).await?;
+        ensure!(
+            st.key_version == Some(1),
+            "visit-1 key version {:?}",
+            st.key_version
+        );
+        rotation_during_a_call(&cluster, &run, &ns, &node, &signing, &api).await?;
 
         // The Recording finds its object again: restored from the version it names, with
         // the SHA-256 recorded at sealing. (Re-linked once, then re-checked as usual.)
@@ -692,6 +719,82 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// A data-key rotation asked for during a call: the node takes the new version from its
+/// key directory (this test rewrites it from the Secret, as kubelet does for a pod), the
+/// call's sessions stay connected with frames flowing, and the next Recording is sealed
+/// under the new version.
+async fn rotation_during_a_call(
+    cluster: &Cluster,
+    run: &str,
+    ns: &str,
+    node: &Node,
+    signing: &[u8],
+    api: &Api<Recording>,
+) -> Result<()> {
+    let room = "room-rotation";
+    let publisher = publish(node, signing, run, room).await?;
+    let viewer = connect(
+        &reqwest::Client::new(),
+        Kind::Subscribe,
+        &options(
+            node,
+            room,
+            sanctum_e2e::node::mint_token(signing, run, room, "viewer-1", "observer")?,
+        ),
+    )
+    .await?;
+    wait_for(
+        "video reaches the viewer",
+        Duration::from_secs(20),
+        || async { Ok(viewer.stats().frames.len() >= 30) },
+    )
+    .await?;
+
+    let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+    let poke = serde_json::json!({"metadata": {"annotations": {"sanctum.dev/rotate-data-key": "during-a-call"}}});
+    tenants
+        .patch(run, &PatchParams::default(), &Patch::Merge(&poke))
+        .await?;
+    wait_for("key version 2", Duration::from_secs(60), || async {
+        Ok(tenants.get(run).await?.status.and_then(|s| s.key_version) == Some(2))
+    })
+    .await?;
+    write_tenant_keys(cluster, ns, &node.keys).await?;
+    let metrics = format!("http://127.0.0.1:{}/metrics", node.metrics);
+    wait_for(
+        "the node to take version 2",
+        Duration::from_secs(30),
+        || async {
+            let text = reqwest::get(&metrics).await?.text().await?;
+            Ok(text
+                .lines()
+                .any(|l| l == "sanctum_media_tenant_key_version 2"))
+        },
+    )
+    .await?;
+
+    sanctum_e2e::node::call_goes_on(&viewer, &[("publisher", &publisher), ("viewer", &viewer)])
+        .await
+        .context("across the rotation")?;
+
+    // The next Recording takes the new version; the sessions it records are the same.
+    let sealed = record_room(
+        api,
+        "visit-rotated",
+        recording("visit-rotated", room, false, None)?,
+        Duration::from_secs(2),
+    )
+    .await?;
+    let version = sealed.status.and_then(|s| s.key_version);
+    ensure!(
+        version == Some(2),
+        "the recording after the rotation names key version {version:?}"
+    );
+    publisher.close().await?;
+    viewer.close().await?;
+    Ok(())
 }
 
 /// Runs `sanctum backup` for the tenant with extra flags; the child is killed on drop.

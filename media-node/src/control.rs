@@ -123,10 +123,10 @@ async fn start(
     if !state.media.has_publisher(&req.room).await {
         return problem(StatusCode::NOT_FOUND, "room-not-here");
     }
-    let keys = state.keys.get().expect("checked in authorize");
+    let key = state.keys.get().expect("checked in authorize").tenant_key();
     match state
         .recorders
-        .start(&id, &req, keys.tenant_key.clone(), keys.key_version)
+        .start(&id, &req, key.key.clone(), key.version)
     {
         Ok((report, created)) => {
             state.media.record(&req.room).await;

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub forward_latency: Histogram,
     /// Open ICE-TCP connections.
     pub tcp_connections: Gauge,
+    /// Version of the tenant data key new recordings use (0 before it is loaded).
+    pub tenant_key_version: Gauge,
     /// ICE-TCP connections closed because no session claimed what they sent.
     pub tcp_refused: Counter,
     /// Refused tokens by reason.
@@ -92,6 +94,7 @@ impl Default for Metrics {
             bytes: Family::default(),
             forward_latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             tcp_connections: Gauge::default(),
+            tenant_key_version: Gauge::default(),
             tcp_refused: Counter::default(),
             auth_failures: Family::default(),
             sessions_ended: Family::default(),
@@ -155,6 +158,11 @@ impl Default for Metrics {
             "tcp_connections",
             "Open ICE-TCP connections",
             m.tcp_connections.clone(),
+        );
+        registry.register(
+            "tenant_key_version",
+            "Version of the tenant data key new recordings use",
+            m.tenant_key_version.clone(),
         );
         registry.register(
             "tcp_refused",

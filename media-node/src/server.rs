@@ -450,7 +450,6 @@ async fn serve_control(
     Ok((addr, handle, task))
 }
 
-/// Retries until the keys load; the node is unready meanwhile.
 /// Loads the keys (retrying until they are there), then keeps the join-token public keys
 /// current: the operator publishes another key without restarting any node.
 async fn load_keys(cfg: KeyConfig, kms: aws_sdk_kms::Client, slot: Arc<OnceLock<Keys>>) {
@@ -468,6 +467,7 @@ async fn load_keys(cfg: KeyConfig, kms: aws_sdk_kms::Client, slot: Arc<OnceLock<
         }
     }
     let Some(keys) = slot.get() else { return };
+    let unwrapper = keys::Unwrapper::new(&cfg, &kms);
     loop {
         tokio::time::sleep(KEY_RELOAD).await;
         match keys.reload_join_token_keys(&cfg) {
@@ -477,10 +477,20 @@ async fn load_keys(cfg: KeyConfig, kms: aws_sdk_kms::Client, slot: Arc<OnceLock<
                 tracing::warn!(error = %e, "join-token keys not reloaded; keeping the ones in force")
             }
         }
+        match keys.reload_tenant_key(&cfg, &unwrapper).await {
+            Ok(Some(version)) => tracing::info!(
+                key_version = version,
+                "tenant key rotated: new recordings use this version"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "newer tenant key not loaded; keeping the one in force")
+            }
+        }
     }
 }
 
-/// How often the join-token public key file is read again.
+/// How often the join-token public keys and the tenant key versions are looked at again.
 const KEY_RELOAD: Duration = Duration::from_secs(10);
 
 /// Picks up a renewed certificate (cert-manager rotates the mounted Secret).
@@ -518,6 +528,11 @@ async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(s): State<HealthState>) -> impl IntoResponse {
+    if let Some(keys) = s.keys.get() {
+        s.metrics
+            .tenant_key_version
+            .set(i64::from(keys.tenant_key().version));
+    }
     (
         [(
             CONTENT_TYPE,

@@ -15,7 +15,7 @@ use tracing_subscriber::filter::Targets;
 
 use super::tools::StoreArgs;
 use crate::audit;
-use crate::keys::{KeyConfig, Provider};
+use crate::keys::{KeyConfig, Provider, TenantKeySource};
 use crate::metrics::Metrics;
 use crate::placement::{Peers, PlacementConfig};
 use crate::server::{self, ServeConfig, StorageConfig, Tls};
@@ -126,8 +126,12 @@ pub struct ServeArgs {
     #[arg(long, env = env::KEY_PROVIDER)]
     key_provider: Provider,
     /// The wrapped tenant data key the operator mounts (one version file).
-    #[arg(long, env = env::TENANT_KEY_FILE)]
-    tenant_key_file: PathBuf,
+    #[arg(long, env = env::TENANT_KEY_FILE, required_unless_present = "tenant_key_dir", conflicts_with = "tenant_key_dir")]
+    tenant_key_file: Option<PathBuf>,
+    /// Directory of wrapped tenant key versions (`v1`, `v2`, ...: the mounted Secret): the
+    /// newest is used, and a newer one is picked up without a restart.
+    #[arg(long, env = env::TENANT_KEY_DIR)]
+    tenant_key_dir: Option<PathBuf>,
     /// Version of the mounted tenant key (recorded with every recording's data key).
     #[arg(long, env = env::TENANT_KEY_VERSION, default_value_t = 1)]
     tenant_key_version: i32,
@@ -225,8 +229,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             public_key: a.join_token_public_key,
             max_token_lifetime: Duration::from_secs(a.max_token_lifetime_seconds),
             provider: a.key_provider,
-            tenant_key_file: a.tenant_key_file,
-            tenant_key_version: a.tenant_key_version,
+            tenant_key: match (a.tenant_key_dir, a.tenant_key_file) {
+                (Some(dir), _) => TenantKeySource::Dir(dir),
+                (None, Some(path)) => TenantKeySource::File {
+                    path,
+                    version: a.tenant_key_version,
+                },
+                (None, None) => anyhow::bail!("set --tenant-key-dir or --tenant-key-file"),
+            },
             control_public_key: a.control_public_key,
             node_name: a.node_name.clone(),
             local_master_key_file: a.store.local_master_key_file,

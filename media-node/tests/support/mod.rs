@@ -144,8 +144,10 @@ impl Node {
                 public_key,
                 max_token_lifetime: Duration::from_secs(3600),
                 provider: Provider::Local,
-                tenant_key_file,
-                tenant_key_version: 1,
+                tenant_key: sanctum_media_node::keys::TenantKeySource::File {
+                    path: tenant_key_file,
+                    version: 1,
+                },
                 control_public_key: Some(control_public_key),
                 node_name: NODE_NAME.into(),
                 local_master_key_file: Some(master_file),

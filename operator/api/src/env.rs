@@ -46,7 +46,9 @@ pub const JOIN_TOKEN_PUBLIC_KEY: &str = "SANCTUM_JOIN_TOKEN_PUBLIC_KEY";
 pub const KEY_PROVIDER: &str = "SANCTUM_KEY_PROVIDER";
 /// The wrapped tenant data key file.
 pub const TENANT_KEY_FILE: &str = "SANCTUM_TENANT_KEY_FILE";
-/// Version of that key.
+/// Directory of the wrapped tenant data key's versions (`v1`, `v2`, ...).
+pub const TENANT_KEY_DIR: &str = "SANCTUM_TENANT_KEY_DIR";
+/// Version of the key in `TENANT_KEY_FILE`.
 pub const TENANT_KEY_VERSION: &str = "SANCTUM_TENANT_KEY_VERSION";
 /// KMS key ARN (SSE-KMS of recording objects).
 pub const KMS_KEY_ARN: &str = "SANCTUM_KMS_KEY_ARN";

@@ -288,10 +288,9 @@ fn container(
                 ),
                 env(env::KEY_PROVIDER, key.provider.as_str().to_string()),
                 env(env::KMS_KEY_ARN, key.arn.clone()),
-                env(
-                    env::TENANT_KEY_FILE,
-                    format!("{TENANT_KEY_DIR}/v{}", key.version),
-                ),
+                // The whole Secret, not one version: a rotation adds a file the running
+                // nodes pick up, so the pod template (and every call) stays as it is.
+                env(env::TENANT_KEY_DIR, TENANT_KEY_DIR.to_string()),
                 env(
                     env::JOIN_TOKEN_PUBLIC_KEY,
                     format!("{SIGNING_KEY_DIR}/{PUBLIC_KEY_FILE}"),
@@ -303,7 +302,6 @@ fn container(
                         sanctum_api::control::PUBLIC_KEY_FILE
                     ),
                 ),
-                env(env::TENANT_KEY_VERSION, key.version.to_string()),
                 env(env::SIGNALING_ADDR, format!("0.0.0.0:{SIGNALING_PORT}")),
                 env(env::MEDIA_UDP_ADDR, format!("0.0.0.0:{}", ports.udp)),
                 env(env::METRICS_ADDR, format!("0.0.0.0:{METRICS_PORT}")),
