@@ -109,7 +109,7 @@ MINT="target/image/$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')/sanctum
 kubectl -n "$TENANT_NS" get secret join-token-signing-key -o jsonpath='{.data.private\.pem}' | base64 -d >"$STATE/private.pem"
 chmod 600 "$STATE/private.pem"
 HOST_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user clinician-1 --role host --ttl-seconds 600)"
-VIEW_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user patient-1 --role observer --ttl-seconds 600)"
+PATIENT_TOKEN="$("$MINT" mint-token --key "$STATE/private.pem" --tenant clinic-a --room visit-1 --user patient-1 --role participant --ttl-seconds 600)"
 rm -f "$STATE/private.pem"
 cat <<MSG
 
@@ -117,11 +117,11 @@ The cluster keeps running. To look around:
   export KUBECONFIG=$KUBECONFIG PATH=$(dirname "$SANCTUM_E2E_KUBECTL"):\$PATH
   kubectl get vt
 
-To open a call in a browser on this machine (signaling through a port-forward, as an
+To hold a visit in a browser on this machine (signaling through a port-forward, as an
 ingress would carry it; media goes straight to the pod's address, which this machine routes):
   kubectl -n $TENANT_NS port-forward pod/$POD 8443:8443
-  publish:   https://127.0.0.1:8443/call/?mode=publish&endpoint=/whip/visit-1#token=$HOST_TOKEN
-  subscribe: https://127.0.0.1:8443/call/?mode=subscribe&endpoint=/whep/visit-1#token=$VIEW_TOKEN
+  clinician: https://127.0.0.1:8443/visit/#token=$HOST_TOKEN
+  patient:   https://127.0.0.1:8443/visit/#token=$PATIENT_TOKEN
 (the certificate is the demo's self-signed one; the tokens last 10 minutes, the longest a node accepts)
 
 Stop everything with: e2e/demo.sh down

@@ -74,6 +74,9 @@ step "browser test: Chromium publishes over WHIP, a second page subscribes over 
 (cd media-node/web && npm ci --no-audit --no-fund --loglevel=error)
 SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" node media-node/web/browser-test.mjs
 
+step "visit page: a clinician and a patient in Chromium see each other; leaving and idleness are told in words"
+SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" node media-node/web/visit-test.mjs
+
 step "firewalled browser calls: Chromium in a network namespace that refuses UDP (ICE-TCP), then UDP and the node's TCP media port too (TURN through coturn)"
 SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" e2e/firewall/call.sh tcp
 SANCTUM_MEDIA_NODE_BIN="$BIN_DIR/sanctum-media-node" e2e/firewall/call.sh turn

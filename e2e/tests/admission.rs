@@ -43,6 +43,7 @@ async fn invalid_tenants_are_rejected_with_cel_messages() -> Result<()> {
         min: 5,
         max: 2,
         target_cpu: 70,
+        target_sessions: None,
     });
     let msg = rejected(&api, &t).await?;
     ensure!(

@@ -668,6 +668,7 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             object(&bucket, &held_key).await?.is_none(),
             "object kept after deletion"
         );
+        host_confirms(&tenants, &api, &node, &signing, &run, &bucket).await?;
         // A node that dies mid-recording: the Recording fails with MediaNodeLost and the
         // operator aborts its multipart upload, so no part of it stays in the bucket.
         let mut node = node;
@@ -719,6 +720,126 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// A tenant whose hosts confirm (`spec.recording.hostConfirms`): a Recording waits in
+/// `Pending` (`AwaitingHost`) with nothing recorded until the room's host answers on its
+/// own publishing session, as the visit page does; a no fails it (`HostDeclined`), a yes
+/// records and seals it. The policy is switched back off at the end.
+async fn host_confirms(
+    tenants: &Api<VideoTenant>,
+    api: &Api<Recording>,
+    node: &Node,
+    signing: &[u8],
+    run: &str,
+    bucket: &str,
+) -> Result<()> {
+    let policy =
+        |on: bool| Patch::Merge(serde_json::json!({"spec": {"recording": {"hostConfirms": on}}}));
+    let applied = || async {
+        let t = tenants.get(run).await?;
+        let seen = t.status.as_ref().and_then(|s| s.observed_generation);
+        anyhow::Ok(seen == t.metadata.generation)
+    };
+    tenants
+        .patch(run, &PatchParams::default(), &policy(true))
+        .await?;
+    wait_for(
+        "the tenant's new policy observed",
+        Duration::from_secs(30),
+        applied,
+    )
+    .await?;
+    let room = "room-h";
+    let host = publish(node, signing, run, room).await?;
+    let token = mint(signing, run, room)?;
+    let patient = sanctum_e2e::node::mint_token(signing, run, room, "patient-1", "participant")?;
+    let http = reqwest::Client::new();
+    let answer = |token: &str, decision: &str| {
+        http.post(format!("{}/consent", host.resource))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"decision": decision}))
+            .send()
+    };
+    let has_reason = |r: &Recording, reason: &str| {
+        r.status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.reason == reason)
+    };
+    for (name, decision) in [("confirm-no", "declined"), ("confirm-yes", "granted")] {
+        api.create(&PostParams::default(), &recording(name, room, false, None)?)
+            .await?;
+        wait_for(
+            &format!("{name} AwaitingHost"),
+            Duration::from_secs(30),
+            || async {
+                let r = api.get(name).await?;
+                anyhow::Ok(
+                    r.status.as_ref().and_then(|s| s.phase) == Some(RecordingPhase::Pending)
+                        && has_reason(&r, "AwaitingHost"),
+                )
+            },
+        )
+        .await?;
+        let uploads = cloud()
+            .await?
+            .s3
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await?;
+        let key = format!(
+            "recordings/{}.sealed",
+            api.get(name).await?.uid().context("uid")?
+        );
+        ensure!(
+            !uploads
+                .uploads()
+                .iter()
+                .any(|u| u.key() == Some(key.as_str())),
+            "{name}: an upload started before the host answered"
+        );
+        let refused = answer(&patient, "granted").await?.status();
+        ensure!(
+            refused == 403,
+            "a participant answered for the host: {refused}"
+        );
+        let answered = answer(&token, decision).await?.status();
+        ensure!(answered == 200, "the host's answer: {answered}");
+        if decision == "declined" {
+            let failed = wait_phase(api, name, RecordingPhase::Failed).await?;
+            ensure!(
+                has_reason(&failed, "HostDeclined"),
+                "declined recording: {:?}",
+                failed.status
+            );
+            ensure!(
+                object(bucket, &key).await?.is_none(),
+                "a declined recording left an object"
+            );
+        } else {
+            wait_phase(api, name, RecordingPhase::Recording).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"stop": true}})),
+            )
+            .await?;
+            wait_phase(api, name, RecordingPhase::Sealed).await?;
+            ensure!(
+                object(bucket, &key).await?.is_some(),
+                "the confirmed recording is not in the bucket"
+            );
+        }
+    }
+    host.close().await?;
+    tenants
+        .patch(run, &PatchParams::default(), &policy(false))
+        .await?;
+    wait_for("the tenant's policy back", Duration::from_secs(30), applied).await?;
+    Ok(())
 }
 
 /// A data-key rotation asked for during a call: the node takes the new version from its

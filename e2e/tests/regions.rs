@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
@@ -27,9 +27,15 @@ async fn body(cluster: &Cluster, run: &str) -> Result<()> {
     let namespace = format!("vt-{name}");
     let client = cluster.client.clone();
     let tenants = Api::<VideoTenant>::all(client.clone());
-    tenants
-        .create(&PostParams::default(), &example_tenant(&name, run)?)
-        .await?;
+    let mut tenant = example_tenant(&name, run)?;
+    // Sessions per node as a second target: the API server must accept the HPA's Pods
+    // metric as the operator writes it (no metrics adapter runs here to serve it).
+    tenant.spec.media.regions[1]
+        .autoscaling
+        .as_mut()
+        .context("eu-west autoscales")?
+        .target_sessions = Some(40);
+    tenants.create(&PostParams::default(), &tenant).await?;
     wait_condition(
         &tenants,
         &name,
@@ -43,9 +49,17 @@ async fn body(cluster: &Cluster, run: &str) -> Result<()> {
     let services = Api::<Service>::namespaced(client.clone(), &namespace);
     let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace);
     let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &namespace);
+    let hpa = hpas
+        .get("media-eu-west")
+        .await
+        .context("eu-west autoscales")?;
+    let metrics = hpa.spec.and_then(|s| s.metrics).unwrap_or_default();
     ensure!(
-        hpas.get_opt("media-eu-west").await?.is_some(),
-        "eu-west autoscales"
+        metrics.iter().any(|m| m
+            .pods
+            .as_ref()
+            .is_some_and(|p| p.metric.name == "sanctum_media_peers")),
+        "the HPA scales on live sessions too: {metrics:?}"
     );
 
     // Drop eu-west, scale us-east to 3.

@@ -4,6 +4,9 @@
 //! ([`sanctum_control`]) signed with the tenant's control key and bound to the request, its
 //! body and this node; join tokens are refused.
 //!
+//! A start with `awaitHost` is held ([`crate::recording::consent`]) and answered `202`
+//! with phase `awaitingHost` until the room's host confirms on the visit page.
+//!
 //! Answers: 401 for a missing, forged, expired, wrong-audience or replayed token; 403 for a
 //! token made for another method, path, body or node; 404 for an unknown recording or a
 //! room with no publisher on this node; 409 when the id exists with other parameters; 503
@@ -16,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
-use sanctum_api::control::{self, StartRecording};
+use sanctum_api::control::{self, NodePhase, StartRecording};
 use sanctum_control::AuthError;
 use serde_json::json;
 
@@ -123,6 +126,18 @@ async fn start(
     if !state.media.has_publisher(&req.room).await {
         return problem(StatusCode::NOT_FOUND, "room-not-here");
     }
+    if req.await_host {
+        // Held until the room's host confirms on the visit page (signaling.rs).
+        let now = std::time::Instant::now();
+        let at = jiff::Timestamp::now().to_string();
+        return match state.consent.ask(&id, &req, now, &at) {
+            Ok(report) if report.phase == NodePhase::AwaitingHost => {
+                (StatusCode::ACCEPTED, Json(report)).into_response()
+            }
+            Ok(report) => (StatusCode::OK, Json(report)).into_response(),
+            Err(_) => problem(StatusCode::CONFLICT, "recording-exists"),
+        };
+    }
     let key = state.keys.get().expect("checked in authorize").tenant_key();
     match state
         .recorders
@@ -152,7 +167,11 @@ async fn get_report(
     if let Err(r) = authorize(&state, &headers, &method, &uri, b"", &id) {
         return *r;
     }
-    match state.recorders.report(&id) {
+    let report = state
+        .recorders
+        .report(&id)
+        .or_else(|| state.consent.report(&id, std::time::Instant::now()));
+    match report {
         Some(report) => Json(report).into_response(),
         None => problem(StatusCode::NOT_FOUND, "no-such-recording"),
     }

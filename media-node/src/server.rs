@@ -265,6 +265,7 @@ pub async fn start(cfg: ServeConfig) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         draining: draining.clone(),
         recorders: recorders.clone(),
+        consent: Arc::default(),
         placement,
         turn: cfg.turn.clone().map(Arc::new),
     };

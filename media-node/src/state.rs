@@ -1,6 +1,6 @@
 //! What the HTTP handlers (signaling and control) share: the SFU driver's handle, the keys
-//! once loaded, revoked tokens, session limits, metrics, recordings, and whether the node
-//! is draining. The server composes it; handlers only read it.
+//! once loaded, revoked tokens, session limits, metrics, recordings (and those waiting for
+//! their host), and whether the node is draining. The server composes it; handlers only read it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -10,6 +10,7 @@ use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::placement::Placement;
 use crate::recording::Recorders;
+use crate::recording::consent::Awaiting;
 use crate::token::Revoked;
 use crate::turn::TurnConfig;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Recordings (control API).
     pub recorders: Recorders,
+    /// Recordings asked for that wait for their room's host.
+    pub consent: Arc<Awaiting>,
     /// How rooms find their node in a region of several (`None`: this node alone).
     pub placement: Option<Arc<Placement>>,
     /// The tenant's TURN service, whose credentials go out with answers (`None`: no TURN).

@@ -186,7 +186,35 @@ impl Verifier {
 
     /// Verifies signature, issuer, tenant, times and id syntax, then the room.
     pub fn verify(&self, token: &str, room: &str) -> Result<Claims, TokenError> {
+        self.check(token, room, true)
+    }
+
+    /// Verifies a token presented for the session it opened (`jti`): everything
+    /// [`Verifier::verify`] checks but expiry. A token only opens sessions while it is
+    /// valid; the session it opened can still be read and left with it afterwards, since
+    /// visits outlast tokens of minutes.
+    pub fn verify_for_session(
+        &self,
+        token: &str,
+        room: &str,
+        jti: &str,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify_ignoring_expiry(token, room)?;
+        if claims.jti != jti {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Everything [`Verifier::verify`] checks but expiry: for routing a request on an
+    /// existing session to its node, where [`Verifier::verify_for_session`] decides.
+    pub fn verify_ignoring_expiry(&self, token: &str, room: &str) -> Result<Claims, TokenError> {
+        self.check(token, room, false)
+    }
+
+    fn check(&self, token: &str, room: &str, check_expiry: bool) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = check_expiry;
         validation.set_audience(&[&self.tenant]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
@@ -411,6 +439,35 @@ mod tests {
             "expired tokens need no entry"
         );
         assert!(!revoked.is_revoked("jti-2"));
+    }
+
+    #[test]
+    fn an_expired_token_still_reaches_the_session_it_opened_and_nothing_else() {
+        let (private, public) = keypair();
+        let v = verifier(&public);
+        let old = mint_at(&private, &grant(RoleClaim::Host), unix_now() - 3600).expect("mint");
+        assert_eq!(v.verify(&old, "room-1"), Err(TokenError::Expired));
+        let jti = jsonwebtoken::dangerous::insecure_decode::<Claims>(&old)
+            .expect("claims")
+            .claims
+            .jti;
+        assert!(v.verify_for_session(&old, "room-1", &jti).is_ok());
+        assert_eq!(
+            v.verify_for_session(&old, "room-1", "another-session"),
+            Err(TokenError::Expired),
+            "not for a session another token opened"
+        );
+        assert_eq!(
+            v.verify_for_session(&old, "room-2", &jti),
+            Err(TokenError::WrongRoom)
+        );
+        let (other_private, _) = keypair();
+        let forged =
+            mint_at(&other_private, &grant(RoleClaim::Host), unix_now() - 3600).expect("mint");
+        assert!(
+            v.verify_for_session(&forged, "room-1", &jti).is_err(),
+            "the signature is still checked"
+        );
     }
 
     #[test]

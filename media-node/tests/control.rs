@@ -61,25 +61,7 @@ async fn call(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> (StatusCode, serde_json::Value, bool) {
-    let mut request = node
-        .control_http
-        .request(method, format!("{}{path}", node.control_base));
-    if let Some(t) = token {
-        request = request.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        request = request
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(b.to_vec());
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let challenged = response
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .is_some();
-    let body = response.json().await.unwrap_or(serde_json::Value::Null);
-    (status, body, challenged)
+    node.control_call(method, path, token, body).await
 }
 
 #[tokio::test]

@@ -389,3 +389,73 @@ async fn sessions_are_capped_per_token_room_and_node() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_its_token_and_can_still_be_read_and_left() {
+    let node = Node::start(NodeOptions::default()).await;
+    // Valid for about two more seconds (expiry plus the verifier's leeway).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let short = |user: &str| {
+        let ttl = 300 - token::LEEWAY_SECONDS + 2;
+        token::mint_at(
+            &node.private_pem,
+            &Grant {
+                tenant: TENANT.into(),
+                room: "room-1".into(),
+                user: user.into(),
+                role: RoleClaim::Participant,
+                ttl: Duration::from_secs(ttl),
+            },
+            now - 300,
+        )
+        .expect("mint")
+    };
+    let token = short("u-visit");
+    let other = short("u-visit");
+    let session = sanctum_media_client::connect(
+        &node.http,
+        Kind::Publish,
+        &node.options("room-1", token.clone()),
+    )
+    .await
+    .expect("the token is still valid for the offer");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let get = |token: &str| {
+        let req = node.http.get(&session.resource).bearer_auth(token);
+        async move {
+            let r = req.send().await.expect("get");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = get(&token).await;
+    assert_eq!((status, body.contains("live")), (200, true), "{body}");
+    assert_eq!(
+        get(&other).await.0,
+        401,
+        "another expired token of the same user reaches nothing"
+    );
+    let again = sanctum_media_client::connect(
+        &node.http,
+        Kind::Publish,
+        &node.options("room-1", token.clone()),
+    )
+    .await;
+    assert_eq!(
+        refused(again).0,
+        401,
+        "an expired token opens no new session"
+    );
+    let left = node
+        .http
+        .delete(&session.resource)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(left.status().as_u16(), 200, "the visit can still be left");
+    session.abandon().await;
+}

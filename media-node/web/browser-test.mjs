@@ -22,13 +22,12 @@
 // started then; the pages are the node's own (/call/), and media goes wherever the node's
 // answer says.
 
-import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { keygen, launchChromium, mint as mintToken, startNode as start, stopNode } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = process.env.SANCTUM_MEDIA_NODE_BIN;
@@ -60,25 +59,22 @@ function fail(message) {
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   if (pageServer) pageServer.close();
-  if (node && node.exitCode === null) {
-    node.kill('SIGTERM');
-    await new Promise((r) => node.once('exit', r));
-  }
+  await stopNode(node);
   rmSync(work, { recursive: true, force: true });
 }
 
 function mint(user, role) {
-  return execFileSync(bin, ['mint-token', '--key', join(work, 'private.pem'), '--tenant', tenant,
-    '--room', room, '--user', user, '--role', role, '--ttl-seconds', '300']).toString().trim();
+  return mintToken(bin, work, tenant, room, user, role);
 }
 
-// Serves index.html and call.js on 127.0.0.1 at a free port (another origin than the
+// Serves index.html and its scripts on 127.0.0.1 at a free port (another origin than the
 // node's: the node's CORS allow-list is what lets the page call it).
 async function servePage() {
   const html = readFileSync(join(here, 'index.html'));
-  const script = readFileSync(join(here, 'call.js'));
+  const scripts = { '/call.js': readFileSync(join(here, 'call.js')), '/whip.js': readFileSync(join(here, 'whip.js')) };
   pageServer = createServer((req, res) => {
-    if (req.url.startsWith('/call.js')) {
+    const script = scripts[req.url.split('?')[0]];
+    if (script) {
       res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' });
       res.end(script);
       return;
@@ -90,8 +86,8 @@ async function servePage() {
   return `http://${host}:${pageServer.address().port}`;
 }
 
-// Starts the node and resolves with its addresses, read from its "media node started" log.
-function startNode(pageOrigin) {
+// Starts the node and resolves with its addresses once it is ready.
+async function startNode(pageOrigin) {
   const extra = [];
   if (process.env.SANCTUM_MEDIA_TCP_PORT) {
     extra.push('--media-tcp-addr', `${host}:${process.env.SANCTUM_MEDIA_TCP_PORT}`);
@@ -100,49 +96,14 @@ function startNode(pageOrigin) {
     extra.push('--turn-url', process.env.SANCTUM_TURN_URL,
       '--turn-secret-file', process.env.SANCTUM_TURN_SECRET_FILE);
   }
-  node = spawn(bin, ['serve',
-    '--tenant', tenant,
+  const started = await start(bin, work, tenant, [
     '--signaling-addr', `${host}:${port('SANCTUM_SIGNALING_PORT')}`,
     '--media-udp-addr', `${host}:${port('SANCTUM_MEDIA_UDP_PORT')}`,
-    '--metrics-addr', '127.0.0.1:0',
-    '--insecure-http',
-    '--key-provider', 'local',
-    '--tenant-key-file', join(work, 'tenant-key'),
-    '--local-master-key-file', join(work, 'master.key'),
-    '--join-token-public-key', join(work, 'public.pem'),
     '--cors-origins', pageOrigin,
     ...extra,
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    const timer = setTimeout(() => reject(new Error('the media node did not start')), 15000);
-    node.stdout.on('data', (chunk) => {
-      buffer += chunk;
-      let nl;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (process.env.SANCTUM_BROWSER_TEST_LOGS) console.log(line);
-        try {
-          const ev = JSON.parse(line);
-          if (ev.message === 'media node started') {
-            clearTimeout(timer);
-            resolve(ev);
-          }
-        } catch { /* not JSON */ }
-      }
-    });
-    node.once('exit', (code) => reject(new Error(`the media node exited with ${code}`)));
-  });
-}
-
-async function waitReady(metricsAddr) {
-  for (let i = 0; i < 100; i++) {
-    const res = await fetch(`http://${metricsAddr}/readyz`).catch(() => null);
-    if (res && res.status === 200) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the media node never became ready');
+  ], { logs: Boolean(process.env.SANCTUM_BROWSER_TEST_LOGS) });
+  node = started.node;
+  return started.addrs;
 }
 
 async function main() {
@@ -157,9 +118,8 @@ async function main() {
     viewToken = process.env.SANCTUM_VIEW_TOKEN;
   } else {
     origin = await servePage();
-    execFileSync(bin, ['keygen', '--dir', work, '--tenant', tenant]);
+    keygen(bin, work, tenant);
     const addrs = await startNode(origin);
-    await waitReady(addrs.metrics_addr);
     signaling = `http://${addrs.signaling_addr}`;
     publishToken = mint('u-camera', 'host');
     viewToken = mint('u-viewer', 'observer');
@@ -169,16 +129,7 @@ async function main() {
   // (a namespace's link address) must be named as one.
   const insecure = host === '127.0.0.1' || external ? []
     : [`--unsafely-treat-insecure-origin-as-secure=${origin},${signaling}`];
-  browser = await chromium.launch({
-    executablePath: browserPath,
-    args: [...insecure,
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  browser = await launchChromium(browserPath, insecure);
   // A node in the cluster serves the tenant's certificate, which this machine does not trust.
   const context = await browser.newContext({ ignoreHTTPSErrors: Boolean(external) });
   const open = async (mode, path, token) => {

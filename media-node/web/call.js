@@ -1,6 +1,8 @@
 // The test page's WebRTC client: publish (WHIP) or subscribe (WHEP) with a join token
 // taken from the URL fragment. Served by the media node at /call/call.js (and by the
 // browser test's own page server).
+import { negotiate, leave } from './whip.js';
+
 const params = new URLSearchParams(location.search);
 const mode = params.get('mode');
 // Relative endpoints (/whip/<room>) are the node serving this page.
@@ -9,43 +11,6 @@ const token = new URLSearchParams(location.hash.slice(1)).get('token');
 history.replaceState(null, '', location.pathname + location.search);
 const status = document.getElementById('status');
 const video = document.getElementById('video');
-
-// ICE servers of `Link: <url>; rel="ice-server"; username=...; credential=...` headers
-// (RFC 9725 §4.6); fetch() joins several into one comma-separated value.
-export function iceServers(link) {
-  const servers = [];
-  for (const m of (link || '').matchAll(/<([^>]*)>([^,]*)/g)) {
-    const params = {};
-    for (const p of m[2].matchAll(/;\s*([\w-]+)="([^"]*)"/g)) params[p[1]] = p[2];
-    if (params.rel !== 'ice-server') continue;
-    const server = { urls: m[1] };
-    if (params.username) server.username = params.username;
-    if (params.credential) server.credential = params.credential;
-    servers.push(server);
-  }
-  return servers;
-}
-
-// RFC 9725: POST the offer as application/sdp with the bearer token; 201 carries the
-// answer, the session resource in Location and the ICE servers to use in Link headers.
-// The offer goes out before it is applied, so the TURN servers of the answer are known
-// when gathering starts (the node is ICE-lite: it needs none of the client's candidates).
-async function negotiate(pc) {
-  const offer = await pc.createOffer();
-  const res = await fetch(endpoint, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp', 'Authorization': `Bearer ${token}` },
-    body: offer.sdp,
-  });
-  if (res.status !== 201) throw new Error(`${res.status}: ${await res.text()}`);
-  const resource = new URL(res.headers.get('Location'), endpoint).href;
-  const answer = await res.text();
-  const servers = iceServers(res.headers.get('Link'));
-  if (servers.length) pc.setConfiguration({ ...pc.getConfiguration(), iceServers: servers });
-  await pc.setLocalDescription(offer);
-  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  return resource;
-}
 
 async function start() {
   const pc = new RTCPeerConnection({ iceServers: [] });
@@ -63,7 +28,7 @@ async function start() {
       if (e.track.kind === 'video') video.srcObject = new MediaStream([e.track]);
     };
   }
-  const resource = await negotiate(pc);
+  const resource = await negotiate(pc, endpoint, token);
   status.textContent = `${mode}: ${pc.connectionState}`;
   pc.onconnectionstatechange = () => { status.textContent = `${mode}: ${pc.connectionState}`; };
   return { pc, resource };
@@ -109,9 +74,9 @@ window.sanctum = {
   stats: async () => videoStats((await session).pc),
   leave: async () => {
     const { pc, resource } = await session;
-    const res = await fetch(resource, { method: 'DELETE', headers: { 'Authorization': `Bearer ${token}` } });
+    const status = await leave(resource, token);
     pc.close();
-    return res.status;
+    return status;
   },
 };
 session.catch((e) => { status.textContent = `error: ${e.message}`; });

@@ -6,6 +6,7 @@
 //! and counts them. A failure at any step aborts the multipart upload, so S3 never holds
 //! a partial object; a crash leaves an incomplete upload that the operator aborts.
 
+pub mod consent;
 pub mod mux;
 pub mod seal;
 pub mod upload;

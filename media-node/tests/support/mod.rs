@@ -51,6 +51,8 @@ pub struct NodeOptions {
     pub tls_identity: Option<(String, String)>,
     /// TURN credentials handed out with answers.
     pub turn: Option<sanctum_media_node::turn::TurnConfig>,
+    /// Where recordings are uploaded: a loopback address (none: nothing may record).
+    pub s3_endpoint: Option<String>,
 }
 
 /// A self-signed signaling certificate for `localhost` and 127.0.0.1, as (cert, key) PEM.
@@ -81,6 +83,7 @@ impl Default for NodeOptions {
             join_key: None,
             tls_identity: None,
             turn: None,
+            s3_endpoint: None,
         }
     }
 }
@@ -158,9 +161,10 @@ impl Node {
             cors_origins: vec![],
             drain: o.drain,
             storage: Default::default(),
-            // The local key provider and no recordings: no cloud call is ever made.
+            // The local key provider, and recordings only to a loopback endpoint: no call
+            // ever leaves the machine.
             cloud: sanctum_cloud::Clients::connect(&sanctum_cloud::CloudConfig {
-                endpoint: None,
+                endpoint: o.s3_endpoint.clone(),
                 region: "us-east-1".into(),
                 force_path_style: false,
                 owners: sanctum_cloud::OwnerSetting::Unchecked,
@@ -219,6 +223,57 @@ impl Node {
             Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
             Err(_) => (0, String::new()),
         }
+    }
+
+    /// A control API request signed for exactly itself by the tenant's control key:
+    /// its status and JSON body (`Null` when there is none).
+    pub async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let token = sanctum_control::mint(
+            &self.control_pem,
+            TENANT,
+            NODE_NAME,
+            method.as_str(),
+            path,
+            body.unwrap_or_default(),
+        )
+        .expect("mint");
+        let (status, json, _) = self.control_call(method, path, Some(&token), body).await;
+        (status, json)
+    }
+
+    /// A control API request with `token` (or none): its status, JSON body (`Null` when
+    /// there is none) and whether it was challenged (`WWW-Authenticate`).
+    pub async fn control_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (reqwest::StatusCode, serde_json::Value, bool) {
+        let mut request = self
+            .control_http
+            .request(method, format!("{}{path}", self.control_base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        let response = request.send().await.expect("control request");
+        let status = response.status();
+        let challenged = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .is_some();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json, challenged)
     }
 
     /// The value of a metric line starting with `prefix` (name and labels).

@@ -74,6 +74,10 @@ pub mod recording {
         pub const TENANT_NOT_READY: &str = "TenantNotReady";
         /// No media node hosts a publisher in the room (yet).
         pub const ROOM_NOT_ACTIVE: &str = "RoomNotActive";
+        /// The node waits for the room's host to confirm the patient's consent.
+        pub const AWAITING_HOST: &str = "AwaitingHost";
+        /// The room's host declined the recording; nothing was recorded.
+        pub const HOST_DECLINED: &str = "HostDeclined";
         /// A media node is recording the room (also the Event when it starts: `Started`).
         pub const RECORDING: &str = "Recording";
         /// Event: recording started on a node.

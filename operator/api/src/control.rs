@@ -81,12 +81,22 @@ pub struct StartRecording {
     pub bucket: String,
     /// Object key of the sealed recording.
     pub key: String,
+    /// Record only once the room's host confirms the patient's consent on the visit page
+    /// (the tenant's `spec.recording.hostConfirms`); until then the node reports
+    /// [`NodePhase::AwaitingHost`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub await_host: bool,
 }
+
+/// The `reason` a node reports for a recording its room's host declined.
+pub const HOST_DECLINED: &str = "host-declined";
 
 /// Phase of a recording on the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum NodePhase {
+    /// Asked for with `awaitHost`: nothing is recorded until the room's host confirms.
+    AwaitingHost,
     /// Frames are being written.
     Recording,
     /// Stopped; the container is being closed and the upload completed.

@@ -256,6 +256,13 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_target_cpu", rename = "targetCPU")]
     #[schemars(range(min = 10, max = 95))]
     pub target_cpu: i32,
+    /// Average live sessions per media node to aim for as well (the nodes' metric
+    /// `sanctum_media_peers`, read through the custom metrics API, which a metrics adapter
+    /// such as prometheus-adapter must serve); the region scales to whichever of CPU and
+    /// sessions asks for more nodes. Unset: CPU only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub target_sessions: Option<i32>,
 }
 
 fn default_target_cpu() -> i32 {

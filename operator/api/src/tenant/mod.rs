@@ -270,6 +270,12 @@ pub struct RecordingPolicy {
     /// Whether every Recording must state who consented, how and when.
     #[serde(default = "default_true")]
     pub require_consent: bool,
+    /// Whether the room's host must also confirm, on the media node's visit page, that
+    /// the patient agrees before anything is recorded. A Recording then waits in
+    /// `Pending` (reason `AwaitingHost`) until the host confirms, and fails (reason
+    /// `HostDeclined`) if the host declines.
+    #[serde(default)]
+    pub host_confirms: bool,
 }
 
 impl Default for RecordingPolicy {
@@ -277,6 +283,7 @@ impl Default for RecordingPolicy {
         Self {
             enabled: false,
             require_consent: true,
+            host_confirms: false,
         }
     }
 }

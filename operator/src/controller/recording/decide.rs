@@ -15,7 +15,7 @@ use kube::runtime::events::EventType;
 use sanctum_api::conditions::recording::reasons as r;
 use sanctum_api::conditions::recording::{DELETION_BLOCKED, INTEGRITY_VERIFIED};
 use sanctum_api::conditions::{READY, RECONCILING, STALLED};
-use sanctum_api::control::{NodePhase, RecordingReport, StartRecording};
+use sanctum_api::control::{HOST_DECLINED, NodePhase, RecordingReport, StartRecording};
 use sanctum_api::{RecordingPhase, RecordingPolicy, RecordingSpec, RecordingStatus};
 
 use super::node::NodeEndpoint;
@@ -77,6 +77,7 @@ fn pending(i: &Inputs, f: &Facts) -> Step {
             room: i.spec.room.clone(),
             bucket: bucket.to_string(),
             key: i.key.to_string(),
+            await_host: i.policy.host_confirms,
         }));
     };
     match started {
@@ -87,6 +88,33 @@ fn pending(i: &Inputs, f: &Facts) -> Step {
                     r::NODE_REPORT_MISMATCH,
                     "the media node reported another bucket or key than it was asked to record into",
                 );
+            }
+            match report.phase {
+                NodePhase::AwaitingHost => {
+                    let status = progressing(
+                        i,
+                        RecordingPhase::Pending,
+                        r::AWAITING_HOST,
+                        "waiting for the room's host to confirm the patient's consent on the visit page",
+                    );
+                    return done(status, Some(Duration::from_secs(5)));
+                }
+                NodePhase::Failed if report.reason.as_deref() == Some(HOST_DECLINED) => {
+                    return fail(
+                        i,
+                        r::HOST_DECLINED,
+                        "the room's host declined the recording; nothing was recorded",
+                    );
+                }
+                NodePhase::Failed => {
+                    let reason = sanitize(report.reason.as_deref().unwrap_or_default());
+                    return fail(
+                        i,
+                        r::RECORDING_FAILED,
+                        &format!("the media node failed: {reason}"),
+                    );
+                }
+                NodePhase::Recording | NodePhase::Finalizing | NodePhase::Sealed => {}
             }
             let mut status = progressing(
                 i,
@@ -185,6 +213,11 @@ fn recording(i: &Inputs, f: &Facts) -> Step {
             )
         }
         NodePhase::Sealed => seal(i, f, report),
+        NodePhase::AwaitingHost => fail(
+            i,
+            r::RECORDING_FAILED,
+            "the media node reported waiting for the host after it had started recording",
+        ),
     }
 }
 
@@ -523,6 +556,8 @@ fn normal(reason: &'static str, message: String) -> Note {
     }
 }
 
+#[cfg(test)]
+mod host_confirms;
 mod model;
 mod status;
 #[cfg(test)]

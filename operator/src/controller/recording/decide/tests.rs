@@ -42,6 +42,7 @@ pub(super) fn policy() -> RecordingPolicy {
     RecordingPolicy {
         enabled: true,
         require_consent: true,
+        host_confirms: false,
     }
 }
 

@@ -70,6 +70,30 @@ fn every_phase_moves_as_the_table_says() {
             Expect::Phase(Some(Recording)),
         ),
         (
+            "pending, the node waits for the host: waits",
+            case(Some(Pending), |c| c.policy.host_confirms = true),
+            Facts {
+                started: Some(Started::On {
+                    node: node(),
+                    report: report(NodePhase::AwaitingHost),
+                }),
+                ..Default::default()
+            },
+            Expect::Phase(Some(Pending)),
+        ),
+        (
+            "pending, the node failed at start: fails",
+            case(Some(Pending), |_| {}),
+            Facts {
+                started: Some(Started::On {
+                    node: node(),
+                    report: report(NodePhase::Failed),
+                }),
+                ..Default::default()
+            },
+            Expect::Phase(Some(Failed)),
+        ),
+        (
             "pending, no node hosts the room: waits",
             case(Some(Pending), |_| {}),
             Facts {

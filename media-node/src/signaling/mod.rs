@@ -3,16 +3,20 @@
 //!
 //! `POST /whip/{room}` publishes, `POST /whep/{room}` subscribes (`?layer=` picks a
 //! simulcast layer), and `/wh{i,e}p/{room}/{session}` takes `PATCH` (trickle ICE),
-//! `DELETE` (leave) and `GET` (state and, once ended, why).
+//! `DELETE` (leave) and `GET` (state, the room's recording state and, once ended, why).
+//! `POST /whip/{room}/{session}/consent` is a host's answer, on the host's own publishing
+//! session, to a recording of the room that waits for it ([`crate::recording::consent`]).
+
+mod auth;
+mod consent;
+mod place;
 
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use sanctum_media_core::str0m::Candidate;
@@ -22,10 +26,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::media::TokenRef;
 use crate::media::{MediaError, SessionRecord};
-use crate::placement::rank::{Answer, Target};
-use crate::placement::{FORWARDED, PlacementReport};
+use crate::placement::rank::Answer;
 use crate::state::AppState;
 use crate::token::{Claims, TokenError, is_opaque_id};
+use auth::{Refusal, authorize, authorize_session, refuse};
+use consent::{room_recording, whip_consent};
+use place::{local_answer, place, placement_report};
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -45,6 +51,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
                 .delete(whip_delete)
                 .get(whip_get),
         )
+        .route("/whip/{room}/{session}/consent", post(whip_consent))
         .route(
             "/whep/{room}/{session}",
             axum::routing::patch(whep_patch)
@@ -286,12 +293,12 @@ fn session(
     if !is_opaque_id(room) {
         return Err(Refusal::NoSession);
     }
-    let claims = authorize(state, headers, room)?;
-    let record = state
-        .media
-        .sessions
-        .get(resource)
-        .ok_or(Refusal::NoSession)?;
+    let Some(record) = state.media.sessions.get(resource) else {
+        // A bad token is refused as such even for a resource that does not exist.
+        authorize(state, headers, room)?;
+        return Err(Refusal::NoSession);
+    };
+    let claims = authorize_session(state, headers, room, &record.token.jti)?;
     if record.info.room != room || record.info.direction != direction {
         return Err(Refusal::NoSession);
     }
@@ -337,10 +344,12 @@ async fn get(
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
+    // Asking is not activity: a page that polls its state still idles out.
     let body = match record.ended {
         None => {
-            state.media.touch(record.peer).await;
-            serde_json::json!({ "state": "live" })
+            // Everyone in a room may know it is being recorded, or asked to be.
+            let recording = room_recording(&state, &room).as_str();
+            serde_json::json!({ "state": "live", "recording": recording })
         }
         Some((reason, _)) => serde_json::json!({ "state": "ended", "reason": reason.as_str() }),
     };
@@ -428,152 +437,6 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
-}
-
-/// Why a request on a session or endpoint was refused before it reached the SFU.
-enum Refusal {
-    /// Keys are not loaded yet.
-    NotReady,
-    /// The token was refused (already logged and counted).
-    Token(TokenError),
-    /// No such session in this room.
-    NoSession,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::NotReady => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                "keys are not loaded yet",
-            )
-                .into_response(),
-            Refusal::NoSession => (StatusCode::NOT_FOUND, "no such session").into_response(),
-            Refusal::Token(err) => {
-                let (status, code) = if err.is_scope() {
-                    (StatusCode::FORBIDDEN, "insufficient_scope")
-                } else {
-                    (StatusCode::UNAUTHORIZED, "invalid_token")
-                };
-                let challenge = if err == TokenError::Missing {
-                    "Bearer realm=\"sanctum\"".to_string()
-                } else {
-                    format!(
-                        "Bearer realm=\"sanctum\", error=\"{code}\", error_description=\"{err}\""
-                    )
-                };
-                (
-                    status,
-                    [(header::WWW_AUTHENTICATE, challenge)],
-                    err.to_string(),
-                )
-                    .into_response()
-            }
-        }
-    }
-}
-
-/// What this node says about `room` when asked where it lives.
-fn local_answer(state: &AppState, room: &str) -> Answer {
-    if state.media.sessions.in_room(room) > 0 {
-        Answer::Hosting
-    } else if state.draining.load(Ordering::Relaxed) {
-        Answer::Draining
-    } else {
-        Answer::Free
-    }
-}
-
-/// The room a WHIP/WHEP path names.
-fn room_of(path: &str) -> Option<&str> {
-    let rest = path
-        .strip_prefix("/whip/")
-        .or_else(|| path.strip_prefix("/whep/"))?;
-    let room = rest.split('/').next()?;
-    is_opaque_id(room).then_some(room)
-}
-
-/// Sends a request for a room to the node hosting it (or the node that should create it).
-/// A request another node forwarded, a preflight, and one without a valid token for the
-/// room are handled here: the token is checked before any other node is asked, so a bad
-/// request costs the region nothing.
-async fn place(State(state): State<AppState>, request: Request<Body>, next: Next) -> Response {
-    let Some(placement) = state.placement.clone() else {
-        return next.run(request).await;
-    };
-    if request.method() == Method::OPTIONS || request.headers().contains_key(FORWARDED) {
-        return next.run(request).await;
-    }
-    let Some(room) = room_of(request.uri().path()).map(str::to_string) else {
-        return next.run(request).await;
-    };
-    if let Err(refusal) = authorize(&state, request.headers(), &room) {
-        return refusal.into_response();
-    }
-    let Some(token) = request.headers().get(header::AUTHORIZATION).cloned() else {
-        return next.run(request).await;
-    };
-    match placement
-        .route(&room, &token, local_answer(&state, &room))
-        .await
-    {
-        Target::Here => next.run(request).await,
-        Target::There(node) => placement.forward(node, request, MAX_BODY).await,
-        Target::Nowhere => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            "no media node of this region takes new rooms now; retry",
-        )
-            .into_response(),
-    }
-}
-
-/// `GET /rooms/{room}/placement`: whether this node hosts `room`, for another node of the
-/// region asking with the client's token.
-async fn placement_report(
-    State(state): State<AppState>,
-    Path(room): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !is_opaque_id(&room) {
-        return (StatusCode::BAD_REQUEST, "room is 1-64 URL-safe characters").into_response();
-    }
-    if let Err(refusal) = authorize(&state, &headers, &room) {
-        return refusal.into_response();
-    }
-    let answer = local_answer(&state, &room);
-    axum::Json(PlacementReport {
-        hosting: answer == Answer::Hosting,
-        draining: state.draining.load(Ordering::Relaxed),
-    })
-    .into_response()
-}
-
-/// Verifies the bearer token for `room`, or the refusal to send.
-fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<Claims, Refusal> {
-    let Some(keys) = state.keys.get() else {
-        return Err(Refusal::NotReady);
-    };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return Err(refuse(state, TokenError::Missing, room));
-    };
-    keys.verifier()
-        .verify(token, room)
-        .map_err(|e| refuse(state, e, room))
-}
-
-/// Logs and counts a refused token (by reason, never the token) and makes the 401/403.
-fn refuse(state: &AppState, err: TokenError, room: &str) -> Refusal {
-    state.metrics.auth_failure(err.reason());
-    crate::session_log::refused(err.reason(), room);
-    Refusal::Token(err)
 }
 
 #[cfg(test)]
