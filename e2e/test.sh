@@ -55,6 +55,10 @@ cargo fmt --all -- --check
 step "layering: no import cycle between sibling modules, no source file over 600 lines"
 python3 e2e/layering/check.py
 
+step "IAM: each policy in docs/ grants exactly the S3 and KMS actions its identity's code calls"
+cargo fetch --locked >/dev/null
+python3 e2e/iam/check.py
+
 # The lints ride on that build: clippy's driver compiles this workspace's own crates (it
 # lints, then generates code like rustc), and the dependencies compile once, with rustc,
 # for the lints, the tests and the images alike. `cargo clippy` would compile every

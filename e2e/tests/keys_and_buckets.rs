@@ -17,7 +17,17 @@ use sanctum_e2e::{
     with_logs,
 };
 use sanctum_operator::cloud::buckets::{DesiredBucket, ensure_bucket};
-use sanctum_operator::cloud::keys::{self, KeyContext, unwrap_kms, unwrap_local};
+use sanctum_operator::cloud::keys::{self, KeyContext, unwrap_local};
+use sanctum_operator::cloud::{Cloud, CloudError};
+
+/// Unwraps a KMS-wrapped tenant data key as a media node does (the operator never does).
+async fn unwrap_kms(
+    cloud: &Cloud,
+    wrapped: &[u8],
+    context: KeyContext<'_>,
+) -> Result<impl std::ops::Deref<Target = Vec<u8>>, CloudError> {
+    sanctum_operator::cloud::kms::unwrap(&cloud.kms, wrapped, context).await
+}
 
 /// Data of the escrow Secrets kept for `tenant` in the operator's namespace.
 async fn escrowed(

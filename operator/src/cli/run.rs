@@ -12,6 +12,7 @@ use crate::audit::store::{AuditStore, DEFAULT_RETENTION_DAYS};
 use crate::audit::trail::{Trail, Writer};
 use crate::audit::{self, AuditMeter};
 use crate::controller::tenant::build::backup::BackupJobs;
+use crate::controller::tenant::build::irsa::RoleTemplate;
 use crate::controller::tenant::build::{AwsEnv, MediaNodes, OperatorIdentity};
 use crate::controller::{self, RunConfig};
 use crate::http::{HttpState, serve};
@@ -114,13 +115,30 @@ pub struct RunArgs {
     #[arg(long, env = "SANCTUM_BACKUP_IMAGE", default_value = concat!("ghcr.io/sanctum-dev/sanctum-operator:", env!("CARGO_PKG_VERSION")))]
     backup_image: String,
     /// IAM role for backup pods (IRSA annotation on the tenant's `backup` ServiceAccount),
-    /// holding only the backup's S3 rights (docs/iam.md).
+    /// holding only the backup's S3 rights (docs/iam.md); `{tenant}` in it stands for the
+    /// tenant's name, giving each tenant a role of its own.
     #[arg(long, env = "SANCTUM_BACKUP_ROLE_ARN")]
-    backup_role_arn: Option<String>,
+    backup_role_arn: Option<RoleTemplate>,
+    /// IAM role for media nodes (IRSA annotation on the tenant's `media-node`
+    /// ServiceAccount): unwrap the tenant's data key, upload its recordings, append the
+    /// session trail (docs/iam.md); `{tenant}` stands for the tenant's name.
+    #[arg(long, env = "SANCTUM_MEDIA_ROLE_ARN")]
+    media_role_arn: Option<RoleTemplate>,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
+    for (flag, role) in [
+        ("--backup-role-arn", &args.backup_role_arn),
+        ("--media-role-arn", &args.media_role_arn),
+    ] {
+        if role.as_ref().is_some_and(|r| !r.per_tenant()) {
+            tracing::warn!(
+                flag,
+                "one IAM role for every tenant: put {{tenant}} in it to give each tenant its own"
+            );
+        }
+    }
     let metrics = Metrics::default();
     let client = client(&metrics).await?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -191,6 +209,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 secrets_role,
             }),
         media: MediaNodes {
+            role_arn: args.media_role_arn.clone(),
             audit_bucket: args.audit_bucket.clone(),
             aws: aws_env.clone(),
         },

@@ -2,10 +2,10 @@
 //! data key, wrapped under it with the encryption context `sanctum:tenant=<name>`.
 //!
 //! Plaintext keys exist only in memory, in zeroizing buffers; the operator stores only
-//! wrapped keys. `unwrap_kms` and `sanctum_keywrap::unwrap_local` are what media nodes call at start.
+//! wrapped keys, and never unwraps one: media nodes do, at start (`sanctum_cloud::kms::unwrap`,
+//! `sanctum_keywrap::unwrap_local`), under an identity of their own.
 
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, Tag};
-use zeroize::Zeroizing;
 
 use super::{Cloud, CloudError};
 
@@ -298,13 +298,4 @@ pub async fn new_kms_data_key(
     context: KeyContext<'_>,
 ) -> Result<Vec<u8>, CloudError> {
     sanctum_cloud::kms::new_data_key(&cloud.kms, &key.arn, context).await
-}
-
-/// Unwraps a KMS-wrapped tenant data key; fails unless the context is the tenant's.
-pub async fn unwrap_kms(
-    cloud: &Cloud,
-    wrapped: &[u8],
-    context: KeyContext<'_>,
-) -> Result<Zeroizing<Vec<u8>>, CloudError> {
-    sanctum_cloud::kms::unwrap(&cloud.kms, wrapped, context).await
 }

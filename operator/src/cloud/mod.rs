@@ -8,8 +8,8 @@
 pub mod buckets;
 pub mod keys;
 
-pub use sanctum_cloud::objects;
 pub use sanctum_cloud::{CloudConfig, CloudError, OwnerSetting};
+pub use sanctum_cloud::{kms, objects};
 
 /// Clients shared by all reconciles.
 pub type Cloud = sanctum_cloud::Clients;

@@ -64,7 +64,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         media: &ctx.config.media,
         backup: &ctx.config.backup,
     };
-    let foundation = build::foundation(&v, settings.identity);
+    let foundation = build::foundation(&v, settings.identity, settings.media);
     let policies = foundation.network_policies.len();
     run.apply_foundation(foundation).await?;
 

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sanctum_api::{BackupSpec, labels};
 
+use super::irsa::{self, RoleTemplate};
 use super::{
     AwsEnv, TenantKeyRef, common_labels, field_env, namespaced_meta, restricted_container_security,
     restricted_pod_security, tenant_selector,
@@ -31,8 +32,6 @@ pub const KEYS_DIR: &str = "/var/run/sanctum/tenant-key";
 pub const RESULT_FILE: &str = "/dev/termination-log";
 /// How long a run waits for another run of the same tenant (a manual one) to finish.
 pub const WAIT_SECONDS: u32 = 600;
-/// The annotation EKS reads to give a ServiceAccount's pods an IAM role (IRSA).
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 const UID: i64 = 65532;
 
 /// How backup pods are run: operator settings, the same for every tenant.
@@ -40,8 +39,9 @@ const UID: i64 = 65532;
 pub struct BackupJobs {
     /// Image holding the `sanctum` binary: the operator's own.
     pub image: String,
-    /// IAM role for backup pods (IRSA), so they hold only the backup's S3 rights.
-    pub role_arn: Option<String>,
+    /// IAM role for backup pods (IRSA), so they hold only the backup's S3 rights;
+    /// `{tenant}` stands for the tenant's name.
+    pub role_arn: Option<RoleTemplate>,
     /// Audit bucket whose chain of the tenant is backed up with its recordings.
     pub audit_bucket: Option<String>,
     /// Where S3 is (the region of the recordings bucket is the destination's default) and
@@ -75,12 +75,7 @@ pub fn build_backup(
 ) -> Option<BackupObjects> {
     let spec = v.spec.backup.as_ref()?;
     let mut sa_meta = meta(v);
-    if let Some(arn) = &jobs.role_arn {
-        sa_meta.annotations = Some(BTreeMap::from([(
-            ROLE_ARN_ANNOTATION.to_string(),
-            arn.clone(),
-        )]));
-    }
+    sa_meta.annotations = irsa::annotations(jobs.role_arn.as_ref(), &v.name);
     Some(BackupObjects {
         service_account: ServiceAccount {
             metadata: sa_meta,
@@ -245,7 +240,11 @@ mod tests {
     fn jobs() -> BackupJobs {
         BackupJobs {
             image: "ghcr.io/sanctum-dev/sanctum:0.1.0".into(),
-            role_arn: Some("arn:aws:iam::111122223333:role/sanctum-backup".into()),
+            role_arn: Some(
+                "arn:aws:iam::111122223333:role/sanctum-backup-{tenant}"
+                    .parse()
+                    .expect("role"),
+            ),
             audit_bucket: Some("sanctum-audit".into()),
             aws: AwsEnv {
                 region: "us-east-1".into(),
@@ -343,8 +342,9 @@ mod tests {
                 .service_account
                 .metadata
                 .annotations
-                .expect("annotations")[ROLE_ARN_ANNOTATION],
-            "arn:aws:iam::111122223333:role/sanctum-backup"
+                .expect("annotations")[irsa::ROLE_ARN_ANNOTATION],
+            "arn:aws:iam::111122223333:role/sanctum-backup-clinic-a",
+            "the tenant's own role"
         );
         let pod = pod_of(objects.cron_job);
         assert_eq!(pod.automount_service_account_token, Some(false));

@@ -65,7 +65,7 @@ pub struct Workloads {
 /// Builds every object of the tenant: [`foundation`], [`build_exposure`] and [`workloads`].
 pub fn desired(v: &Validated, refs: &Refs, settings: Settings<'_>) -> Desired {
     Desired {
-        foundation: foundation(v, settings.identity),
+        foundation: foundation(v, settings.identity, settings.media),
         exposure: build_exposure(v),
         workloads: workloads(v, refs, settings),
     }

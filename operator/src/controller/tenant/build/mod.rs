@@ -10,6 +10,7 @@ mod deployment;
 pub mod desired;
 pub mod expose;
 mod hpa;
+pub mod irsa;
 mod namespace;
 mod network_policy;
 mod pdb;
@@ -92,13 +93,17 @@ pub struct RegionObjects {
 
 /// Builds the namespace-level objects; `identity` is the operator's own, when it binds
 /// itself the tenant-Secrets role.
-pub fn foundation(v: &Validated, identity: Option<&OperatorIdentity>) -> Foundation {
+pub fn foundation(
+    v: &Validated,
+    identity: Option<&OperatorIdentity>,
+    media: &MediaNodes,
+) -> Foundation {
     Foundation {
         namespace: build_namespace(v),
         network_policies: build_network_policies(v),
         quota: build_resource_quota(v),
         limit_range: build_limit_range(v),
-        service_account: build_service_account(v),
+        service_account: build_service_account(v, media.role_arn.as_ref()),
         operator_binding: identity.map(|me| build_operator_binding(v, me)),
     }
 }

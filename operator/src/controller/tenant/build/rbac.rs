@@ -10,6 +10,7 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
+use super::irsa::{self, RoleTemplate};
 use super::{MEDIA_SERVICE_ACCOUNT, namespaced_meta};
 use crate::controller::tenant::validate::Validated;
 
@@ -43,10 +44,12 @@ pub fn build_operator_binding(v: &Validated, me: &OperatorIdentity) -> RoleBindi
     }
 }
 
-/// The media nodes' ServiceAccount.
-pub fn build_service_account(v: &Validated) -> ServiceAccount {
+/// The media nodes' ServiceAccount: no API token; with `role`, the tenant's IAM role.
+pub fn build_service_account(v: &Validated, role: Option<&RoleTemplate>) -> ServiceAccount {
+    let mut metadata = namespaced_meta(v, MEDIA_SERVICE_ACCOUNT);
+    metadata.annotations = irsa::annotations(role, &v.name);
     ServiceAccount {
-        metadata: namespaced_meta(v, MEDIA_SERVICE_ACCOUNT),
+        metadata,
         automount_service_account_token: Some(false),
         ..Default::default()
     }
@@ -56,6 +59,21 @@ pub fn build_service_account(v: &Validated) -> ServiceAccount {
 mod tests {
     use super::*;
     use crate::controller::tenant::fixtures;
+
+    #[test]
+    fn media_nodes_get_their_tenants_role_and_no_api_token() {
+        let v = fixtures::validated("clinic-a");
+        let role: RoleTemplate = "arn:aws:iam::111122223333:role/sanctum-media-{tenant}"
+            .parse()
+            .expect("template");
+        let sa = build_service_account(&v, Some(&role));
+        assert_eq!(sa.automount_service_account_token, Some(false));
+        assert_eq!(
+            sa.metadata.annotations.expect("annotated")[irsa::ROLE_ARN_ANNOTATION],
+            "arn:aws:iam::111122223333:role/sanctum-media-clinic-a"
+        );
+        assert_eq!(build_service_account(&v, None).metadata.annotations, None);
+    }
 
     #[test]
     fn the_operator_binds_only_the_secrets_role_to_itself_in_the_tenant_namespace() {
@@ -80,7 +98,7 @@ mod tests {
 
     #[test]
     fn the_media_account_mounts_no_token() {
-        let sa = build_service_account(&fixtures::validated("clinic-a"));
+        let sa = build_service_account(&fixtures::validated("clinic-a"), None);
         assert_eq!(sa.automount_service_account_token, Some(false));
         assert_eq!(sa.metadata.name.as_deref(), Some("media-node"));
     }

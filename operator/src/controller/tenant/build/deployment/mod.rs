@@ -45,6 +45,8 @@ pub const TURN_DIR: &str = "/etc/sanctum/turn";
 /// How media-node pods reach the cloud: operator settings, the same for every tenant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaNodes {
+    /// IAM role of the nodes (IRSA), `{tenant}` standing for the tenant's name.
+    pub role_arn: Option<super::irsa::RoleTemplate>,
     /// Audit bucket the nodes write their session log to, as their own hash chains.
     pub audit_bucket: Option<String>,
     /// Where KMS and S3 are and who owns the buckets.

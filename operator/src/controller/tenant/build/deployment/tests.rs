@@ -20,6 +20,7 @@ fn deployment(region: usize) -> Deployment {
 
 fn nodes() -> MediaNodes {
     MediaNodes {
+        role_arn: None,
         audit_bucket: Some("sanctum-audit".into()),
         aws: AwsEnv {
             endpoint: Some("https://s3.example.internal".into()),

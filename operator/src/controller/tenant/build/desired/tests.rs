@@ -30,12 +30,17 @@ fn settings_parts() -> (OperatorIdentity, MediaNodes, BackupJobs) {
             secrets_role: "sanctum-tenant-secrets".into(),
         },
         MediaNodes {
+            role_arn: None,
             audit_bucket: Some("sanctum-audit".into()),
             aws: aws.clone(),
         },
         BackupJobs {
             image: "ghcr.io/sanctum-dev/sanctum:0.1.0".into(),
-            role_arn: Some("arn:aws:iam::123456789012:role/sanctum-backup".into()),
+            role_arn: Some(
+                "arn:aws:iam::123456789012:role/sanctum-backup"
+                    .parse()
+                    .expect("role"),
+            ),
             audit_bucket: Some("sanctum-audit".into()),
             aws,
         },
