@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use aws_sdk_s3::types::PublicAccessBlockConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use kube::api::{Patch, PatchParams};
@@ -580,6 +580,138 @@ async fn local_crypto_shredding_destroys_the_key_encryption_key() -> Result<()> 
             "no key-encryption key or escrowed key survives: {after:?}"
         );
         Ok(())
+    })
+    .await
+}
+
+/// Standard base64 (padded or not, URL-safe or not) decoded, through the API types' own
+/// base64 (`ByteString`).
+fn unbase64(text: &str) -> Result<Vec<u8>> {
+    let mut b64: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !b64.len().is_multiple_of(4) {
+        b64.push('=');
+    }
+    Ok(serde_json::from_value::<k8s_openapi::ByteString>(b64.into())?.0)
+}
+
+/// The public keys of a PEM bundle, each as the `kid` tokens signed with it carry (the
+/// first 8 bytes of the SHA-256 of the raw Ed25519 key, the last 32 bytes of its SPKI).
+fn kids(bundle: &str) -> Result<Vec<String>> {
+    use sha2::Digest as _;
+    bundle
+        .split("-----END PUBLIC KEY-----")
+        .filter_map(|b| b.split("-----BEGIN PUBLIC KEY-----").nth(1))
+        .map(|body| {
+            let der = unbase64(body)?;
+            ensure!(der.len() == 44, "not an Ed25519 SPKI key");
+            Ok(hex::encode(&sha2::Sha256::digest(&der[12..])[..8]))
+        })
+        .collect()
+}
+
+/// The `kid` of a token minted with `private_pem` as the tenant's application would.
+fn kid_of_signer(private_pem: &[u8], tenant: &str) -> Result<String> {
+    let token = sanctum_e2e::node::mint_token(private_pem, tenant, "room-1", "u-1", "participant")?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&unbase64(token.split('.').next().context("header")?)?)?;
+    Ok(header["kid"].as_str().context("kid")?.to_string())
+}
+
+#[tokio::test]
+async fn join_token_keys_rotate_on_request_with_an_overlap_then_retire() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("jrot");
+    // A short overlap and resync, so that the old key's retirement is seen here.
+    let op = Operator::start_with(
+        &run,
+        &run,
+        &["--join-key-overlap-seconds", "15", "--resync-seconds", "3"],
+    )
+    .await?;
+    with_logs(&op, || async {
+        let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+        tenants
+            .create(&PostParams::default(), &example_tenant(&run, &run)?)
+            .await?;
+        wait_condition(&tenants, &run, "Ready", "True", Duration::from_secs(120)).await?;
+        let ns = format!("vt-{run}");
+        let secrets = Api::<Secret>::namespaced(cluster.client.clone(), &ns);
+        let maps = Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns);
+        let private = || async {
+            let s = secrets.get("join-token-signing-key").await?;
+            anyhow::Ok(
+                s.data
+                    .and_then(|d| d.get("private.pem").cloned())
+                    .context("private.pem")?
+                    .0,
+            )
+        };
+        let published = || async {
+            let m = maps.get("join-token-public-key").await?;
+            anyhow::Ok(
+                m.data
+                    .and_then(|d| d.get("public.pem").cloned())
+                    .unwrap_or_default(),
+            )
+        };
+        let old = private().await?;
+        let old_kid = kid_of_signer(&old, &run)?;
+        ensure!(
+            kids(&published().await?)? == vec![old_kid.clone()],
+            "one key before any rotation"
+        );
+
+        let ask = |value: &str| {
+            Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"sanctum.dev/rotate-join-token-key": value}}
+            }))
+        };
+        tenants
+            .patch(&run, &PatchParams::default(), &ask("2026-12-07"))
+            .await?;
+        wait_for(
+            "a new key, published beside the old one",
+            Duration::from_secs(60),
+            || async {
+                let new = private().await?;
+                Ok(new != old
+                    && kids(&published().await?)?
+                        == vec![kid_of_signer(&new, &run)?, old_kid.clone()])
+            },
+        )
+        .await?;
+        let new = private().await?;
+        let new_kid = kid_of_signer(&new, &run)?;
+        // The same request again is not a second rotation.
+        tenants
+            .patch(&run, &PatchParams::default(), &ask("2026-12-07"))
+            .await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ensure!(private().await? == new, "one request, one rotation");
+        wait_for(
+            "the old key to retire once its overlap is over",
+            Duration::from_secs(60),
+            || async { Ok(kids(&published().await?)? == vec![new_kid.clone()]) },
+        )
+        .await?;
+        let secret = secrets.get("join-token-signing-key").await?;
+        ensure!(
+            !secret
+                .data
+                .unwrap_or_default()
+                .contains_key("previous-public.pem"),
+            "the retired key is dropped from the Secret"
+        );
+        tenants.delete(&run, &Default::default()).await?;
+        wait_gone(&tenants, &run, Duration::from_secs(120)).await
     })
     .await
 }

@@ -124,6 +124,11 @@ pub struct RunArgs {
     /// session trail (docs/iam.md); `{tenant}` stands for the tenant's name.
     #[arg(long, env = "SANCTUM_MEDIA_ROLE_ARN")]
     media_role_arn: Option<RoleTemplate>,
+    /// Seconds a rotated-out join-token key stays published beside the new one. Default:
+    /// the tenant's `maxSessionMinutes` plus 11 minutes (the longest token a node accepts,
+    /// and its clock leeway), so tokens and sessions the old key admitted keep working.
+    #[arg(long, env = "SANCTUM_JOIN_KEY_OVERLAP_SECONDS")]
+    join_key_overlap_seconds: Option<u64>,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -182,6 +187,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         operator_namespace: args.namespace,
         tenant_selector: args.tenant_selector,
         resync: Duration::from_secs(args.resync_seconds),
+        join_key_overlap: args.join_key_overlap_seconds.map(Duration::from_secs),
         instance: args.instance.clone(),
         key_providers: args.key_providers,
         integrity_interval: Duration::from_secs(args.integrity_check_seconds.max(1)),

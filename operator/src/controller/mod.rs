@@ -227,6 +227,9 @@ pub struct RunConfig {
     pub identity: Option<tenant::build::OperatorIdentity>,
     /// How media-node pods reach the cloud (and the audit bucket of their session logs).
     pub media: tenant::build::MediaNodes,
+    /// How long a rotated-out join-token key stays published; `None`: the tenant's
+    /// longest session plus the longest token lifetime (so no visit it admitted breaks).
+    pub join_key_overlap: Option<Duration>,
 }
 
 /// The audit trail the controllers write to, and where its chains end.

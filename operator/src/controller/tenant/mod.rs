@@ -204,7 +204,9 @@ impl Error {
             Error::InvalidSpec { .. }
             | Error::NamespaceConflict { .. }
             | Error::LegalHold { .. } => true,
-            Error::SigningKey { source, .. } => matches!(source, KeyError::Unreadable),
+            Error::SigningKey { source, .. } => {
+                matches!(source, KeyError::Unreadable | KeyError::Immutable)
+            }
             Error::Apply { source, .. } => is_rejected(source),
             Error::Key { source, .. } | Error::Bucket { source, .. } => source.is_permanent(),
             Error::LocalKey { source, .. } => !matches!(source, LocalKeyError::Random),

@@ -73,7 +73,7 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
     let exposed = run.expose().await?;
 
     // Dereference: what is made once and then only read.
-    let join_token_public_pem = run.ensure_signing_key().await?;
+    let join_token_public_pem = run.ensure_signing_key(tenant).await?;
     let control_public_pem = run.ensure_control_key().await?;
     run.ensure_control_tls().await?;
     let (key, key_secret) = run.ensure_tenant_key(tenant).await?;

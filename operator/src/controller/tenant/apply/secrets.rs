@@ -35,16 +35,22 @@ impl Run<'_> {
         Ok(created.object)
     }
 
-    /// Returns the tenant's join-token public key, creating the key pair on first use.
-    /// An existing key is never replaced: tokens already issued must stay valid.
-    pub(super) async fn ensure_signing_key(&mut self) -> Result<String, Error> {
+    /// Returns the join-token public keys media nodes must accept, creating the key pair on
+    /// first use. The key is replaced only when the tenant's `sanctum.dev/rotate-join-token-key`
+    /// annotation asks; the previous key is published beside it until the tokens and
+    /// sessions it admitted are over, then dropped.
+    pub(super) async fn ensure_signing_key(
+        &mut self,
+        tenant: &VideoTenant,
+    ) -> Result<String, Error> {
+        let tenant_name = self.v.name.clone();
         let key_error = |source| Error::SigningKey {
-            tenant: self.v.name.clone(),
+            tenant: tenant_name.clone(),
             source,
         };
         let secrets = self.api::<Secret>();
         let v = self.v;
-        let secret = self
+        let mut secret = self
             .secret_once(
                 &secrets,
                 signing_key::SECRET_NAME,
@@ -53,7 +59,64 @@ impl Run<'_> {
                 key_error,
             )
             .await?;
-        signing_key::public_key_pem(&secret).map_err(key_error)
+        let now = Timestamp::now();
+        let requested = tenant.annotations().get(signing_key::ROTATE_REQUEST);
+        if let Some(requested) = requested.filter(|_| signing_key::rotation_due(&secret, requested))
+        {
+            let overlap = self.ctx.config.join_key_overlap.unwrap_or_else(|| {
+                let session = u64::try_from(self.v.spec.media.max_session_minutes).unwrap_or(0);
+                std::time::Duration::from_secs(session * 60 + 11 * 60)
+            });
+            let retires = now
+                .checked_add(jiff::SignedDuration::try_from(overlap).unwrap_or_default())
+                .unwrap_or(now);
+            let patch = signing_key::rotation_patch(&secret, requested, &retires.to_string())
+                .map_err(key_error)?;
+            secret = self
+                .merge_patch_secret(&secrets, signing_key::SECRET_NAME, &patch)
+                .await?;
+            info!(%retires, "rotated the join-token signing key");
+            self.changes.push(format!(
+                "rotated the join-token signing key; the previous key is accepted until {retires}"
+            ));
+        }
+        let (published, retired) = signing_key::published_keys(&secret, now).map_err(key_error)?;
+        if retired {
+            self.merge_patch_secret(
+                &secrets,
+                signing_key::SECRET_NAME,
+                &signing_key::retire_patch(&secret),
+            )
+            .await?;
+            self.changes
+                .push("retired the previous join-token signing key".to_string());
+        }
+        Ok(published)
+    }
+
+    /// Applies a JSON merge patch to Secret `name`; one naming a stale resourceVersion
+    /// fails as a stale read (retried at once with fresh objects).
+    async fn merge_patch_secret<P: serde::Serialize + std::fmt::Debug>(
+        &self,
+        secrets: &Api<Secret>,
+        name: &str,
+        patch: &P,
+    ) -> Result<Secret, Error> {
+        match secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(patched) => Ok(patched),
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::StaleRead {
+                tenant: self.v.name.clone(),
+            }),
+            Err(source) => Err(Error::Apply {
+                tenant: self.v.name.clone(),
+                kind: "Secret".into(),
+                name: name.into(),
+                source,
+            }),
+        }
     }
 
     /// The tenant's control CA (made once, in the operator's namespace) and the media
@@ -193,27 +256,9 @@ impl Run<'_> {
                 .await?;
             let patch =
                 tenant_key::rotation_patch(&secret, &next, wrapped, requested, &now.to_string());
-            match secrets
-                .patch(
-                    tenant_key::SECRET_NAME,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(rotated) => secret = rotated,
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    return Err(Error::StaleRead { tenant: name });
-                }
-                Err(source) => {
-                    return Err(Error::Apply {
-                        tenant: name,
-                        kind: "Secret".into(),
-                        name: tenant_key::SECRET_NAME.into(),
-                        source,
-                    });
-                }
-            }
+            secret = self
+                .merge_patch_secret(&secrets, tenant_key::SECRET_NAME, &patch)
+                .await?;
             info!(version = next.version, "rotated the tenant data key");
             self.changes
                 .push(format!("rotated the tenant data key to v{}", next.version));

@@ -1,7 +1,9 @@
 //! The tenant's Ed25519 join-token signing key.
 //!
-//! The private half lives in an immutable Secret created once; the public half is
-//! published in a ConfigMap the media nodes mount. Key bytes never reach a log.
+//! The private half lives in a Secret created once and replaced only when the tenant's
+//! `sanctum.dev/rotate-join-token-key` annotation asks for a new key; the public half is
+//! published in a ConfigMap the media nodes mount, with the previous key beside it until
+//! the tokens and sessions it signed are over. Key bytes never reach a log.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,14 @@ pub const CONFIG_MAP_NAME: &str = "join-token-public-key";
 pub const PRIVATE_KEY_FILE: &str = "private.pem";
 /// Key of the public key in the ConfigMap.
 pub const PUBLIC_KEY_FILE: &str = "public.pem";
+/// Key of the previous public key in the Secret, while it is still published.
+pub const PREVIOUS_PUBLIC_FILE: &str = "previous-public.pem";
+/// Tenant annotation asking for a new join-token key: each new value, one rotation.
+pub const ROTATE_REQUEST: &str = "sanctum.dev/rotate-join-token-key";
+/// Secret annotation holding the last rotation request that was carried out.
+pub const ROTATION_HANDLED: &str = "sanctum.dev/rotation-handled";
+/// Secret annotation: when the previous key stops being published (RFC 3339).
+pub const PREVIOUS_RETIRES: &str = "sanctum.dev/previous-key-retires-at";
 
 /// Why a signing key could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +47,101 @@ pub enum KeyError {
         "Secret {SECRET_NAME} does not hold a PKCS#8 Ed25519 key under {PRIVATE_KEY_FILE}; delete it to have a new key made"
     )]
     Unreadable,
+    /// A rotation was asked for, but the Secret was made immutable (before rotation
+    /// existed) and cannot take a new key in place.
+    #[error(
+        "Secret {SECRET_NAME} is immutable and cannot be rotated in place: delete it to have a new key made (tokens signed by the old key then stop working at once)"
+    )]
+    Immutable,
 }
 
 /// A fresh key pair as the Secret to create; `None` fields are filled by the API server.
+/// Not immutable: a rotation replaces the key in place.
 pub fn generate_secret(v: &Validated) -> Result<Secret, KeyError> {
-    generate(namespaced_meta(v, SECRET_NAME))
+    let mut secret = generate(namespaced_meta(v, SECRET_NAME))?;
+    secret.immutable = None;
+    Ok(secret)
+}
+
+/// Whether the tenant's rotation request (`requested`, its annotation) is not yet carried out.
+pub fn rotation_due(secret: &Secret, requested: Option<&String>) -> bool {
+    requested.is_some_and(|r| {
+        secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROTATION_HANDLED))
+            != Some(r)
+    })
+}
+
+/// The merge patch that rotates the key in `secret`: a new private key, the current public
+/// key kept as the previous one until `retires`, and `requested` marked as carried out.
+/// It names the Secret's resourceVersion, so a concurrent change fails it (409).
+pub fn rotation_patch(
+    secret: &Secret,
+    requested: &str,
+    retires: &str,
+) -> Result<serde_json::Value, KeyError> {
+    if secret.immutable == Some(true) {
+        return Err(KeyError::Immutable);
+    }
+    let previous = public_key_pem(secret)?;
+    let fresh = generate(Default::default())?;
+    let private = fresh
+        .data
+        .as_ref()
+        .and_then(|d| d.get(PRIVATE_KEY_FILE))
+        .ok_or(KeyError::Unreadable)?;
+    Ok(serde_json::json!({
+        "metadata": {
+            "resourceVersion": secret.metadata.resource_version,
+            "annotations": {ROTATION_HANDLED: requested, PREVIOUS_RETIRES: retires},
+        },
+        "data": {
+            PRIVATE_KEY_FILE: private,
+            PREVIOUS_PUBLIC_FILE: ByteString(previous.into_bytes()),
+        },
+    }))
+}
+
+/// What media nodes must accept, from `secret` at `now`: the current public key, and the
+/// previous one until it retires. With it, when the previous key must next be dropped
+/// from the Secret (`Some(true)`: it has retired).
+pub fn published_keys(secret: &Secret, now: jiff::Timestamp) -> Result<(String, bool), KeyError> {
+    let mut keys = public_key_pem(secret)?;
+    let previous = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(PREVIOUS_PUBLIC_FILE))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    let retires = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PREVIOUS_RETIRES))
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let Some(previous) = previous else {
+        return Ok((keys, false));
+    };
+    match retires {
+        Some(at) if now < at => {
+            keys.push_str(&previous);
+            Ok((keys, false))
+        }
+        _ => Ok((keys, true)),
+    }
+}
+
+/// The merge patch that drops a retired previous key from the Secret.
+pub fn retire_patch(secret: &Secret) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {
+            "resourceVersion": secret.metadata.resource_version,
+            "annotations": {PREVIOUS_RETIRES: null},
+        },
+        "data": {PREVIOUS_PUBLIC_FILE: null},
+    })
 }
 
 /// Name of the tenant's control key Secret in the operator's namespace: tenant name and a
@@ -136,12 +236,18 @@ mod tests {
     use ed25519_dalek::{Signer, Verifier, VerifyingKey};
 
     #[test]
-    fn generated_keys_are_fresh_immutable_and_verify() {
+    fn generated_keys_are_fresh_and_verify() {
         let v = fixtures::validated("clinic-a");
         let a = generate_secret(&v).expect("key");
         let b = generate_secret(&v).expect("key");
         assert_ne!(a.data, b.data, "each tenant gets its own key");
-        assert_eq!(a.immutable, Some(true));
+        assert_eq!(a.immutable, None, "a rotation replaces the key in place");
+        let control = generate_control_secret(&v, "sanctum-system").expect("control key");
+        assert_eq!(
+            control.immutable,
+            Some(true),
+            "the control key never changes"
+        );
 
         let pem = std::str::from_utf8(&a.data.as_ref().expect("data")[PRIVATE_KEY_FILE].0)
             .expect("utf8")
@@ -151,6 +257,71 @@ mod tests {
             VerifyingKey::from_public_key_pem(&public_key_pem(&a).expect("public")).expect("spki");
         let sig = signing.sign(b"token");
         assert!(public.verify(b"token", &sig).is_ok());
+    }
+
+    /// `secret` with `patch` (a JSON merge patch) applied, as the API server would.
+    fn patched(secret: &Secret, patch: &serde_json::Value) -> Secret {
+        fn merge(into: &mut serde_json::Value, patch: &serde_json::Value) {
+            match (into, patch) {
+                (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                    for (k, v) in b {
+                        if v.is_null() {
+                            a.remove(k);
+                        } else {
+                            merge(a.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                        }
+                    }
+                }
+                (a, b) => *a = b.clone(),
+            }
+        }
+        let mut value = serde_json::to_value(secret).expect("json");
+        merge(&mut value, patch);
+        serde_json::from_value(value).expect("secret")
+    }
+
+    #[test]
+    fn a_rotation_publishes_both_keys_until_the_previous_one_retires() {
+        let v = fixtures::validated("clinic-a");
+        let first = generate_secret(&v).expect("key");
+        let t0: jiff::Timestamp = "2026-12-07T10:00:00Z".parse().expect("time");
+        let (published, _) = published_keys(&first, t0).expect("keys");
+        let old = public_key_pem(&first).expect("public");
+        assert_eq!(published, old, "one key before any rotation");
+
+        assert!(!rotation_due(&first, None));
+        let asked = "2026-12-07".to_string();
+        assert!(rotation_due(&first, Some(&asked)));
+        let patch = rotation_patch(&first, &asked, "2026-12-07T14:11:00Z").expect("patch");
+        let rotated = patched(&first, &patch);
+        assert!(!rotation_due(&rotated, Some(&asked)), "carried out once");
+        assert!(rotation_due(&rotated, Some(&"again".to_string())));
+        let new = public_key_pem(&rotated).expect("public");
+        assert_ne!(new, old, "a new key");
+
+        let (published, retired) = published_keys(&rotated, t0).expect("keys");
+        assert_eq!(
+            published,
+            format!("{new}{old}"),
+            "both while tokens of the old one live"
+        );
+        assert!(!retired);
+        let later: jiff::Timestamp = "2026-12-07T14:11:00Z".parse().expect("time");
+        let (published, retired) = published_keys(&rotated, later).expect("keys");
+        assert_eq!(published, new, "the old key retires");
+        assert!(retired, "and is to be dropped from the Secret");
+        let dropped = patched(&rotated, &retire_patch(&rotated));
+        assert_eq!(published_keys(&dropped, later).expect("keys"), (new, false));
+    }
+
+    #[test]
+    fn an_immutable_secret_is_not_rotated_in_place() {
+        let mut old = generate_secret(&fixtures::validated("clinic-a")).expect("key");
+        old.immutable = Some(true);
+        assert!(matches!(
+            rotation_patch(&old, "now", "2026-12-07T14:11:00Z"),
+            Err(KeyError::Immutable)
+        ));
     }
 
     #[test]
