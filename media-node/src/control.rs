@@ -138,13 +138,8 @@ async fn start(
             Err(_) => problem(StatusCode::CONFLICT, "recording-exists"),
         };
     }
-    let key = state.keys.get().expect("checked in authorize").tenant_key();
-    match state
-        .recorders
-        .start(&id, &req, key.key.clone(), key.version)
-    {
+    match state.start_recording(&id, &req).await {
         Ok((report, created)) => {
-            state.media.record(&req.room).await;
             let status = if created {
                 StatusCode::CREATED
             } else {

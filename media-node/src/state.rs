@@ -1,16 +1,19 @@
 //! What the HTTP handlers (signaling and control) share: the SFU driver's handle, the keys
 //! once loaded, revoked tokens, session limits, metrics, recordings (and those waiting for
-//! their host), and whether the node is draining. The server composes it; handlers only read it.
+//! their host), and whether the node is draining. The server composes it; handlers read it
+//! and start recordings through it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
+
+use sanctum_api::control::{RecordingReport, StartRecording};
 
 use crate::keys::Keys;
 use crate::media::MediaHandle;
 use crate::metrics::Metrics;
 use crate::placement::Placement;
-use crate::recording::Recorders;
 use crate::recording::consent::Awaiting;
+use crate::recording::{Recorders, StartError};
 use crate::token::Revoked;
 use crate::turn::TurnConfig;
 
@@ -59,4 +62,22 @@ pub struct AppState {
     pub placement: Option<Arc<Placement>>,
     /// The tenant's TURN service, whose credentials go out with answers (`None`: no TURN).
     pub turn: Option<Arc<TurnConfig>>,
+}
+
+impl AppState {
+    /// Starts recording `id` under the tenant's current data key and has the SFU feed the
+    /// room to it: the operator's start and a host's consent both begin a recording here.
+    /// The report, and whether the recording is new.
+    pub async fn start_recording(
+        &self,
+        id: &str,
+        req: &StartRecording,
+    ) -> Result<(RecordingReport, bool), StartError> {
+        let key = self.keys.get().ok_or(StartError::NotReady)?.tenant_key();
+        let started = self
+            .recorders
+            .start(id, req, key.key.clone(), key.version)?;
+        self.media.record(&req.room).await;
+        Ok(started)
+    }
 }

@@ -63,25 +63,14 @@ struct Waiting {
 
 impl Waiting {
     fn report(&self) -> RecordingReport {
+        let phase = if self.declined {
+            NodePhase::Failed
+        } else {
+            NodePhase::AwaitingHost
+        };
         RecordingReport {
-            phase: if self.declined {
-                NodePhase::Failed
-            } else {
-                NodePhase::AwaitingHost
-            },
-            room: self.req.room.clone(),
-            bucket: self.req.bucket.clone(),
-            key: self.req.key.clone(),
-            upload_id: None,
-            key_version: 0,
-            started_at: self.asked_at.clone(),
-            ended_at: None,
-            frames: 0,
-            skipped: 0,
-            version_id: None,
-            size_bytes: None,
-            sha256: None,
             reason: self.declined.then(|| HOST_DECLINED.to_string()),
+            ..RecordingReport::begun(phase, &self.req, 0, self.asked_at.clone())
         }
     }
 }

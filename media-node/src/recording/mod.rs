@@ -151,22 +151,12 @@ impl Recorders {
             }
             return Ok((report, false));
         }
-        let report = Arc::new(Mutex::new(RecordingReport {
-            phase: NodePhase::Recording,
-            room: req.room.clone(),
-            bucket: req.bucket.clone(),
-            key: req.key.clone(),
-            upload_id: None,
+        let report = Arc::new(Mutex::new(RecordingReport::begun(
+            NodePhase::Recording,
+            req,
             key_version,
-            started_at: jiff::Timestamp::now().to_string(),
-            ended_at: None,
-            frames: 0,
-            skipped: 0,
-            version_id: None,
-            size_bytes: None,
-            sha256: None,
-            reason: None,
-        }));
+            jiff::Timestamp::now().to_string(),
+        )));
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let job = Job {
             id: id.to_string(),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use sanctum_media_core::{Direction, Role};
 use serde::Deserialize;
 
-use super::auth::{Refusal, refuse};
+use super::auth::refuse;
 use super::{SessionPath, session};
 use crate::recording::consent::{Decision, RoomRecording};
 use crate::state::AppState;
@@ -83,22 +83,14 @@ pub(super) async fn whip_consent(
         )
             .into_response();
     };
-    let (event, detail) = match decision {
-        Decision::Granted => ("record-consent", "granted"),
-        Decision::Declined => ("record-consent", "declined"),
+    let detail = match decision {
+        Decision::Granted => "granted",
+        Decision::Declined => "declined",
     };
-    crate::session_log::session(event, &resource, &record.info, Some(detail));
+    crate::session_log::session("record-consent", &resource, &record.info, Some(detail));
     for (id, req) in start {
-        let Some(keys) = state.keys.get() else {
-            return Refusal::NotReady.into_response();
-        };
-        let key = keys.tenant_key();
-        match state
-            .recorders
-            .start(&id, &req, key.key.clone(), key.version)
-        {
-            Ok(_) => state.media.record(&room).await,
-            Err(e) => tracing::warn!(error = %e, "a confirmed recording did not start"),
+        if let Err(e) = state.start_recording(&id, &req).await {
+            tracing::warn!(error = %e, "a confirmed recording did not start");
         }
     }
     let recording = room_recording(&state, &room).as_str();

@@ -146,3 +146,30 @@ pub struct RecordingReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+impl RecordingReport {
+    /// The report of `req` as it begins in `phase`: nothing written yet.
+    pub fn begun(
+        phase: NodePhase,
+        req: &StartRecording,
+        key_version: i32,
+        started_at: String,
+    ) -> Self {
+        Self {
+            phase,
+            room: req.room.clone(),
+            bucket: req.bucket.clone(),
+            key: req.key.clone(),
+            upload_id: None,
+            key_version,
+            started_at,
+            ended_at: None,
+            frames: 0,
+            skipped: 0,
+            version_id: None,
+            size_bytes: None,
+            sha256: None,
+            reason: None,
+        }
+    }
+}
