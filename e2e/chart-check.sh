@@ -45,7 +45,7 @@ need() {
   done
 }
 
-need helm kubeconform helm-docs checkov python3 curl
+need helm kubeconform helm-docs checkov promtool python3 curl
 python3 -c 'import yaml' 2>/dev/null || die "python3 needs PyYAML (pip install pyyaml, or apt-get install python3-yaml)"
 LUA=""
 if command -v lua5.1 >/dev/null; then
@@ -190,7 +190,8 @@ PROM_DIR="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROM
 # {{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json), made strict like kubeconform's
 # -strict Kubernetes schemas: unknown fields are refused unless the schema preserves them.
 python3 - "$CRD_SCHEMAS" crds/videotenants.yaml crds/recordings.yaml \
-  "$PROM_DIR/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" <<'PY'
+  "$PROM_DIR/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+  "$PROM_DIR/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" <<'PY'
 import json, os, sys, yaml
 out = sys.argv[1]
 def strict(node):
@@ -297,6 +298,27 @@ for values in "${VALUE_SETS[@]}"; do
 done
 echo "-- docs/examples/videotenant.yaml"
 "${KUBECONFORM[@]}" docs/examples/videotenant.yaml
+
+step "alert rules: promtool check and unit tests against recorded series (e2e/alerts/tests.yaml)"
+# The rules as the chart renders them with its default thresholds, in Prometheus's own
+# rule-file format; the tests name the file next to them.
+mkdir -p "$WORK/alerts"
+template --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml |
+  python3 -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(sys.stdin)["spec"], sys.stdout, sort_keys=False)' \
+  >"$WORK/alerts/rules.yaml"
+promtool check rules "$WORK/alerts/rules.yaml"
+cp e2e/alerts/tests.yaml "$WORK/alerts/tests.yaml"
+promtool test rules "$WORK/alerts/tests.yaml"
+# Every alert of the chart has a test (a rule nobody tested is not shipped).
+python3 - "$WORK/alerts/rules.yaml" e2e/alerts/tests.yaml <<'PY'
+import sys, yaml
+rules = {r["alert"] for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"] if "alert" in r}
+tested = {t["alertname"] for test in yaml.safe_load(open(sys.argv[2]))["tests"] for t in test.get("alert_rule_test", [])
+          if t.get("exp_alerts")}
+if rules - tested:
+    sys.exit(f"alerts without a test that fires them: {sorted(rules - tested)}")
+print(f"ok: all {len(rules)} alerts fire in a test")
+PY
 
 step "RBAC: no Secret create+get cluster-wide"
 # A ClusterRole bound cluster-wide that may create and read Secrets can mint a token for

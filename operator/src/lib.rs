@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cloud;
 pub mod controller;
 pub mod crds;
+pub mod evidence;
 pub mod hash;
 pub mod http;
 pub mod metrics;

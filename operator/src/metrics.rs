@@ -54,6 +54,15 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// Labels of the tenant condition gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// Tenant.
+    pub tenant: String,
+    /// Condition type (`Ready`, `Stalled`, `MediaReady`, ...).
+    pub condition: String,
+}
+
 /// All operator metrics, shared by the controllers and the HTTP endpoint.
 #[derive(Clone)]
 pub struct Metrics {
@@ -69,6 +78,10 @@ pub struct Metrics {
     audit_dropped: Counter,
     backups: Family<BackupLabels, Counter>,
     backup_last_success: Family<TenantLabels, Gauge>,
+    tenant_condition: Family<ConditionLabels, Gauge>,
+    data_key_created: Family<TenantLabels, Gauge>,
+    data_key_rotation: Family<TenantLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -138,6 +151,30 @@ impl Default for Metrics {
             "When the tenant's last successful backup finished (alert when it gets old)",
             backup_last_success.clone(),
         );
+        let tenant_condition = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "tenant_condition",
+            "1 when the tenant's condition is True, 0 otherwise, as last written to its status",
+            tenant_condition.clone(),
+        );
+        let data_key_created = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_data_key_created_timestamp_seconds",
+            "When the data-key version new recordings use was made (alert when older than its rotation)",
+            data_key_created.clone(),
+        );
+        let data_key_rotation = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_data_key_rotation_seconds",
+            "How often the tenant's data key is to be rotated (spec.encryption.rotationDays)",
+            data_key_rotation.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
@@ -151,6 +188,10 @@ impl Default for Metrics {
             audit_dropped,
             backups,
             backup_last_success,
+            tenant_condition,
+            data_key_created,
+            data_key_rotation,
+            leader,
         }
     }
 }
@@ -240,6 +281,56 @@ impl Metrics {
                 tenant: tenant.to_string(),
             })
             .set(finished_unix);
+    }
+
+    /// Sets the tenant's condition gauges from the conditions just written to its status.
+    pub fn tenant_conditions(&self, tenant: &str, conditions: &[(String, bool)]) {
+        for (condition, true_) in conditions {
+            self.tenant_condition
+                .get_or_create(&ConditionLabels {
+                    tenant: tenant.to_string(),
+                    condition: condition.clone(),
+                })
+                .set(i64::from(*true_));
+        }
+    }
+
+    /// Sets when the current data-key version was made and how often it is to be rotated.
+    pub fn data_key(&self, tenant: &str, created_unix: i64, rotation_days: i32) {
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        self.data_key_created
+            .get_or_create(&labels)
+            .set(created_unix);
+        self.data_key_rotation
+            .get_or_create(&labels)
+            .set(i64::from(rotation_days) * 86_400);
+    }
+
+    /// Drops a deleted tenant's series, so no alert fires for a tenant that is gone.
+    pub fn forget_tenant(&self, tenant: &str) {
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        self.data_key_created.remove(&labels);
+        self.data_key_rotation.remove(&labels);
+        self.backup_last_success.remove(&labels);
+        for condition in sanctum_api::conditions::PART_TYPES.iter().chain(&[
+            sanctum_api::conditions::READY,
+            sanctum_api::conditions::RECONCILING,
+            sanctum_api::conditions::STALLED,
+        ]) {
+            self.tenant_condition.remove(&ConditionLabels {
+                tenant: tenant.to_string(),
+                condition: (*condition).to_string(),
+            });
+        }
+    }
+
+    /// Marks this replica as leading (1) or not (0).
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The text exposition format Prometheus scrapes.

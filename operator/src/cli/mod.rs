@@ -3,4 +3,5 @@
 
 pub mod audit;
 pub mod backup;
+pub mod plugin;
 pub mod run;

@@ -175,6 +175,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Here only once the Lease is held (or there is none to hold).
+    metrics.leading(true);
     let cloud = args.cloud.connect().await?;
     // Pods are told what this process found: the same store, region and bucket owners.
     let aws_env = AwsEnv {

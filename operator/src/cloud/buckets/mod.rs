@@ -13,14 +13,15 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 use sanctum_api::{ObjectLockMode, ObjectLockSpec};
-use serde_json::Value;
 
 mod claim;
 mod policy;
+pub mod posture;
 
 use super::{Cloud, CloudError};
 use claim::claim;
 pub use policy::policy;
+pub use posture::{Check, Posture, inspect};
 
 /// Lifecycle rule id the operator owns.
 const RETENTION_RULE: &str = "sanctum-retention";
@@ -89,18 +90,11 @@ pub async fn ensure_bucket(
     let bucket = want.name.as_str();
     let mut report = BucketReport::default();
     claim(cloud, want, &mut report).await?;
-    // Block Public Access: all four settings.
-    let pab = match s3.get_public_access_block().bucket(bucket).send().await {
-        Ok(out) => out.public_access_block_configuration().cloned(),
-        Err(e) => missing_ok("GetPublicAccessBlock", &e)?,
-    };
-    let all_blocked = pab.as_ref().is_some_and(|c| {
-        c.block_public_acls() == Some(true)
-            && c.ignore_public_acls() == Some(true)
-            && c.block_public_policy() == Some(true)
-            && c.restrict_public_buckets() == Some(true)
-    });
-    if !all_blocked {
+    let found = inspect(cloud, want, want.object_lock.is_some()).await?;
+    let checks = found.checks(want);
+    let wrong = |setting: &str| checks.iter().any(|c| c.setting == setting && !c.ok);
+
+    if wrong(posture::PUBLIC_ACCESS) {
         s3.put_public_access_block()
             .bucket(bucket)
             .public_access_block_configuration(
@@ -114,28 +108,11 @@ pub async fn ensure_bucket(
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("PutPublicAccessBlock", &e))?;
-        report.repaired.push("public access block");
+        report.repaired.push(posture::PUBLIC_ACCESS);
     }
 
     // Default encryption: SSE-KMS with the tenant key and bucket keys, or SSE-S3.
-    let rule = match s3.get_bucket_encryption().bucket(bucket).send().await {
-        Ok(out) => out
-            .server_side_encryption_configuration()
-            .and_then(|c| c.rules().first().cloned()),
-        Err(e) => missing_ok("GetBucketEncryption", &e)?,
-    };
-    let encryption_ok = rule.as_ref().is_some_and(|r| {
-        let default = r.apply_server_side_encryption_by_default();
-        match &want.kms_key_arn {
-            Some(arn) => {
-                default.map(|d| d.sse_algorithm()) == Some(&ServerSideEncryption::AwsKms)
-                    && default.and_then(|d| d.kms_master_key_id()) == Some(arn.as_str())
-                    && r.bucket_key_enabled() == Some(true)
-            }
-            None => default.map(|d| d.sse_algorithm()) == Some(&ServerSideEncryption::Aes256),
-        }
-    });
-    if !encryption_ok {
+    if wrong(posture::ENCRYPTION) {
         let by_default = match &want.kms_key_arn {
             Some(arn) => ServerSideEncryptionByDefault::builder()
                 .sse_algorithm(ServerSideEncryption::AwsKms)
@@ -161,27 +138,13 @@ pub async fn ensure_bucket(
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("PutBucketEncryption", &e))?;
-        report.repaired.push("default encryption");
+        report.repaired.push(posture::ENCRYPTION);
     }
 
     // Object Ownership: the bucket owner owns every object and ACLs are off, so no
     // uploader (another account's role, a misconfigured client) can keep an object out of
     // the tenant's control or grant access to it through an ACL.
-    let enforced = match s3
-        .get_bucket_ownership_controls()
-        .bucket(bucket)
-        .send()
-        .await
-    {
-        Ok(out) => out.ownership_controls().is_some_and(|c| {
-            c.rules().len() == 1
-                && c.rules()
-                    .iter()
-                    .all(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced)
-        }),
-        Err(e) => missing_ok::<(), _>("GetBucketOwnershipControls", &e)?.is_some(),
-    };
-    if !enforced {
+    if wrong(posture::OWNERSHIP) {
         s3.put_bucket_ownership_controls()
             .bucket(bucket)
             .ownership_controls(
@@ -200,31 +163,10 @@ pub async fn ensure_bucket(
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("PutBucketOwnershipControls", &e))?;
-        report.repaired.push("object ownership");
+        report.repaired.push(posture::OWNERSHIP);
     }
 
-    // Versioning. Some S3-compatible stores (moto among them) answer with a
-    // `GetBucketVersioningResponse` root element the SDK refuses to parse; the status in
-    // that document is read from the raw body instead.
-    let enabled = match s3.get_bucket_versioning().bucket(bucket).send().await {
-        Ok(out) => out.status() == Some(&BucketVersioningStatus::Enabled),
-        Err(e) => {
-            let error = CloudError::from_sdk("GetBucketVersioning", &e);
-            let body = e
-                .raw_response()
-                .and_then(|r| r.body().bytes())
-                .map(String::from_utf8_lossy);
-            match body {
-                Some(body)
-                    if error.code.is_none() && body.contains("GetBucketVersioningResponse") =>
-                {
-                    body.contains("<Status>Enabled</Status>")
-                }
-                _ => return Err(error),
-            }
-        }
-    };
-    if !enabled {
+    if wrong(posture::VERSIONING) {
         s3.put_bucket_versioning()
             .bucket(bucket)
             .versioning_configuration(
@@ -235,45 +177,11 @@ pub async fn ensure_bucket(
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("PutBucketVersioning", &e))?;
-        report.repaired.push("versioning");
+        report.repaired.push(posture::VERSIONING);
     }
 
-    // Retention lifecycle.
-    let rules = match s3
-        .get_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .send()
-        .await
-    {
-        Ok(out) => Some(out.rules().to_vec()),
-        Err(e) => missing_ok("GetBucketLifecycleConfiguration", &e)?,
-    };
-    // Exactly Sanctum's rule: another rule (a shorter expiry someone added) is drift too.
-    let lifecycle_ok = rules.as_ref().is_some_and(|rules| {
-        rules.len() == 1
-            && rules.iter().all(|r| {
-                r.id() == Some(RETENTION_RULE)
-                    && r.status() == &ExpirationStatus::Enabled
-                    && r.filter().is_none_or(|f| {
-                        f.prefix().unwrap_or_default().is_empty()
-                            && f.tag().is_none()
-                            && f.and().is_none()
-                            && f.object_size_greater_than().is_none()
-                            && f.object_size_less_than().is_none()
-                    })
-                    && r.transitions().is_empty()
-                    && r.noncurrent_version_transitions().is_empty()
-                    && r.expiration().and_then(|e| e.date()).is_none()
-                    && r.expiration().and_then(|e| e.days()) == Some(want.retention_days)
-                    && r.noncurrent_version_expiration()
-                        .and_then(|e| e.noncurrent_days())
-                        == Some(want.retention_days)
-                    && r.abort_incomplete_multipart_upload()
-                        .and_then(|a| a.days_after_initiation())
-                        == Some(ABORT_UPLOADS_AFTER_DAYS)
-            })
-    });
-    if !lifecycle_ok {
+    // Retention lifecycle: exactly Sanctum's rule.
+    if wrong(posture::LIFECYCLE) {
         let rule = LifecycleRule::builder()
             .id(RETENTION_RULE)
             .status(ExpirationStatus::Enabled)
@@ -308,68 +216,46 @@ pub async fn ensure_bucket(
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("PutBucketLifecycleConfiguration", &e))?;
-        report.repaired.push("retention lifecycle");
+        report.repaired.push(posture::LIFECYCLE);
     }
 
-    // Bucket policy.
-    let wanted_policy = policy(want);
-    let current = match s3.get_bucket_policy().bucket(bucket).send().await {
-        Ok(out) => out
-            .policy()
-            .and_then(|p| serde_json::from_str::<Value>(p).ok()),
-        Err(e) => missing_ok("GetBucketPolicy", &e)?,
-    };
-    if current.as_ref() != Some(&wanted_policy) {
+    if wrong(posture::POLICY) {
         s3.put_bucket_policy()
             .bucket(bucket)
-            .policy(wanted_policy.to_string())
+            .policy(policy(want).to_string())
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("PutBucketPolicy", &e))?;
-        report.repaired.push("bucket policy");
+        report.repaired.push(posture::POLICY);
     }
 
     // Object Lock default retention.
-    if let Some(lock) = &want.object_lock {
+    if let (Some(lock), true) = (&want.object_lock, wrong(posture::OBJECT_LOCK)) {
         let mode = match lock.mode {
             ObjectLockMode::Governance => ObjectLockRetentionMode::Governance,
             ObjectLockMode::Compliance => ObjectLockRetentionMode::Compliance,
         };
-        let current = s3
-            .get_object_lock_configuration()
+        s3.put_object_lock_configuration()
             .bucket(bucket)
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .rule(
+                        ObjectLockRule::builder()
+                            .default_retention(
+                                DefaultRetention::builder()
+                                    .mode(mode)
+                                    .days(lock.days)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("GetObjectLockConfiguration", &e))?;
-        let retention = current
-            .object_lock_configuration()
-            .and_then(|c| c.rule())
-            .and_then(|r| r.default_retention());
-        if retention.and_then(|r| r.mode()) != Some(&mode)
-            || retention.and_then(|r| r.days()) != Some(lock.days)
-        {
-            s3.put_object_lock_configuration()
-                .bucket(bucket)
-                .object_lock_configuration(
-                    ObjectLockConfiguration::builder()
-                        .object_lock_enabled(ObjectLockEnabled::Enabled)
-                        .rule(
-                            ObjectLockRule::builder()
-                                .default_retention(
-                                    DefaultRetention::builder()
-                                        .mode(mode)
-                                        .days(lock.days)
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| CloudError::from_sdk("PutObjectLockConfiguration", &e))?;
-            report.repaired.push("object lock");
-        }
+            .map_err(|e| CloudError::from_sdk("PutObjectLockConfiguration", &e))?;
+        report.repaired.push(posture::OBJECT_LOCK);
     }
     if report.created {
         report.repaired.clear();

@@ -7,7 +7,7 @@
 mod apply;
 pub mod build;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod observe;
 pub mod status;
 pub mod validate;
@@ -266,7 +266,7 @@ pub async fn reconcile(
         .is_none();
     let result = async {
         if first && !deleting {
-            write_status(&api, &tenant, status::initial(&tenant, &now()), &ctx.heads).await?;
+            write_status(&api, &tenant, status::initial(&tenant, &now()), &ctx).await?;
         }
         finalizer(&api, FINALIZER, tenant.clone(), |event| async {
             match event {
@@ -292,7 +292,7 @@ pub async fn reconcile(
                 }
                 if !deleting {
                     let failed = status::failed(&tenant, error, &now());
-                    if let Err(e) = write_status(&api, &tenant, failed, &ctx.heads).await {
+                    if let Err(e) = write_status(&api, &tenant, failed, &ctx).await {
                         warn!(error = %e, "could not record the failure in status");
                     }
                 }
@@ -412,6 +412,7 @@ async fn cleanup(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error> {
         format!("namespace {namespace} removed"),
     )
     .await;
+    ctx.metrics.forget_tenant(&name);
     Ok(Action::await_change())
 }
 
@@ -486,9 +487,16 @@ async fn write_status(
     api: &Api<VideoTenant>,
     tenant: &VideoTenant,
     mut status: VideoTenantStatus,
-    heads: &crate::audit::Heads,
+    ctx: &Context,
 ) -> Result<bool, Error> {
-    if let Some(anchor) = heads.anchor(&tenant.name_any())
+    let conditions: Vec<(String, bool)> = status
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status == "True"))
+        .collect();
+    ctx.metrics
+        .tenant_conditions(&tenant.name_any(), &conditions);
+    if let Some(anchor) = ctx.heads.anchor(&tenant.name_any())
         && status
             .last_audit_record
             .as_ref()

@@ -136,9 +136,21 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         &api,
         tenant,
         status::converged(tenant, &v, &observed, &now()),
-        &ctx.heads,
+        ctx,
     )
     .await?;
+    let version = tenant_key::current_version(&key_secret);
+    let created = version
+        .and_then(|n| {
+            key_secret
+                .annotations()
+                .get(&tenant_key::created_annotation(n))
+        })
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    if let Some(created) = created {
+        ctx.metrics
+            .data_key(&name, created.as_second(), v.spec.encryption.rotation_days);
+    }
     if !run.changes.is_empty() {
         info!(changes = run.changes.len(), "applied changes");
         let note = run.changes.join(", ");
