@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use sanctum_api::VideoTenant;
+use sanctum_api::{Recording, VideoTenant};
 use sanctum_e2e::{
     Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
     workspace_binary,
@@ -149,7 +149,7 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         // evidence: every section read, every safeguard passes (backups not configured).
         let (code, report, err) = evidence_json(&audit_bucket, &run)?;
         ensure!(code == 0, "evidence exited {code}: {err}\n{report:#}");
-        for section in ["tenant", "bucket", "keys", "network", "sessions", "backup", "audit"] {
+        for section in ["tenant", "bucket", "keys", "network", "sessions", "recordings", "backup", "audit"] {
             ensure!(!report[section].is_null(), "section {section} is empty: {report:#}");
         }
         let settings = report["bucket"]["settings"].as_array().context("bucket settings")?;
@@ -187,8 +187,18 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let (code, out, err) = plugin(&audit_bucket, &["verify-audit", &run])?;
         ensure!(code == 0 && out.contains("intact and signed") && out.contains("held"), "{out}{err}");
 
-        // The auditor reads all of that and no key: the signing key's Secret is refused.
+        // A Recording of the tenant is listed (not sealed: no media node runs here).
         let namespace = tenants.get(&run).await?.status.and_then(|s| s.namespace).context("namespace")?;
+        let visit: Recording = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sanctum.dev/v1alpha1", "kind": "Recording",
+            "metadata": {"name": "visit-1"},
+            "spec": {"room": "room-1", "consent": {"recordedBy": "host-1", "method": "Verbal", "givenAt": "2026-12-07T10:00:00Z"}},
+        }))?;
+        Api::<Recording>::namespaced(cluster.client.clone(), &namespace).create(&PostParams::default(), &visit).await?;
+        let (code, report, err) = evidence_json(&audit_bucket, &run)?;
+        ensure!(code == 0 && report["recordings"]["count"] == 1, "{err} {:#}", report["recordings"]);
+
+        // The auditor reads all of that and no key: the signing key's Secret is refused.
         match Api::<Secret>::namespaced(as_auditor.clone(), &namespace).get("join-token-signing-key").await {
             Err(kube::Error::Api(e)) if e.code == 403 => {}
             other => anyhow::bail!("the auditor read the join-token signing key: {:?}", other.map(|_| ())),
@@ -240,12 +250,9 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
 
     // Reconciles stopped, so nothing repairs what is changed next.
     op.kill().await?;
-    let bucket = tenants
-        .get(&run)
-        .await?
-        .status
-        .and_then(|s| s.bucket)
-        .context("bucket")?;
+    let status = tenants.get(&run).await?.status.context("status")?;
+    let bucket = status.bucket.context("bucket")?;
+    let namespace = status.namespace.context("namespace")?;
     cloud
         .s3
         .put_public_access_block()
@@ -271,6 +278,28 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
     ensure!(
         control(&report, "164.312(b)")?["status"] == "pass",
         "the audit trail is untouched yet"
+    );
+
+    // A sealed recording whose stored object no longer matches its SHA-256: integrity fails.
+    let recordings = Api::<Recording>::namespaced(cluster.client.clone(), &namespace);
+    let status = serde_json::json!({"status": {
+        "phase": "Sealed", "keyVersion": 1, "sha256": "ab".repeat(32), "expiresAt": "2032-12-07T00:00:00Z",
+        "conditions": [{"type": "IntegrityVerified", "status": "False", "reason": "ChecksumMismatch",
+                        "message": "the stored object does not match its SHA-256", "lastTransitionTime": "2026-12-07T00:00:00Z"}],
+    }});
+    recordings
+        .patch_status("visit-1", &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    let (code, report, err) = evidence_json(&audit_bucket, &run)?;
+    ensure!(
+        code == 1 && err.contains("FAIL 164.312(c)(1) Integrity: recordings.integrity"),
+        "{code} {err}"
+    );
+    let listed = &report["recordings"]["recordings"][0];
+    ensure!(
+        listed["name"] == "visit-1" && listed["integrityVerified"] == "False",
+        "{:#}",
+        report["recordings"]
     );
 
     // An audit object replaced: the audit safeguard fails, verify-audit too.

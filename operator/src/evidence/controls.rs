@@ -49,7 +49,7 @@ pub const CONTROLS: &[Control] = &[
     Control {
         id: "164.312(a)(2)(iv)",
         title: "Encryption and decryption",
-        findings: &["bucket.default encryption", "key."],
+        findings: &["bucket.default encryption", "key.", "recordings.encrypted"],
         tests: &[
             "e2e/tests/keys_and_buckets.rs::aws_provider_adopts_an_orphaned_key_and_encrypts_the_bucket_with_it",
             "e2e/tests/keys_and_buckets.rs::data_keys_rotate_and_crypto_shredding_destroys_every_copy",
@@ -75,6 +75,7 @@ pub const CONTROLS: &[Control] = &[
             "bucket.object lock",
             "bucket.exists",
             "bucket.readable",
+            "recordings.",
         ],
         tests: &[
             "e2e/tests/keys_and_buckets.rs::local_provider_wraps_a_key_and_protects_the_bucket",

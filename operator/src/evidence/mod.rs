@@ -5,6 +5,7 @@
 pub mod controls;
 mod kms;
 pub mod network;
+mod recordings;
 pub mod render;
 mod trail;
 
@@ -19,7 +20,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
-use sanctum_api::{KeyProvider, VideoTenant, conditions};
+use sanctum_api::{KeyProvider, Recording, VideoTenant, conditions};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -70,6 +71,8 @@ pub struct Report {
     pub network: Value,
     /// Session and token settings the media nodes run with.
     pub sessions: Value,
+    /// The tenant's Recordings: encryption, integrity, retention.
+    pub recordings: Value,
     /// Backups and restore drills.
     pub backup: Value,
     /// The audit chain, verified.
@@ -433,6 +436,22 @@ pub async fn gather(
         "joinTokenKeysAccepted": published,
     });
 
+    // Recordings.
+    let recordings = match Api::<Recording>::namespaced(sources.client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => recordings::section(&list.items, &mut found),
+        Err(e) => {
+            found.add(
+                "recordings.readable",
+                false,
+                format!("listing Recordings in {namespace}: {e}"),
+            );
+            json!(null)
+        }
+    };
+
     // Backups.
     let backup = match &spec.backup {
         None => json!({"configured": false}),
@@ -512,6 +531,7 @@ pub async fn gather(
         keys,
         network,
         sessions,
+        recordings,
         backup,
         audit,
         findings,

@@ -145,12 +145,13 @@ pub fn html(report: &Report) -> String {
 }
 
 /// The sections printed as they were read, in the order of both formats.
-fn sections(report: &Report) -> [(&'static str, &Value); 6] {
+fn sections(report: &Report) -> [(&'static str, &Value); 7] {
     [
         ("Tenant", &report.tenant),
         ("Bucket", &report.bucket),
         ("Keys", &report.keys),
         ("Sessions", &report.sessions),
+        ("Recordings", &report.recordings),
         ("Backup", &report.backup),
         ("Audit chain", &report.audit),
     ]
