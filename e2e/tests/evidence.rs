@@ -145,6 +145,19 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let (ready, desired) = regions.split_once('/').context("ready/desired")?;
         ensure!(line.contains("True") && ready == desired && line.contains("v1"), "{out}");
         ensure!(!out.contains('\u{1b}'), "colour on a pipe: {out:?}");
+        // kubectl finds the plugin by its name on the PATH, as after the README's install.
+        let binary = workspace_binary("kubectl-sanctum")?;
+        let dir = binary.parent().context("the plugin's directory")?;
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+        let kubectl = std::env::var("SANCTUM_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let via = std::process::Command::new(kubectl)
+            .args(["sanctum", "status", &run])
+            .env("PATH", path)
+            .env("KUBECONFIG", AUDITOR_KUBECONFIG.get().context("kubeconfig")?)
+            .output()?;
+        ensure!(via.status.success() && String::from_utf8_lossy(&via.stdout)
+                    .lines()
+                    .any(|l| l.starts_with(&run) && l.contains("True")), "kubectl sanctum: {}", String::from_utf8_lossy(&via.stderr));
 
         // evidence: every section read, every safeguard passes (backups not configured).
         let (code, report, err) = evidence_json(&audit_bucket, &run)?;
