@@ -244,6 +244,13 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let drill: Value = serde_json::from_str(&out)?;
         ensure!(drill["outcome"] == "Succeeded" && drill["restored"] == 1, "{drill:#}");
         ensure!(cloud.s3.head_bucket().bucket(&scratch).send().await.is_err(), "the scratch bucket is removed");
+        // A drill never restores into, or empties, a bucket that already exists.
+        let taken = format!("sanctum-taken-{run}");
+        cloud.s3.create_bucket().bucket(&taken).send().await?;
+        cloud.s3.put_object().bucket(&taken).key("keep-me").body(ByteStream::from_static(b"data")).send().await?;
+        let (code, out, err) = plugin(&audit_bucket, &["restore-drill", &run, "--scratch-bucket", &taken])?;
+        ensure!(code == 2 && err.contains("exists"), "a drill into an existing bucket exited {code}: {out}{err}");
+        ensure!(cloud.s3.head_object().bucket(&taken).key("keep-me").send().await.is_ok(), "the existing bucket's object is gone");
         // A corrupted object in the backup: the drill fails and names it.
         let copies = cloud.s3.list_objects_v2().bucket(&dest).prefix(format!("{run}/objects/")).send().await?;
         let copy = copies.contents().first().and_then(|o| o.key()).context("the backup's copy")?.to_string();

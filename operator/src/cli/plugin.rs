@@ -240,6 +240,15 @@ async fn restore_drill(
         .send()
         .await
         .map_err(|e| crate::cloud::CloudError::from_sdk("CreateBucket", &e))?;
+    // In us-east-1 CreateBucket also succeeds on a bucket the caller already owns, so one
+    // made by someone else between the check above and the call would pass unnoticed: the
+    // drill goes on (and later empties the bucket) only when it holds nothing.
+    let present = objects::list_keys(&target.s3, scratch_bucket, "").await?;
+    anyhow::ensure!(
+        present.is_empty(),
+        "scratch bucket {scratch_bucket} appeared with {} object(s) before the drill wrote any; nothing was restored or deleted",
+        present.len()
+    );
     let outcome = backup::restore(
         &source,
         &target,
