@@ -46,6 +46,7 @@ IDENTITIES = {
         "code": [
             "operator/src/evidence",
             "operator/src/cloud/buckets/posture.rs",
+            "operator/src/cloud/keys.rs#key_tag",
             "operator/audit/src/check.rs",
             "operator/audit/src/store.rs#keys,read,chain,nodes,deleted,overwritten",
             "operator/src/cli/plugin.rs#plugin,status",

@@ -12,7 +12,6 @@ use kube::{Api, Client, ResourceExt};
 use sanctum_api::{VideoTenant, conditions};
 use sanctum_cloud::CloudArgs;
 
-use crate::audit::store::AuditStore;
 use crate::backup;
 use crate::cloud::objects;
 use crate::evidence::{self, Sources, render};
@@ -145,20 +144,14 @@ pub async fn plugin(args: Plugin) -> anyhow::Result<bool> {
                 operator_namespace: &args.operator_namespace,
                 audit_bucket: Some(&bucket),
             };
-            let signers = evidence::signers(&sources).await?;
-            let anchor = Api::<VideoTenant>::all(client)
+            let status = Api::<VideoTenant>::all(client)
                 .get(&tenant)
                 .await
                 .with_context(|| format!("reading VideoTenant {tenant}"))?
                 .status
-                .and_then(|s| s.last_audit_record)
-                .map(|a| crate::audit::Head {
-                    seq: a.seq as u64,
-                    hash: a.hash,
-                });
-            let store = AuditStore::new(cloud.s3.clone(), &bucket);
-            let gathered = crate::audit::check::gather(&store, &tenant).await?;
-            match crate::audit::check::judge(&tenant, &gathered, &signers, anchor.as_ref()) {
+                .unwrap_or_default();
+            let anchor = evidence::anchor(&status);
+            match evidence::verify(&sources, &bucket, &tenant, anchor.as_ref()).await? {
                 Ok(report) => {
                     for chain in &report.chains {
                         println!(
@@ -315,12 +308,8 @@ async fn status(client: &Client, only: Option<&str>) -> anyhow::Result<bool> {
     );
     for t in &tenants {
         let status = t.status.clone().unwrap_or_default();
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::READY)
-            .map(|c| c.status.clone())
-            .unwrap_or_else(|| "Unknown".into());
+        let ready =
+            evidence::conditions_of(t, conditions::READY).unwrap_or_else(|| "Unknown".into());
         all_ready &= ready == "True";
         let regions = format!(
             "{}/{}",

@@ -147,7 +147,12 @@ async fn describe(cloud: &Cloud, key_id: &str) -> Result<Option<String>, CloudEr
 }
 
 /// The value of one tag of a KMS key (`None` when the key does not carry it).
-async fn key_tag(cloud: &Cloud, key_id: &str, tag: &str) -> Result<Option<String>, CloudError> {
+/// The value of tag `tag` on key `key_id`, over every page of its tags.
+pub(crate) async fn key_tag(
+    cloud: &Cloud,
+    key_id: &str,
+    tag: &str,
+) -> Result<Option<String>, CloudError> {
     let mut marker = None;
     loop {
         let page = cloud

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Collector;
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, keys};
 
 /// Reads the key `arn`; `made_by_sanctum` keys must carry the tenant's uid tag.
 pub(super) async fn posture(
@@ -61,12 +61,8 @@ pub(super) async fn posture(
         Err(_) => Vec::new(),
     };
     if made_by_sanctum {
-        let tags = cloud.kms.list_resource_tags().key_id(arn).send().await;
-        let owned = tags.as_ref().is_ok_and(|t| {
-            t.tags()
-                .iter()
-                .any(|t| t.tag_key() == crate::cloud::keys::TENANT_UID_TAG && t.tag_value() == uid)
-        });
+        let tag = keys::key_tag(cloud, arn, keys::TENANT_UID_TAG).await;
+        let owned = matches!(&tag, Ok(Some(owner)) if owner == uid);
         found.add(
             "disposal.key tagged with the tenant uid",
             owned,

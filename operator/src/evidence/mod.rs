@@ -9,7 +9,7 @@ mod recordings;
 pub mod render;
 mod trail;
 
-pub use trail::signers;
+pub use trail::{anchor, signers, verify};
 
 use std::collections::BTreeMap;
 
@@ -223,18 +223,8 @@ pub async fn gather(
     match &data_key {
         Ok(Some(secret)) => {
             let annotations = secret.annotations();
-            let current: Option<i32> = annotations
-                .get(tenant_key::CURRENT_VERSION)
-                .and_then(|v| v.parse().ok());
-            let mut made: Vec<(i32, String)> = annotations
-                .iter()
-                .filter_map(|(k, v)| {
-                    let version = k.strip_prefix("sanctum.dev/v")?.strip_suffix("-created")?;
-                    Some((version.parse().ok()?, v.clone()))
-                })
-                .collect();
-            made.sort();
-            for (version, created) in made {
+            let current = tenant_key::announced_version(annotations);
+            for (version, created) in tenant_key::created_versions(annotations) {
                 if Some(version) == current {
                     current_age_days = created
                         .parse::<Timestamp>()
@@ -539,7 +529,8 @@ pub async fn gather(
     })
 }
 
-fn conditions_of(tenant: &VideoTenant, kind: &str) -> Option<String> {
+/// The status (`True`, `False`, `Unknown`) of the tenant's condition `kind`, if it has one.
+pub fn conditions_of(tenant: &VideoTenant, kind: &str) -> Option<String> {
     tenant
         .status
         .as_ref()?

@@ -9,6 +9,34 @@ use serde_json::{Value, json};
 
 use super::{Collector, Sources};
 use crate::audit::store::AuditStore;
+use crate::controller::tenant::build::tenant_key;
+
+/// The tenant's anchor, `status.lastAuditRecord`, as the chain check takes it.
+pub fn anchor(status: &sanctum_api::VideoTenantStatus) -> Option<crate::audit::Head> {
+    status
+        .last_audit_record
+        .as_ref()
+        .map(|a| crate::audit::Head {
+            seq: a.seq as u64,
+            hash: a.hash.clone(),
+        })
+}
+
+/// Reads `tenant`'s chains from `bucket` and judges them against the operator's published
+/// signers and `anchor`: `Err` when they cannot be read, `Ok(Err)` when they are broken.
+pub async fn verify(
+    sources: &Sources<'_>,
+    bucket: &str,
+    tenant: &str,
+    anchor: Option<&crate::audit::Head>,
+) -> anyhow::Result<Result<crate::audit::check::TrailReport, crate::audit::check::TrailError>> {
+    let signers = signers(sources).await?;
+    let store = AuditStore::new(sources.cloud.s3.clone(), bucket);
+    let gathered = crate::audit::check::gather(&store, tenant).await?;
+    Ok(crate::audit::check::judge(
+        tenant, &gathered, &signers, anchor,
+    ))
+}
 
 /// Verifies `tenant`'s chains in `bucket` and summarizes the period.
 pub(super) async fn section(
@@ -20,31 +48,16 @@ pub(super) async fn section(
     until: Option<Timestamp>,
     found: &mut Collector,
 ) -> Value {
-    let signers = match signers(sources).await {
-        Ok(s) => s,
+    let anchor = anchor(status);
+    let report = match verify(sources, bucket, tenant, anchor.as_ref()).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(broken)) => {
+            found.add("audit.chain", false, broken.to_string());
+            return json!({"bucket": bucket, "verified": false, "error": broken.to_string()});
+        }
         Err(e) => {
             found.add("audit.chain", false, format!("{e:#}"));
             return json!({"bucket": bucket});
-        }
-    };
-    let anchor = status
-        .last_audit_record
-        .as_ref()
-        .map(|a| crate::audit::Head {
-            seq: a.seq as u64,
-            hash: a.hash.clone(),
-        });
-    let store = AuditStore::new(sources.cloud.s3.clone(), bucket);
-    let checked = match crate::audit::check::gather(&store, tenant).await {
-        Ok(gathered) => crate::audit::check::judge(tenant, &gathered, &signers, anchor.as_ref())
-            .map_err(anyhow::Error::from),
-        Err(e) => Err(anyhow::Error::from(e)),
-    };
-    let report = match checked {
-        Ok(report) => report,
-        Err(e) => {
-            found.add("audit.chain", false, format!("{e:#}"));
-            return json!({"bucket": bucket, "verified": false, "error": format!("{e:#}")});
         }
     };
     found.add(
@@ -72,10 +85,13 @@ pub(super) async fn section(
             t.is_some_and(|t| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u))
         })
         .collect();
-    let encryption_changes = in_period
+    // The reconciles that made or rotated the data key, in the operator's own words.
+    let made = format!("Secret/{}", tenant_key::SECRET_NAME);
+    let key_changes: Vec<Value> = in_period
         .iter()
-        .filter(|r| r.actions.contains("key") || r.actions.contains("Key"))
-        .count();
+        .filter(|r| r.actions.contains(&made) || r.actions.contains(tenant_key::ROTATED))
+        .map(|r| json!({"seq": r.seq, "time": r.time, "actions": r.actions}))
+        .collect();
     json!({
         "bucket": bucket,
         "verified": true,
@@ -84,7 +100,7 @@ pub(super) async fn section(
         "recordsInPeriod": in_period.len(),
         "firstInPeriod": in_period.first().map(|r| json!({"seq": r.seq, "time": r.time, "hash": r.hash})),
         "lastInPeriod": in_period.last().map(|r| json!({"seq": r.seq, "time": r.time, "hash": r.hash})),
-        "keyChangesInPeriod": encryption_changes,
+        "keyChangesInPeriod": key_changes,
     })
 }
 

@@ -6,13 +6,12 @@
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
     DefaultRetention, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
-    NoncurrentVersionExpiration, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, ObjectOwnership, OwnershipControls,
-    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    NoncurrentVersionExpiration, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRule,
+    ObjectOwnership, OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, VersioningConfiguration,
 };
-use sanctum_api::{ObjectLockMode, ObjectLockSpec};
+use sanctum_api::ObjectLockSpec;
 
 mod claim;
 mod policy;
@@ -231,10 +230,7 @@ pub async fn ensure_bucket(
 
     // Object Lock default retention.
     if let (Some(lock), true) = (&want.object_lock, wrong(posture::OBJECT_LOCK)) {
-        let mode = match lock.mode {
-            ObjectLockMode::Governance => ObjectLockRetentionMode::Governance,
-            ObjectLockMode::Compliance => ObjectLockRetentionMode::Compliance,
-        };
+        let mode = posture::retention_mode(lock.mode);
         s3.put_object_lock_configuration()
             .bucket(bucket)
             .object_lock_configuration(

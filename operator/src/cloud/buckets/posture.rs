@@ -327,13 +327,7 @@ impl Posture {
         let mode = retention.and_then(|r| r.mode());
         let days = retention.and_then(|r| r.days());
         let ok = match &want.object_lock {
-            Some(lock) => {
-                let wanted = match lock.mode {
-                    ObjectLockMode::Governance => ObjectLockRetentionMode::Governance,
-                    ObjectLockMode::Compliance => ObjectLockRetentionMode::Compliance,
-                };
-                mode == Some(&wanted) && days == Some(lock.days)
-            }
+            Some(lock) => mode == Some(&retention_mode(lock.mode)) && days == Some(lock.days),
             // Not asked for: a lock someone added is no weaker, so it is not a failure.
             None => true,
         };
@@ -346,6 +340,14 @@ impl Posture {
                 "days": days,
             }),
         }
+    }
+}
+
+/// S3's retention mode for the spec's Object Lock mode.
+pub fn retention_mode(mode: ObjectLockMode) -> ObjectLockRetentionMode {
+    match mode {
+        ObjectLockMode::Governance => ObjectLockRetentionMode::Governance,
+        ObjectLockMode::Compliance => ObjectLockRetentionMode::Compliance,
     }
 }
 

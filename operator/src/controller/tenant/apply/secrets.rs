@@ -261,7 +261,7 @@ impl Run<'_> {
                 .await?;
             info!(version = next.version, "rotated the tenant data key");
             self.changes
-                .push(format!("rotated the tenant data key to v{}", next.version));
+                .push(format!("{}{}", tenant_key::ROTATED, next.version));
             key = next;
         }
         Ok((key, secret))

@@ -37,6 +37,28 @@ pub fn created_annotation(version: i32) -> String {
     format!("sanctum.dev/v{version}-created")
 }
 
+/// Every version `annotations` records the making of, oldest first, with its time.
+pub fn created_versions(annotations: &BTreeMap<String, String>) -> Vec<(i32, String)> {
+    let mut made: Vec<(i32, String)> = annotations
+        .iter()
+        .filter_map(|(k, v)| {
+            let version = k.strip_prefix("sanctum.dev/v")?.strip_suffix("-created")?;
+            let version: i32 = version.parse().ok()?;
+            (*k == created_annotation(version)).then(|| (version, v.clone()))
+        })
+        .collect();
+    made.sort();
+    made
+}
+
+/// The version new recordings use, as `annotations` name it.
+pub fn announced_version(annotations: &BTreeMap<String, String>) -> Option<i32> {
+    annotations.get(CURRENT_VERSION)?.parse().ok()
+}
+
+/// What the Event and audit record of a rotation say, followed by the new version.
+pub const ROTATED: &str = "rotated the tenant data key to v";
+
 /// The Secret for a first data key (version 1), wrapped as `wrapped`.
 pub fn build_tenant_key_secret(
     v: &Validated,
@@ -63,13 +85,7 @@ pub fn build_tenant_key_secret(
 
 /// Current version recorded on an existing Secret.
 pub fn current_version(secret: &Secret) -> Option<i32> {
-    let version: i32 = secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(CURRENT_VERSION)?
-        .parse()
-        .ok()?;
+    let version = announced_version(secret.metadata.annotations.as_ref()?)?;
     secret
         .data
         .as_ref()?
@@ -210,6 +226,26 @@ pub fn local_key_bytes(secret: &Secret) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use crate::controller::tenant::fixtures;
+
+    #[test]
+    fn created_versions_are_read_in_order_and_lookalikes_ignored() {
+        let annotations = BTreeMap::from([
+            (created_annotation(2), "2026-12-02T00:00:00Z".to_string()),
+            (created_annotation(1), "2026-12-01T00:00:00Z".to_string()),
+            ("sanctum.dev/v01-created".to_string(), "x".to_string()),
+            ("sanctum.dev/vx-created".to_string(), "y".to_string()),
+            (CURRENT_VERSION.to_string(), "2".to_string()),
+        ]);
+        let made = created_versions(&annotations);
+        assert_eq!(
+            made,
+            [
+                (1, "2026-12-01T00:00:00Z".to_string()),
+                (2, "2026-12-02T00:00:00Z".to_string())
+            ]
+        );
+        assert_eq!(announced_version(&annotations), Some(2));
+    }
 
     #[test]
     fn local_keys_are_per_tenant_uid_and_crypto_shredding_finds_them() {
