@@ -55,8 +55,19 @@ IDENTITIES = {
     },
     "backup": {
         "policy": "docs/iam-backup-policy.json",
-        "code": ["operator/src/backup", "operator/src/cli/backup.rs", "operator/audit/src"],
-        "except": ["operator/src/backup/restore.rs"],
+        "code": ["operator/src/backup", "operator/src/cli/backup.rs#backup,run_backup", "operator/audit/src"],
+        "except": ["operator/src/backup/restore.rs", "operator/src/backup/drill.rs"],
+    },
+    # The drill CronJob (`spec.backup.restoreDrill`): reads one tenant's backups, restores
+    # them into a scratch bucket it creates and removes, and unwraps the sample's key.
+    "restore drill": {
+        "policy": "docs/iam-restore-drill-policy.json",
+        "code": [
+            "operator/src/backup/drill.rs",
+            "operator/src/backup/restore.rs",
+            "operator/src/cli/backup.rs#restore_drill,run_drill",
+        ],
+        "except": [],
     },
     "media node": {
         "policy": "docs/iam-media-node-policy.json",
@@ -73,6 +84,7 @@ OPERATION_ACTIONS = {
     "s3:HeadBucket": ["s3:ListBucket"],
     "s3:HeadObject": ["s3:GetObject"],
     "s3:ListObjectsV2": ["s3:ListBucket"],
+    "s3:ListBuckets": ["s3:ListAllMyBuckets"],
     "s3:ListObjectVersions": ["s3:ListBucketVersions"],
     "s3:ListMultipartUploads": ["s3:ListBucketMultipartUploads"],
     "s3:CreateMultipartUpload": ["s3:PutObject"],

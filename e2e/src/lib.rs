@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod host_kubelet;
 pub mod node;
 
 pub use aws::{audit_public_keys, cloud, s3_of_account};
@@ -284,6 +285,11 @@ impl Operator {
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+
+    /// The `/metrics` text, for a series whose presence matters, not only its value.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(self.get("/metrics").await?.1)
     }
 
     /// Value of a counter in `/metrics`, summed over label sets that contain `labels`.

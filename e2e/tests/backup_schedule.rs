@@ -1,39 +1,34 @@
-//! The tenant's backup CronJob end to end: `spec.backup` becomes a least-privilege
-//! CronJob; a Job made from it runs the real `sanctum backup` against the emulator; its
-//! result (object count, or the error) reaches the tenant's status, an Event and the
-//! metrics; removing `spec.backup` removes the CronJob.
+//! The tenant's backup and restore-drill CronJobs end to end: `spec.backup` becomes a
+//! least-privilege CronJob; a Job made from it runs the real `sanctum backup` against the
+//! emulator; its result (object count, or the error) reaches the tenant's status, an Event
+//! and the metrics; removing `spec.backup` removes the CronJob. `spec.backup.restoreDrill`
+//! adds a second CronJob whose Job runs the real `sanctum restore-drill`: it restores the
+//! newest backup into a scratch bucket, checks every SHA-256, opens a sealed recording
+//! through KMS, removes the bucket, and reports `RestoreDrillSucceeded`.
 //!
-//! kwok's nodes run no containers, so this test does the one thing a kubelet would: it
-//! runs the pod's container as a process on this machine (the pod's args and env, the
-//! mounted Secret as files, the same AWS credentials the node gives every pod) and
-//! reports the exit code and termination message in the pod's status. Everything else,
-//! Job to pod to Job condition, is the real controller manager's work.
+//! kwok's nodes run no containers: `sanctum_e2e::host_kubelet` runs the pod's container
+//! as a process on this machine instead. Everything else, Job to pod to Job condition, is
+//! the real controller manager's work.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use aws_sdk_s3::primitives::ByteStream;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use aws_sdk_s3::types::{Tag, Tagging};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
-use sanctum_api::VideoTenant;
+use sanctum_api::{KeyProvider, VideoTenant};
+use sanctum_e2e::host_kubelet::{HostKubelet, create_job_from, remove_bucket};
 use sanctum_e2e::{
     Cluster, Operator, cloud, condition, example_tenant, unique, wait_condition, wait_event,
-    wait_for, wait_gone, with_logs, workspace_binary,
+    wait_for, wait_gone, with_logs,
 };
+use sanctum_media_node::recording::seal::Sealer;
 use sanctum_operator::cloud::Cloud;
-use sanctum_operator::cloud::objects::{delete_all_versions, list_keys};
-
-/// kwok completes a Job's pod as soon as it runs; the local control plane's kwok leaves
-/// pods with this annotation alone (e2e/controlplane/cluster.sh `kwok_stages`), so the
-/// pod's status says what the process really did.
-const RUN_ON_HOST: &str = "e2e.sanctum.dev/run-on-host";
+use sanctum_operator::cloud::objects::list_keys;
 
 #[tokio::test]
 async fn scheduled_backups_run_with_least_privilege_and_report_their_result() -> Result<()> {
@@ -213,248 +208,308 @@ async fn scenario(
     Ok(())
 }
 
-/// A Job from the CronJob's template, owned by the CronJob: what
-/// `kubectl create job --from=cronjob/backup` makes (plus the kwok annotation).
-async fn create_job_from(
+#[tokio::test]
+async fn scheduled_restore_drills_restore_check_and_open_a_backup() -> Result<()> {
+    let cluster = Cluster::connect().await?;
+    let run = unique("drl");
+    let op = Operator::start(&run).await?;
+    let cloud = cloud().await?;
+    let dest = format!("dr-{run}");
+    cloud.s3.create_bucket().bucket(&dest).send().await?;
+    let prefix = format!("scratch-{run}");
+    let result = with_logs(&op, || {
+        drill_scenario(&cluster, &op, &cloud, &run, &dest, &prefix)
+    })
+    .await;
+    remove_bucket(&cloud, &dest).await.ok();
+    for bucket in buckets_under(&cloud, &prefix).await.unwrap_or_default() {
+        remove_bucket(&cloud, &bucket).await.ok();
+    }
+    result
+}
+
+async fn drill_scenario(
     cluster: &Cluster,
-    cron: &CronJob,
-    name: &str,
-    backoff_limit: Option<i32>,
-) -> Result<Job> {
-    let template = cron
-        .spec
-        .as_ref()
-        .map(|s| s.job_template.clone())
-        .context("CronJob spec")?;
-    let mut spec = template.spec.context("job template spec")?;
-    if backoff_limit.is_some() {
-        spec.backoff_limit = backoff_limit;
-    }
-    spec.template
+    op: &Operator,
+    cloud: &Cloud,
+    run: &str,
+    dest: &str,
+    prefix: &str,
+) -> Result<()> {
+    let tenants = Api::<VideoTenant>::all(cluster.client.clone());
+    let mut tenant = example_tenant(run, run)?;
+    tenant.spec.encryption.provider = KeyProvider::Aws;
+    tenant.spec.backup = Some(serde_json::from_value(serde_json::json!({
+        "schedule": "0 3 1 1 *",
+        "destination": {"bucket": dest},
+        "restoreDrill": {"schedule": "0 4 1 1 *", "scratchBucketPrefix": prefix},
+    }))?);
+    tenants.create(&PostParams::default(), &tenant).await?;
+    let ready = wait_condition(&tenants, run, "Ready", "True", Duration::from_secs(120)).await?;
+    let pending = condition(&ready, "RestoreDrillSucceeded").context("RestoreDrillSucceeded")?;
+    ensure!(
+        pending.status == "Unknown" && pending.reason == "NoDrillYet",
+        "{pending:?}"
+    );
+    let status = ready.status.clone().unwrap_or_default();
+    let ns = status.namespace.context("status.namespace")?;
+    let bucket = status.bucket.context("status.bucket")?;
+    let uid = ready.uid().context("uid")?;
+    let cron_jobs = Api::<CronJob>::namespaced(cluster.client.clone(), &ns);
+    let drill_cron = cron_jobs.get("restore-drill").await?;
+    let sa = Api::<ServiceAccount>::namespaced(cluster.client.clone(), &ns)
+        .get("restore-drill")
+        .await?;
+    ensure!(sa.automount_service_account_token == Some(false));
+    // Before any drill, the overdue clock runs from the schedule's start.
+    let scheduled = drill_cron
         .metadata
-        .get_or_insert_with(Default::default)
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .insert(RUN_ON_HOST.into(), "true".into());
-    let job = Job {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: cron.namespace(),
-            labels: template.metadata.and_then(|m| m.labels),
-            annotations: Some(BTreeMap::from([(
-                "cronjob.kubernetes.io/instantiate".into(),
-                "manual".into(),
-            )])),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "batch/v1".into(),
-                kind: "CronJob".into(),
-                name: cron.name_any(),
-                uid: cron.uid().context("CronJob uid")?,
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        ..Default::default()
-    };
-    let ns = cron.namespace().context("namespace")?;
-    Ok(Api::<Job>::namespaced(cluster.client.clone(), &ns)
-        .create(&PostParams::default(), &job)
-        .await?)
-}
-
-/// Runs the containers of pods scheduled onto kwok's nodes as local processes.
-struct HostKubelet {
-    pods: Api<Pod>,
-    secrets: Api<Secret>,
-    jobs: Api<Job>,
-}
-
-impl HostKubelet {
-    async fn new(cluster: &Cluster, ns: &str) -> Result<Self> {
-        Ok(Self {
-            pods: Api::namespaced(cluster.client.clone(), ns),
-            secrets: Api::namespaced(cluster.client.clone(), ns),
-            jobs: Api::namespaced(cluster.client.clone(), ns),
-        })
-    }
-
-    /// Runs every pod the Job controller starts for `job` until the Job has finished;
-    /// returns the last exit code and termination message.
-    async fn run_job(&self, job: &Job) -> Result<(i32, String)> {
-        let name = job.name_any();
-        let mut done = Vec::new();
-        let mut last = None;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let current = self.jobs.get(&name).await?;
-            let finished = current
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| {
-                    c.iter().any(|c| {
-                        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
-                    })
-                });
-            if finished {
-                return last.context("the Job finished without a pod run here");
-            }
-            let pods = self
-                .pods
-                .list(&ListParams::default().labels(&format!("job-name={name}")))
-                .await?;
-            for pod in pods.items {
-                let running =
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                if running && !done.contains(&pod.name_any()) {
-                    done.push(pod.name_any());
-                    last = Some(self.run_pod(&pod).await?);
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("Job {name} did not finish; pods run: {done:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    async fn run_pod(&self, pod: &Pod) -> Result<(i32, String)> {
-        let spec = pod.spec.as_ref().context("pod spec")?;
-        ensure!(spec.containers.len() == 1, "one container");
-        let container = &spec.containers[0];
-        let root = tempfile::tempdir()?;
-        // Mounts: each volume's directory on this machine, in place of its mount path.
-        let mut paths: Vec<(String, String)> = Vec::new();
-        for mount in container.volume_mounts.iter().flatten() {
-            let volume = spec
-                .volumes
-                .iter()
-                .flatten()
-                .find(|v| v.name == mount.name)
-                .context("mounted volume")?;
-            let dir = root.path().join(&volume.name);
-            std::fs::create_dir(&dir)?;
-            let secret = volume
-                .secret
-                .as_ref()
-                .and_then(|s| s.secret_name.clone())
-                .context("only Secret volumes are mounted by backup pods")?;
-            let secret = self.secrets.get(&secret).await?;
-            for (key, value) in secret.data.unwrap_or_default() {
-                std::fs::write(dir.join(key), value.0)?;
-            }
-            paths.push((mount.mount_path.clone(), path(&dir)?));
-        }
-        let termination = root.path().join("termination-log");
-        std::fs::write(&termination, "")?;
-        let message_path = container
-            .termination_message_path
-            .clone()
-            .unwrap_or_else(|| "/dev/termination-log".into());
-        paths.push((message_path, path(&termination)?));
-        let args: Vec<String> = container
-            .args
-            .iter()
-            .flatten()
-            .map(|arg| {
-                paths
-                    .iter()
-                    .find(|(from, _)| arg == from || arg.starts_with(&format!("{from}/")))
-                    .map(|(from, to)| arg.replacen(from.as_str(), to, 1))
-                    .unwrap_or_else(|| arg.clone())
-            })
-            .collect();
-        let mut command = tokio::process::Command::new(workspace_binary("sanctum")?);
-        command.env_clear().args(&args);
-        for env in container.env.iter().flatten() {
-            let value = match (&env.value, &env.value_from) {
-                (Some(value), _) => value.clone(),
-                (None, Some(from))
-                    if from
-                        .field_ref
-                        .as_ref()
-                        .is_some_and(|f| f.field_path == "metadata.name") =>
-                {
-                    pod.name_any()
-                }
-                _ => bail!(
-                    "env {} has a source this kubelet does not resolve",
-                    env.name
-                ),
-            };
-            command.env(&env.name, value);
-        }
-        // What the node gives every pod: its credentials and trust store.
-        for name in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "SSL_CERT_FILE",
-        ] {
-            if let Ok(value) = std::env::var(name) {
-                command.env(name, value);
-            }
-        }
-        let started = Timestamp::now();
-        let output = command.output().await?;
-        let code = output.status.code().unwrap_or(137);
-        let mut message = std::fs::read_to_string(&termination)?;
-        if message.is_empty() && code != 0 {
-            // FallbackToLogsOnError: the log tail.
-            let logs = String::from_utf8_lossy(&output.stderr).into_owned();
-            message = logs
-                .chars()
-                .rev()
-                .take(2048)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-        }
-        let status = serde_json::json!({
-            "status": {
-                "phase": if code == 0 { "Succeeded" } else { "Failed" },
-                "containerStatuses": [{
-                    "name": container.name,
-                    "image": container.image,
-                    "imageID": "",
-                    "ready": false,
-                    "restartCount": 0,
-                    "started": false,
-                    "state": {"terminated": {
-                        "exitCode": code,
-                        "reason": if code == 0 { "Completed" } else { "Error" },
-                        "message": message,
-                        "startedAt": started.to_string(),
-                        "finishedAt": Timestamp::now().to_string(),
-                    }}
-                }]
-            }
-        });
-        self.pods
-            .patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&status),
+        .creation_timestamp
+        .as_ref()
+        .context("creationTimestamp")?
+        .0
+        .as_second();
+    let since = format!("tenant=\"{run}\"");
+    wait_for("the drill gauges", Duration::from_secs(60), || async {
+        Ok(op
+            .counter(
+                "sanctum_restore_drill_last_success_timestamp_seconds",
+                &since,
             )
-            .await?;
-        Ok((code, message))
-    }
-}
+            .await?
+            == scheduled as u64
+            && op
+                .metrics()
+                .await?
+                .contains(&format!("sanctum_restore_drill_failing{{{since}}} 0")))
+    })
+    .await?;
 
-async fn remove_bucket(cloud: &Cloud, bucket: &str) -> Result<()> {
-    for key in list_keys(&cloud.s3, bucket, "").await? {
-        delete_all_versions(&cloud.s3, bucket, &key).await?;
+    // A recording sealed as a media node seals it: under the tenant's data key v1,
+    // unwrapped through KMS with the tenant's context.
+    let secret = Api::<Secret>::namespaced(cluster.client.clone(), &ns)
+        .get("tenant-data-key")
+        .await?;
+    let wrapped = secret
+        .data
+        .unwrap_or_default()
+        .get("v1")
+        .context("data key v1")?
+        .0
+        .clone();
+    let context = sanctum_operator::cloud::kms::KeyContext {
+        tenant: run,
+        uid: &uid,
+    };
+    let tenant_key = sanctum_operator::cloud::kms::unwrap(&cloud.kms, &wrapped, context).await?;
+    let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut sealed = Vec::new();
+    let (mut sealer, _) = Sealer::start(&tenant_key, run, "rec-1", 1, "video/webm", &mut sealed)?;
+    sealer.push(&plain, &mut sealed)?;
+    sealer.finish(&mut sealed)?;
+    cloud
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key("recordings/rec-1.webm.sealed")
+        .body(ByteStream::from(sealed))
+        .send()
+        .await?;
+    let kubelet = HostKubelet::new(cluster, &ns).await?;
+    let backup_cron = cron_jobs.get("backup").await?;
+    let job = create_job_from(cluster, &backup_cron, "backup-manual-1", Some(0)).await?;
+    let (code, message) = kubelet.run_job(&job).await?;
+    ensure!(code == 0, "backup exited {code}: {message}");
+
+    // What a crashed drill left (tagged as this tenant's), and a bucket under the same
+    // prefix that is not a drill's: the first is removed, the second never touched.
+    let leftover = format!("{prefix}-leftover");
+    let foreign = format!("{prefix}-foreign");
+    for name in [&leftover, &foreign] {
+        cloud.s3.create_bucket().bucket(name).send().await?;
     }
-    cloud.s3.delete_bucket().bucket(bucket).send().await?;
+    cloud
+        .s3
+        .put_bucket_tagging()
+        .bucket(&leftover)
+        .tagging(
+            Tagging::builder()
+                .tag_set(
+                    Tag::builder()
+                        .key("sanctum:restore-drill")
+                        .value(run)
+                        .build()?,
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    cloud
+        .s3
+        .put_object()
+        .bucket(&foreign)
+        .key("keep-me")
+        .body(ByteStream::from_static(b"not the drill's"))
+        .send()
+        .await?;
+
+    let job = create_job_from(cluster, &drill_cron, "restore-drill-manual-1", None).await?;
+    let (code, message) = kubelet.run_job(&job).await?;
+    ensure!(code == 0, "restore drill exited {code}: {message}");
+    let result: serde_json::Value = serde_json::from_str(message.trim())
+        .with_context(|| format!("the drill's result: {message}"))?;
+    ensure!(result["objects"] == 1, "{result}");
+    ensure!(
+        result["sample"]["bytes"] == plain.len() && result["sample"]["keyVersion"] == 1,
+        "the sealed recording was opened whole: {result}"
+    );
+    ensure!(
+        result["leftoversRemoved"] == serde_json::json!([leftover]),
+        "{result}"
+    );
+    let after = wait_for_drill(&tenants, run, "Succeeded").await?;
+    let succeeded = condition(&after, "RestoreDrillSucceeded").context("condition")?;
+    ensure!(
+        succeeded.status == "True" && succeeded.reason == "DrillSucceeded",
+        "{succeeded:?}"
+    );
+    ensure!(
+        after
+            .status
+            .as_ref()
+            .and_then(|s| s.last_restore_drill_objects)
+            == Some(1)
+    );
+    wait_tenant_event(cluster, run, "RestoreDrillSucceeded", "restored 1 objects").await?;
+    ensure!(
+        op.counter(
+            "sanctum_restore_drill_last_success_timestamp_seconds",
+            &format!("tenant=\"{run}\"")
+        )
+        .await?
+            > 0
+    );
+    let left = buckets_under(cloud, prefix).await?;
+    ensure!(
+        left == vec![foreign.clone()],
+        "only the foreign bucket is left: {left:?}"
+    );
+    ensure!(list_keys(&cloud.s3, &foreign, "").await? == vec!["keep-me".to_string()]);
+    remove_bucket(cloud, &foreign).await?;
+
+    // A corrupted backup copy fails the drill, with the reason, an Event and the metric.
+    let copies = list_keys(&cloud.s3, dest, &format!("{run}/objects/")).await?;
+    ensure!(copies.len() == 1, "{copies:?}");
+    cloud
+        .s3
+        .put_object()
+        .bucket(dest)
+        .key(&copies[0])
+        .body(ByteStream::from_static(b"corrupted"))
+        .send()
+        .await?;
+    let job = create_job_from(cluster, &drill_cron, "restore-drill-manual-2", None).await?;
+    let (code, message) = kubelet.run_job(&job).await?;
+    ensure!(
+        code != 0,
+        "a drill of a corrupted backup must fail: {message}"
+    );
+    let failed = wait_for_drill(&tenants, run, "Failed").await?;
+    let condition_failed = condition(&failed, "RestoreDrillSucceeded").context("condition")?;
+    ensure!(
+        condition_failed.status == "False"
+            && condition_failed.reason == "DrillFailed"
+            && condition_failed.message.contains("SHA-256"),
+        "{condition_failed:?}"
+    );
+    ensure!(
+        condition(&failed, "Ready").is_some_and(|c| c.status == "True"),
+        "a failed drill is alerted on, the tenant stays Ready"
+    );
+    wait_tenant_event(cluster, run, "RestoreDrillFailed", "SHA-256").await?;
+    ensure!(
+        op.counter(
+            "sanctum_restore_drill_failing",
+            &format!("tenant=\"{run}\"")
+        )
+        .await?
+            == 1
+    );
+    ensure!(
+        op.counter(
+            "sanctum_restore_drills_total",
+            &format!("tenant=\"{run}\",outcome=\"Failed\"")
+        )
+        .await?
+            == 1
+    );
+    ensure!(
+        buckets_under(cloud, prefix).await?.is_empty(),
+        "a failed drill removes its scratch bucket too"
+    );
+
+    // No restoreDrill, no drill CronJob, identity, condition or alerting series.
+    tenants
+        .patch(
+            run,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"backup": {"restoreDrill": null}}})),
+        )
+        .await?;
+    wait_gone(&cron_jobs, "restore-drill", Duration::from_secs(60)).await?;
+    wait_for(
+        "RestoreDrillSucceeded removed",
+        Duration::from_secs(60),
+        || async {
+            let t = tenants.get(run).await?;
+            Ok(condition(&t, "RestoreDrillSucceeded").is_none())
+        },
+    )
+    .await?;
+    ensure!(
+        op.counter(
+            "sanctum_restore_drill_failing",
+            &format!("tenant=\"{run}\"")
+        )
+        .await?
+            == 0
+    );
+    tenants.delete(run, &Default::default()).await?;
+    wait_gone(&tenants, run, Duration::from_secs(120)).await?;
     Ok(())
 }
 
-fn path(p: &Path) -> Result<String> {
-    p.to_str()
+async fn buckets_under(cloud: &Cloud, prefix: &str) -> Result<Vec<String>> {
+    let listed = cloud.s3.list_buckets().send().await?;
+    let mut names: Vec<String> = listed
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| n.starts_with(prefix))
         .map(str::to_string)
-        .context("temporary paths are UTF-8")
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+async fn wait_for_drill(
+    tenants: &Api<VideoTenant>,
+    name: &str,
+    outcome: &str,
+) -> Result<VideoTenant> {
+    wait_for(
+        &format!("lastRestoreDrillOutcome={outcome}"),
+        Duration::from_secs(60),
+        || async {
+            let t = tenants.get(name).await?;
+            Ok(t.status
+                .and_then(|s| s.last_restore_drill_outcome)
+                .as_deref()
+                == Some(outcome))
+        },
+    )
+    .await?;
+    Ok(tenants.get(name).await?)
 }
 
 async fn wait_for_outcome(

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sanctum_operator::cli::audit::{AuditCommand, audit};
-use sanctum_operator::cli::backup::{BackupArgs, RestoreArgs, backup, restore};
+use sanctum_operator::cli::backup::{
+    BackupArgs, DrillArgs, RestoreArgs, backup, restore, restore_drill,
+};
 use sanctum_operator::cli::run::{RunArgs, run};
 use sanctum_operator::crds;
 
@@ -29,6 +31,9 @@ enum Command {
     Backup(Box<BackupArgs>),
     /// Bring a tenant's recordings and wrapped keys back from a backup, checking every SHA-256.
     Restore(Box<RestoreArgs>),
+    /// Restore a tenant's newest backup into a new scratch bucket, check every SHA-256,
+    /// open one recording, and remove the bucket (what the restore-drill CronJob runs).
+    RestoreDrill(Box<DrillArgs>),
     /// Check or export a tenant's audit trail.
     Audit {
         #[command(subcommand)]
@@ -69,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit { command } => audit(command).await?,
         Command::Backup(args) => backup(*args).await?,
         Command::Restore(args) => restore(*args).await?,
+        Command::RestoreDrill(args) => restore_drill(*args).await?,
     }
     Ok(())
 }

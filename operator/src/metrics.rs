@@ -78,6 +78,9 @@ pub struct Metrics {
     audit_dropped: Counter,
     backups: Family<BackupLabels, Counter>,
     backup_last_success: Family<TenantLabels, Gauge>,
+    drills: Family<BackupLabels, Counter>,
+    drill_last_success: Family<TenantLabels, Gauge>,
+    drill_failing: Family<TenantLabels, Gauge>,
     tenant_condition: Family<ConditionLabels, Gauge>,
     data_key_created: Family<TenantLabels, Gauge>,
     data_key_rotation: Family<TenantLabels, Gauge>,
@@ -151,6 +154,24 @@ impl Default for Metrics {
             "When the tenant's last successful backup finished (alert when it gets old)",
             backup_last_success.clone(),
         );
+        let drills = Family::<BackupLabels, Counter>::default();
+        let drill_last_success = Family::<TenantLabels, Gauge>::default();
+        let drill_failing = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "restore_drills",
+            "Restore drills the operator saw finish, by tenant and outcome",
+            drills.clone(),
+        );
+        registry.register(
+            "restore_drill_last_success_timestamp_seconds",
+            "When the tenant's newest successful restore drill finished, or its drills were scheduled if none has (alert when overdue)",
+            drill_last_success.clone(),
+        );
+        registry.register(
+            "restore_drill_failing",
+            "1 while the tenant's last restore drill failed, 0 once one succeeds",
+            drill_failing.clone(),
+        );
         let tenant_condition = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "tenant_condition",
@@ -188,6 +209,9 @@ impl Default for Metrics {
             audit_dropped,
             backups,
             backup_last_success,
+            drills,
+            drill_last_success,
+            drill_failing,
             tenant_condition,
             data_key_created,
             data_key_rotation,
@@ -283,6 +307,41 @@ impl Metrics {
             .set(finished_unix);
     }
 
+    /// Counts a finished restore drill (once per run).
+    pub fn drill_finished(&self, tenant: &str, succeeded: bool) {
+        let outcome = if succeeded { "Succeeded" } else { "Failed" };
+        self.drills
+            .get_or_create(&BackupLabels {
+                tenant: tenant.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the drill gauges of a tenant that schedules drills (every reconcile, from its
+    /// Jobs, so the series survive a restart): whether the last drill failed, and since
+    /// when none has succeeded (the newest success, or the schedule's start).
+    pub fn drill_state(&self, tenant: &str, failing: bool, baseline_unix: Option<i64>) {
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        self.drill_failing
+            .get_or_create(&labels)
+            .set(i64::from(failing));
+        if let Some(at) = baseline_unix {
+            self.drill_last_success.get_or_create(&labels).set(at);
+        }
+    }
+
+    /// Drops the drill gauges of a tenant that no longer schedules drills.
+    pub fn forget_drills(&self, tenant: &str) {
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        self.drill_failing.remove(&labels);
+        self.drill_last_success.remove(&labels);
+    }
+
     /// Sets the tenant's condition gauges from the conditions just written to its status.
     pub fn tenant_conditions(&self, tenant: &str, conditions: &[(String, bool)]) {
         for (condition, true_) in conditions {
@@ -316,10 +375,12 @@ impl Metrics {
         self.data_key_created.remove(&labels);
         self.data_key_rotation.remove(&labels);
         self.backup_last_success.remove(&labels);
+        self.forget_drills(tenant);
         for condition in sanctum_api::conditions::PART_TYPES.iter().chain(&[
             sanctum_api::conditions::READY,
             sanctum_api::conditions::RECONCILING,
             sanctum_api::conditions::STALLED,
+            sanctum_api::conditions::RESTORE_DRILL_SUCCEEDED,
         ]) {
             self.tenant_condition.remove(&ConditionLabels {
                 tenant: tenant.to_string(),
@@ -387,7 +448,25 @@ mod tests {
         m.backup_finished("clinic-a", true);
         m.backup_succeeded_at("clinic-a", 1_800_000_000);
         m.backup_finished("clinic-a", false);
+        m.drill_finished("clinic-a", false);
+        m.drill_state("clinic-a", true, None);
         let text = m.encode();
+        assert!(
+            text.contains("sanctum_restore_drill_failing{tenant=\"clinic-a\"} 1")
+                && !text.contains("sanctum_restore_drill_last_success_timestamp_seconds{"),
+            "no baseline known, no time claimed: {text}"
+        );
+        m.drill_state("clinic-a", false, Some(1_800_000_200));
+        let text = m.encode();
+        for line in [
+            "sanctum_restore_drills_total{tenant=\"clinic-a\",outcome=\"Failed\"} 1",
+            "sanctum_restore_drill_failing{tenant=\"clinic-a\"} 0",
+            "sanctum_restore_drill_last_success_timestamp_seconds{tenant=\"clinic-a\"} 1800000200",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        m.forget_drills("clinic-a");
+        assert!(!m.encode().contains("sanctum_restore_drill_failing{"));
         for line in [
             "sanctum_backups_total{tenant=\"clinic-a\",outcome=\"Succeeded\"} 1",
             "sanctum_backups_total{tenant=\"clinic-a\",outcome=\"Failed\"} 1",

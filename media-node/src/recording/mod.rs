@@ -8,7 +8,7 @@
 
 pub mod consent;
 pub mod mux;
-pub mod seal;
+pub use sanctum_keywrap::seal;
 pub mod upload;
 
 use std::collections::HashMap;

@@ -20,6 +20,10 @@ pub const MEDIA_READY: &str = "MediaReady";
 /// The backup CronJob is scheduled.
 pub const BACKUP_SCHEDULED: &str = "BackupScheduled";
 
+/// The last scheduled restore drill restored, checked and opened its backup (present only
+/// when `spec.backup.restoreDrill` is set; it does not gate `Ready`).
+pub const RESTORE_DRILL_SUCCEEDED: &str = "RestoreDrillSucceeded";
+
 /// Every per-part condition type, in the order status lists them.
 pub const PART_TYPES: [&str; 5] = [
     KEY_READY,
@@ -43,6 +47,13 @@ pub mod reasons {
     pub const SCHEDULED: &str = "Scheduled";
     /// Backups are scheduled, but the last run failed (an Event and a metric say why).
     pub const LAST_BACKUP_FAILED: &str = "LastBackupFailed";
+    /// The last restore drill restored every object, each matching its SHA-256, and opened
+    /// a recording.
+    pub const DRILL_SUCCEEDED: &str = "DrillSucceeded";
+    /// The last restore drill failed (the message says why; an Event and a metric too).
+    pub const DRILL_FAILED: &str = "DrillFailed";
+    /// Drills are scheduled; none has finished yet.
+    pub const NO_DRILL_YET: &str = "NoDrillYet";
     /// Nothing to do for this part (for example no backup configured).
     pub const NOT_CONFIGURED: &str = "NotConfigured";
     /// The spec cannot be reconciled as written.

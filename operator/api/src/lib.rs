@@ -20,8 +20,8 @@ pub use recording::{
 pub use tenant::{
     AuditAnchor, AutoscalingSpec, BackupDestination, BackupSpec, DeletionPolicy, EncryptionSpec,
     ExposeMode, ExposeSpec, KeyProvider, MediaPorts, MediaSpec, NetworkSpec, NodePorts,
-    ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec, RegionStatus, StorageSpec,
-    TurnSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
+    ObjectLockMode, ObjectLockSpec, RecordingPolicy, RegionSpec, RegionStatus, RestoreDrillSpec,
+    StorageSpec, TurnSpec, VideoTenant, VideoTenantSpec, VideoTenantStatus,
 };
 
 /// API group shared by every Sanctum resource, so RBAC and CRD names stay consistent.

@@ -1,10 +1,13 @@
-//! Tenant data keys wrapped under a local master key (the `local` key provider), shared by
-//! the operator, which wraps, and the media node and tools, which unwrap. KMS wrapping is
-//! `sanctum_cloud::kms`.
+//! Tenant data keys wrapped under a local master key (the `local` key provider), and the
+//! sealed recording format ([`seal`]) those keys open: shared by the operator, which wraps
+//! and (in restore drills) opens, and the media node and tools, which seal and unwrap. KMS
+//! wrapping is `sanctum_cloud::kms`.
 //!
 //! Plaintext keys live only in zeroizing buffers; nothing here logs or stores them.
 
 #![forbid(unsafe_code)]
+
+pub mod seal;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;

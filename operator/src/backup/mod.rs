@@ -22,6 +22,7 @@ use tracing::info;
 use crate::cloud::objects;
 use crate::cloud::{Cloud, CloudError};
 
+pub mod drill;
 mod lock;
 mod restore;
 

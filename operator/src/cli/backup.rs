@@ -1,5 +1,5 @@
-//! `sanctum backup` and `sanctum restore`: the batch jobs a tenant's backup CronJob and a
-//! restore drill run.
+//! `sanctum backup`, `sanctum restore` and `sanctum restore-drill`: the batch jobs a
+//! tenant's backup and restore-drill CronJobs run, and the restore people run.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -91,20 +91,124 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         Ok(summary) => summary.to_string(),
         Err(e) => serde_json::json!({ "error": format!("{e:#}") }).to_string(),
     };
-    if let Some(path) = result_file {
-        // Kubernetes keeps at most 4096 bytes of a termination message: cut at a char
-        // boundary below that. A file that cannot be written must not turn a backup that
-        // ran into a failure (the Job would run it again), nor hide why one failed.
-        let mut end = line.len().min(4000);
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        if let Err(error) = std::fs::write(&path, &line[..end]) {
-            tracing::warn!(%error, path = %path.display(), "could not write the result file");
-        }
-    }
+    write_result(result_file.as_deref(), &line);
     println!("{}", outcome?);
     Ok(())
+}
+
+/// Writes a job's one-line JSON result where the operator reads it (the termination
+/// message). Kubernetes keeps at most 4096 bytes of one: cut at a char boundary below
+/// that. A file that cannot be written must not turn a run that worked into a failure
+/// (the Job would run it again), nor hide why one failed.
+fn write_result(path: Option<&std::path::Path>, line: &str) {
+    let Some(path) = path else { return };
+    let mut end = line.len().min(4000);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Err(error) = std::fs::write(path, &line[..end]) {
+        tracing::warn!(%error, path = %path.display(), "could not write the result file");
+    }
+}
+
+#[derive(clap::Args)]
+pub struct DrillArgs {
+    /// Tenant whose backup to drill.
+    #[arg(long)]
+    tenant: String,
+    /// The tenant's uid: the KMS encryption context that unwraps its keys (`aws` provider).
+    #[arg(long, required_if_eq("key_provider", "aws"))]
+    tenant_uid: Option<String>,
+    /// How the tenant's keys are wrapped.
+    #[arg(long, value_enum)]
+    key_provider: DrillProvider,
+    /// The local provider's master key (the `local` provider).
+    #[arg(long, env = sanctum_api::env::LOCAL_MASTER_KEY_FILE, required_if_eq("key_provider", "local"))]
+    local_master_key_file: Option<PathBuf>,
+    /// Backup bucket.
+    #[arg(long)]
+    backup_bucket: String,
+    /// Region of the backup bucket (default: `--aws-region`).
+    #[arg(long)]
+    backup_region: Option<String>,
+    /// Scratch buckets are named `<prefix>-<start time>`; tagged ones of this tenant left
+    /// under the prefix by a crashed run are removed first.
+    #[arg(long)]
+    scratch_bucket_prefix: String,
+    /// File to write the result to as one line of JSON (the termination message).
+    #[arg(long)]
+    result_file: Option<PathBuf>,
+    #[command(flatten)]
+    cloud: CloudArgs,
+}
+
+/// Key providers a drill can open a sample with.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DrillProvider {
+    /// KMS `Decrypt` under the tenant's context.
+    Aws,
+    /// The local master key.
+    Local,
+}
+
+/// What the tenant's restore-drill CronJob runs: the newest backup restored into a new
+/// scratch bucket, checked, one recording opened, the bucket removed; exit 1 on failure.
+pub async fn restore_drill(args: DrillArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json);
+    let result_file = args.result_file.clone();
+    let outcome = run_drill(args).await;
+    let (line, failed) = match &outcome {
+        Ok(report) => (
+            serde_json::to_string(report).unwrap_or_default(),
+            report.error.clone(),
+        ),
+        Err(e) => {
+            let error = format!("{e:#}");
+            (
+                serde_json::json!({ "error": error }).to_string(),
+                Some(error),
+            )
+        }
+    };
+    write_result(result_file.as_deref(), &line);
+    println!("{line}");
+    match failed {
+        Some(error) => anyhow::bail!("restore drill failed: {error}"),
+        None => Ok(()),
+    }
+}
+
+async fn run_drill(args: DrillArgs) -> anyhow::Result<backup::drill::DrillReport> {
+    let opener = match args.key_provider {
+        DrillProvider::Aws => backup::drill::Opener::Kms {
+            uid: args.tenant_uid.context("--tenant-uid is required")?,
+        },
+        DrillProvider::Local => {
+            let path = args
+                .local_master_key_file
+                .context("--local-master-key-file is required")?;
+            backup::drill::Opener::Local {
+                master: zeroize::Zeroizing::new(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                ),
+            }
+        }
+    };
+    let source = args.cloud.connect_in(args.backup_region.as_deref()).await?;
+    let target = args.cloud.connect().await?;
+    let plan = backup::drill::DrillPlan {
+        scratch_bucket: backup::drill::scratch_name(
+            &args.scratch_bucket_prefix,
+            jiff::Timestamp::now(),
+        ),
+        tenant: args.tenant,
+        backup_bucket: args.backup_bucket,
+        backup_id: None,
+        keep: false,
+        opener,
+        sweep_prefix: Some(format!("{}-", args.scratch_bucket_prefix)),
+    };
+    Ok(backup::drill::drill(&source, &target, &plan).await?)
 }
 
 pub async fn run_backup(args: BackupArgs) -> anyhow::Result<serde_json::Value> {

@@ -9,11 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
-use sanctum_api::{VideoTenant, conditions};
+use sanctum_api::{KeyProvider, VideoTenant, conditions};
 use sanctum_cloud::CloudArgs;
 
 use crate::backup;
-use crate::cloud::objects;
 use crate::evidence::{self, Sources, render};
 
 /// kubectl sanctum: status, compliance evidence, audit verification and restore drills of
@@ -67,7 +66,8 @@ enum PluginCommand {
         /// Tenant.
         tenant: String,
     },
-    /// Restore the newest backup into a scratch bucket, check every SHA-256, then delete it.
+    /// Restore the newest backup into a scratch bucket, check every SHA-256, open one
+    /// recording, then delete the bucket.
     RestoreDrill {
         /// Tenant.
         tenant: String,
@@ -80,6 +80,9 @@ enum PluginCommand {
         /// Keep the scratch bucket and its objects instead of deleting them.
         #[arg(long)]
         keep: bool,
+        /// The local provider's master key, to open a recording too (`aws`: KMS is used).
+        #[arg(long)]
+        local_master_key_file: Option<PathBuf>,
     },
 }
 
@@ -178,109 +181,76 @@ pub async fn plugin(args: Plugin) -> anyhow::Result<bool> {
         PluginCommand::RestoreDrill {
             tenant,
             scratch_bucket,
-            backup: id,
+            backup,
             keep,
+            local_master_key_file,
         } => {
-            restore_drill(
-                &client,
-                &args.cloud,
-                &tenant,
-                &scratch_bucket,
-                id.as_deref(),
+            let flags = DrillFlags {
+                scratch_bucket,
+                backup,
                 keep,
-            )
-            .await
+                local_master_key_file,
+            };
+            restore_drill(&client, &args.cloud, &tenant, flags).await
         }
     }
 }
 
 /// The restore drill: needs write access to a scratch bucket, so it runs under the
-/// credentials of whoever holds the drill, never the auditor's read-only role.
+/// credentials of whoever holds the drill, never the auditor's read-only role. With the
+/// `aws` provider it also opens a recording (KMS `Decrypt` under the tenant's context);
+/// with `local`, when given the master key.
 async fn restore_drill(
     client: &Client,
     cloud: &CloudArgs,
     tenant: &str,
-    scratch_bucket: &str,
-    id: Option<&str>,
-    keep: bool,
+    drill: DrillFlags,
 ) -> anyhow::Result<bool> {
-    let spec = Api::<VideoTenant>::all(client.clone())
+    let vt = Api::<VideoTenant>::all(client.clone())
         .get(tenant)
         .await
-        .with_context(|| format!("reading VideoTenant {tenant}"))?
-        .spec;
-    let destination = spec
+        .with_context(|| format!("reading VideoTenant {tenant}"))?;
+    let destination = vt
+        .spec
         .backup
+        .clone()
         .context("the tenant has no spec.backup: nothing to drill")?
         .destination;
+    let opener = match (vt.spec.encryption.provider, &drill.local_master_key_file) {
+        (KeyProvider::Aws, _) => backup::drill::Opener::Kms {
+            uid: vt.uid().context("the VideoTenant has no uid")?,
+        },
+        (KeyProvider::Local, Some(path)) => backup::drill::Opener::Local {
+            master: zeroize::Zeroizing::new(
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            ),
+        },
+        (KeyProvider::Local, None) => backup::drill::Opener::Skip,
+    };
     let source = cloud.connect_in(destination.region.as_deref()).await?;
     let target = cloud.connect().await?;
-    let exists = target
-        .s3
-        .head_bucket()
-        .bucket(scratch_bucket)
-        .send()
-        .await
-        .is_ok();
-    anyhow::ensure!(
-        !exists,
-        "scratch bucket {scratch_bucket} exists; a drill restores into a new bucket only"
-    );
-    target
-        .s3
-        .create_bucket()
-        .bucket(scratch_bucket)
-        .send()
-        .await
-        .map_err(|e| crate::cloud::CloudError::from_sdk("CreateBucket", &e))?;
-    // In us-east-1 CreateBucket also succeeds on a bucket the caller already owns, so one
-    // made by someone else between the check above and the call would pass unnoticed: the
-    // drill goes on (and later empties the bucket) only when it holds nothing.
-    let present = objects::list_keys(&target.s3, scratch_bucket, "").await?;
-    anyhow::ensure!(
-        present.is_empty(),
-        "scratch bucket {scratch_bucket} appeared with {} object(s) before the drill wrote any; nothing was restored or deleted",
-        present.len()
-    );
-    let outcome = backup::restore(
-        &source,
-        &target,
-        &destination.bucket,
-        tenant,
-        id,
-        scratch_bucket,
-    )
-    .await;
-    let mut cleaned = 0;
-    if !keep {
-        let keys = objects::list_keys(&target.s3, scratch_bucket, "").await?;
-        for key in &keys {
-            cleaned += objects::delete_all_versions(&target.s3, scratch_bucket, key).await?;
-        }
-        target
-            .s3
-            .delete_bucket()
-            .bucket(scratch_bucket)
-            .send()
-            .await
-            .map_err(|e| crate::cloud::CloudError::from_sdk("DeleteBucket", &e))?;
-    }
-    let (report, keys) = outcome?;
-    let ok = report.missing.is_empty() && report.mismatched.is_empty() && !keys.is_empty();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "backup": report.backup,
-            "restored": report.restored.len(),
-            "missing": report.missing,
-            "mismatched": report.mismatched,
-            "keyVersions": report.key_versions,
-            "outcome": if ok { "Succeeded" } else { "Failed" },
-            "scratchVersionsDeleted": cleaned,
-            "scratchBucketKept": keep,
-        }))?
-    );
-    Ok(ok)
+    let plan = backup::drill::DrillPlan {
+        tenant: tenant.to_string(),
+        backup_bucket: destination.bucket,
+        backup_id: drill.backup,
+        scratch_bucket: drill.scratch_bucket,
+        keep: drill.keep,
+        opener,
+        sweep_prefix: None,
+    };
+    let report = backup::drill::drill(&source, &target, &plan).await?;
+    let mut json = serde_json::to_value(&report)?;
+    json["outcome"] = report.outcome().into();
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(report.error.is_none())
+}
+
+/// What `restore-drill` was asked for beyond the tenant.
+struct DrillFlags {
+    scratch_bucket: String,
+    backup: Option<String>,
+    keep: bool,
+    local_master_key_file: Option<PathBuf>,
 }
 
 async fn status(client: &Client, only: Option<&str>) -> anyhow::Result<bool> {
@@ -304,7 +274,7 @@ async fn status(client: &Client, only: Option<&str>) -> anyhow::Result<bool> {
     let now = Timestamp::now();
     let mut all_ready = true;
     println!(
-        "TENANT               READY    REGIONS    KEY          BUCKET                         LAST BACKUP            AUDIT HEAD"
+        "TENANT               READY    REGIONS    KEY          BUCKET                         LAST BACKUP            LAST DRILL             AUDIT HEAD"
     );
     for t in &tenants {
         let status = t.status.clone().unwrap_or_default();
@@ -324,19 +294,27 @@ async fn status(client: &Client, only: Option<&str>) -> anyhow::Result<bool> {
             (Some(outcome), Some(time)) => format!("{outcome} {} ago", evidence::age(time.0, now)),
             _ => "-".into(),
         };
+        let drill = match (
+            &status.last_restore_drill_outcome,
+            &status.last_restore_drill_time,
+        ) {
+            (Some(outcome), Some(time)) => format!("{outcome} {} ago", evidence::age(time.0, now)),
+            _ => "-".into(),
+        };
         let head = status
             .last_audit_record
             .as_ref()
             .map(|a| format!("{}:{}", a.seq, &a.hash[..a.hash.len().min(12)]))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<20} {} {:<10} {:<12} {:<30} {:<22} {}",
+            "{:<20} {} {:<10} {:<12} {:<30} {:<22} {:<22} {}",
             t.name_any(),
             paint(&format!("{ready:<8}"), ready == "True"),
             regions,
             key,
             status.bucket.as_deref().unwrap_or("-"),
             backup,
+            drill,
             head
         );
         let failing: Vec<_> = status

@@ -119,6 +119,11 @@ pub struct RunArgs {
     /// tenant's name, giving each tenant a role of its own.
     #[arg(long, env = "SANCTUM_BACKUP_ROLE_ARN")]
     backup_role_arn: Option<RoleTemplate>,
+    /// IAM role for restore-drill pods (IRSA annotation on the tenant's `restore-drill`
+    /// ServiceAccount): read the backup bucket, make and remove scratch buckets, unwrap the
+    /// tenant's keys (docs/iam.md); `{tenant}` stands for the tenant's name.
+    #[arg(long, env = "SANCTUM_RESTORE_DRILL_ROLE_ARN")]
+    restore_drill_role_arn: Option<RoleTemplate>,
     /// IAM role for media nodes (IRSA annotation on the tenant's `media-node`
     /// ServiceAccount): unwrap the tenant's data key, upload its recordings, append the
     /// session trail (docs/iam.md); `{tenant}` stands for the tenant's name.
@@ -135,6 +140,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     for (flag, role) in [
         ("--backup-role-arn", &args.backup_role_arn),
+        ("--restore-drill-role-arn", &args.restore_drill_role_arn),
         ("--media-role-arn", &args.media_role_arn),
     ] {
         if role.as_ref().is_some_and(|r| !r.per_tenant()) {
@@ -224,6 +230,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         backup: BackupJobs {
             image: args.backup_image,
             role_arn: args.backup_role_arn,
+            drill_role_arn: args.restore_drill_role_arn,
             audit_bucket: args.audit_bucket.clone(),
             aws: aws_env,
         },

@@ -2,6 +2,7 @@
 //! live from the API server, S3 and KMS (never from the spec alone), each judged against
 //! what the spec promises, and mapped onto the HIPAA safeguards of [`controls::CONTROLS`].
 
+mod backup;
 pub mod controls;
 mod kms;
 pub mod network;
@@ -442,38 +443,7 @@ pub async fn gather(
         }
     };
 
-    // Backups.
-    let backup = match &spec.backup {
-        None => json!({"configured": false}),
-        Some(b) => {
-            let outcome = status.last_backup_outcome.clone();
-            let time = status.last_backup_time.as_ref().map(|t| t.0.to_string());
-            let ok = outcome
-                .as_deref()
-                .is_some_and(|o| o.eq_ignore_ascii_case("succeeded"));
-            found.add(
-                "backup.last run",
-                ok,
-                format!(
-                    "last backup {} at {} ({} objects)",
-                    outcome.as_deref().unwrap_or("never ran"),
-                    time.as_deref().unwrap_or("-"),
-                    status.last_backup_objects.unwrap_or(0)
-                ),
-            );
-            json!({
-                "configured": true,
-                "schedule": b.schedule,
-                "destination": b.destination.bucket,
-                "keep": b.keep,
-                "lastBackupTime": time,
-                "lastBackupOutcome": outcome,
-                "lastBackupObjects": status.last_backup_objects,
-                "lastRestoreDrill": null,
-                "restoreDrill": "no scheduled restore drill: run `kubectl sanctum restore-drill`",
-            })
-        }
-    };
+    let backup = backup::section(spec.backup.as_ref(), &status, &mut found);
 
     // Audit chain.
     let audit = match sources.audit_bucket {

@@ -307,6 +307,28 @@ pub struct BackupSpec {
     #[serde(default = "default_keep")]
     #[schemars(range(min = 1, max = 3650))]
     pub keep: i32,
+    /// Scheduled restore drills of these backups: the proof, on a schedule, that they
+    /// restore and open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_drill: Option<RestoreDrillSpec>,
+}
+
+/// A second CronJob that restores the newest backup into a scratch bucket it makes,
+/// checks every SHA-256, opens one sealed recording with the wrapped keys the backup
+/// carries, and removes the bucket.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreDrillSpec {
+    /// Cron schedule of the drills, as `schedule` above.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new(cron_rule()).message("restoreDrill.schedule must be a cron expression with five fields (minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-7) or a macro such as @weekly"))]
+    pub schedule: String,
+    /// Each drill makes the bucket `<scratchBucketPrefix>-<YYYYMMDD>t<HHMMSS>` in the
+    /// operator's default region, tagged as this tenant's drill, and deletes it after;
+    /// the drill pods' IAM role may create and delete only buckets under this prefix.
+    #[schemars(length(min = 3, max = 47))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9-]*[a-z0-9]$')").message("restoreDrill.scratchBucketPrefix must be lowercase letters, digits and hyphens, starting and ending with a letter or digit (3 to 47 characters)"))]
+    pub scratch_bucket_prefix: String,
 }
 
 /// One cron field whose values match `values` (a regex alternation), or three-letter
@@ -423,6 +445,15 @@ pub struct VideoTenantStatus {
     /// Recording objects in the last backup run (absent when it failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_objects: Option<i64>,
+    /// When the last restore drill finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore_drill_time: Option<Time>,
+    /// Outcome of the last restore drill (`Succeeded` or `Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore_drill_outcome: Option<String>,
+    /// Objects the last restore drill restored and checked (absent when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore_drill_objects: Option<i64>,
     /// The last record of this tenant's audit chain known to be in the audit bucket: its
     /// sequence number and hash, kept here, outside the bucket, so that a chain cut short
     /// or rewritten behind it is found (`sanctum audit verify --anchor SEQ:HASH`).

@@ -1,5 +1,5 @@
 //! What a reconcile observed of the cluster: each region's Deployment, the newest
-//! finished backup Job and its pod's result. Pure functions of objects already read;
+//! finished backup and restore-drill Jobs and their pods' results. Pure functions of objects already read;
 //! `status.rs` turns an [`Observed`] into the status to publish.
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -7,10 +7,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use sanctum_api::{RegionStatus, VideoTenantStatus};
+use sanctum_api::RegionStatus;
 
 use super::build::TenantKeyRef;
-use super::build::backup::BACKUP_NAME;
 
 /// What a successful reconcile observed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,9 +28,15 @@ pub struct Observed {
     pub bucket: Option<String>,
     /// The newest finished run of the backup CronJob, when `spec.backup` is set.
     pub last_backup: Option<BackupRun>,
+    /// Whether `spec.backup.restoreDrill` is set (its CronJob applied).
+    pub drills_scheduled: bool,
+    /// The newest finished run of the restore-drill CronJob.
+    pub last_drill: Option<BackupRun>,
+    /// When the newest drill succeeded, or the drill CronJob was made if none has.
+    pub drill_baseline: Option<Time>,
 }
 
-/// A finished backup Job, as the tenant's status reports it.
+/// A finished backup or restore-drill Job, as the tenant's status reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackupRun {
     /// The Job's name.
@@ -40,7 +45,8 @@ pub struct BackupRun {
     pub finished: Time,
     /// Whether it completed.
     pub succeeded: bool,
-    /// Recording objects in the backup, from the pod's termination message.
+    /// Recording objects in the backup (or restored and checked by the drill), from the
+    /// pod's termination message.
     pub objects: Option<i64>,
     /// The failure reported by the pod or the Job, if it failed.
     pub error: Option<String>,
@@ -56,9 +62,9 @@ impl BackupRun {
         }
     }
 
-    /// Whether the status does not report this run yet (so its Event is still due).
-    pub fn is_new(&self, status: Option<&VideoTenantStatus>) -> bool {
-        let reported = status.and_then(|s| s.last_backup_time.as_ref());
+    /// Whether the status does not report this run yet (so its Event is still due):
+    /// `reported` is when the last run it reports finished.
+    pub fn is_new(&self, reported: Option<&Time>) -> bool {
         reported.is_none_or(|t| t.0 < self.finished.0)
     }
 }
@@ -121,20 +127,41 @@ pub fn newest_finished(cron_job: &CronJob, jobs: &[Job]) -> Option<BackupRun> {
         .max_by(|a, b| a.finished.0.cmp(&b.finished.0))
 }
 
+/// Since when the tenant has gone without a successful run of `cron_job`: when its newest
+/// successful Job finished, or when the CronJob was made if none has succeeded yet, so
+/// that a schedule that never runs is overdue too. (The newest successful Job stays in
+/// the history however many runs fail after it.)
+pub fn last_success_or_start(cron_job: &CronJob, jobs: &[Job]) -> Option<Time> {
+    let uid = cron_job.metadata.uid.as_deref()?;
+    jobs.iter()
+        .filter(|job| job.owner_references().iter().any(|o| o.uid == uid))
+        .filter_map(|job| {
+            let conditions = job.status.as_ref()?.conditions.as_ref()?;
+            conditions
+                .iter()
+                .find(|c| c.type_ == "Complete" && c.status == "True")?
+                .last_transition_time
+                .clone()
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .or_else(|| cron_job.metadata.creation_timestamp.clone())
+}
+
 /// Most of a failure message worth putting in an Event.
 const ERROR_CHARS: usize = 400;
 
 /// Fills in the object count (or the error) from the termination message of the run's
-/// last finished pod: one line of JSON written by `sanctum backup --result-file`, or the
-/// log tail when the process died before writing it.
-pub fn read_result(run: &mut BackupRun, pods: &[Pod]) {
+/// last finished pod's `container`: one line of JSON written by `sanctum backup` or
+/// `sanctum restore-drill` with `--result-file`, or the log tail when the process died
+/// before writing it.
+pub fn read_result(run: &mut BackupRun, pods: &[Pod], container: &str) {
     let last = pods
         .iter()
         .filter_map(|pod| {
             let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
             let terminated = statuses
                 .iter()
-                .find(|s| s.name == BACKUP_NAME)?
+                .find(|s| s.name == container)?
                 .state
                 .as_ref()?
                 .terminated
@@ -230,6 +257,30 @@ mod tests {
     }
 
     #[test]
+    fn drills_are_overdue_from_the_newest_success_or_the_schedules_start() {
+        let mut cron_job = cron("cron-uid");
+        cron_job.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("valid"),
+        ));
+        let jobs = [
+            job("drill-1", "cron-uid", Some(("Complete", 1_800_000_000))),
+            job("drill-2", "cron-uid", Some(("Failed", 1_800_086_400))),
+            job("other", "someone-else", Some(("Complete", 1_900_000_000))),
+        ];
+        let at = |t: Option<Time>| t.map(|t| t.0.as_second());
+        assert_eq!(
+            at(last_success_or_start(&cron_job, &jobs)),
+            Some(1_800_000_000),
+            "a later failure does not move it; another CronJob's success does not either"
+        );
+        assert_eq!(
+            at(last_success_or_start(&cron_job, &jobs[1..])),
+            Some(1_700_000_000),
+            "no success yet: counted from the schedule's start"
+        );
+    }
+
+    #[test]
     fn the_result_comes_from_the_termination_message() {
         let jobs = [job("backup-1", "u", Some(("Complete", 1_800_000_000)))];
         let mut run = newest_finished(&cron("u"), &jobs).expect("finished");
@@ -240,7 +291,7 @@ mod tests {
                 1_799_999_990,
             ),
         ];
-        read_result(&mut run, &pods);
+        read_result(&mut run, &pods, "backup");
         assert_eq!(run.objects, Some(42), "the last pod's message");
 
         let jobs = [job("backup-2", "u", Some(("Failed", 1_800_000_000)))];
@@ -248,17 +299,22 @@ mod tests {
         read_result(
             &mut failed,
             &[pod(Some(r#"{"error":"bucket dr-backups not found"}"#), 1)],
+            "backup",
         );
         assert_eq!(failed.error.as_deref(), Some("bucket dr-backups not found"));
         let mut from_logs = newest_finished(&cron("u"), &jobs).expect("finished");
-        read_result(&mut from_logs, &[pod(Some(&"panic ".repeat(200)), 1)]);
+        read_result(
+            &mut from_logs,
+            &[pod(Some(&"panic ".repeat(200)), 1)],
+            "backup",
+        );
         assert_eq!(
             from_logs.error.expect("log tail").chars().count(),
             ERROR_CHARS,
             "a log tail is cut for the Event"
         );
         let mut silent = newest_finished(&cron("u"), &jobs).expect("finished");
-        read_result(&mut silent, &[pod(None, 1)]);
+        read_result(&mut silent, &[pod(None, 1)], "backup");
         assert_eq!(silent.error.as_deref(), Some("BackoffLimitExceeded"));
     }
 }

@@ -24,7 +24,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::build::{self, TenantKeyRef, backup, control_tls, signing_key, tenant_key};
+use super::build::{
+    self, TenantKeyRef, backup, control_tls, restore_drill, signing_key, tenant_key,
+};
 use super::observe::{self, BackupRun, Observed};
 use super::status;
 use super::validate::{Validated, validate};
@@ -121,11 +123,36 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         }
         observed.regions.push(counts);
     }
+    let jobs = if workloads.backup.is_some() || workloads.drill.is_some() {
+        run.backup_jobs().await?
+    } else {
+        Vec::new()
+    };
     if let Some(objects) = workloads.backup {
         run.apply(&run.api::<ServiceAccount>(), objects.service_account)
             .await?;
         let cron_job = run.apply(&run.api::<CronJob>(), objects.cron_job).await?;
-        observed.last_backup = run.last_backup(&cron_job, tenant).await?;
+        let reported = tenant.status.as_ref().map(|s| Reported {
+            time: s.last_backup_time.as_ref(),
+            objects: s.last_backup_objects,
+        });
+        observed.last_backup = run
+            .last_run(&cron_job, backup::BACKUP_NAME, reported, &jobs)
+            .await?;
+    }
+    if let Some(drill) = workloads.drill {
+        run.apply(&run.api::<ServiceAccount>(), drill.service_account)
+            .await?;
+        let cron_job = run.apply(&run.api::<CronJob>(), drill.cron_job).await?;
+        let reported = tenant.status.as_ref().map(|s| Reported {
+            time: s.last_restore_drill_time.as_ref(),
+            objects: s.last_restore_drill_objects,
+        });
+        observed.drills_scheduled = true;
+        observed.last_drill = run
+            .last_run(&cron_job, restore_drill::DRILL_NAME, reported, &jobs)
+            .await?;
+        observed.drill_baseline = observe::last_success_or_start(&cron_job, &jobs);
     }
     // Whatever the tenant's label marks and this pass did not apply is no longer wanted:
     // a removed region, an emptied allowance, a backup schedule taken out.
@@ -163,11 +190,63 @@ pub async fn apply(tenant: &VideoTenant, ctx: &Context) -> Result<Action, Error>
         }
         // After the status write, so the next reconcile finds the run there; the context
         // remembers it too, for a reconcile that starts from a status read before the write.
-        if run.is_new(tenant.status.as_ref()) && ctx.first_report(&name, &run.job) {
+        let reported = tenant.status.as_ref();
+        if run.is_new(reported.and_then(|s| s.last_backup_time.as_ref()))
+            && ctx.first_report(&name, &run.job)
+        {
             report_backup(ctx, tenant, run).await;
         }
     }
+    if observed.drills_scheduled {
+        ctx.metrics.drill_state(
+            &name,
+            observed.last_drill.as_ref().is_some_and(|r| !r.succeeded),
+            observed.drill_baseline.as_ref().map(|t| t.0.as_second()),
+        );
+    } else {
+        ctx.metrics.forget_drills(&name);
+    }
+    if let Some(run) = &observed.last_drill {
+        let reported = tenant.status.as_ref();
+        if run.is_new(reported.and_then(|s| s.last_restore_drill_time.as_ref()))
+            && ctx.first_report(&name, &run.job)
+        {
+            report_drill(ctx, tenant, run).await;
+        }
+    }
     Ok(Action::requeue(ctx.config.resync))
+}
+
+/// Event (and audit record) and metrics for a restore drill the status did not report yet.
+async fn report_drill(ctx: &Context, tenant: &VideoTenant, run: &BackupRun) {
+    ctx.metrics
+        .drill_finished(&tenant.name_any(), run.succeeded);
+    let (kind, reason, note) = if run.succeeded {
+        info!(job = %run.job, "restore drill succeeded");
+        // The drill's Job always has key access, so any restored object means it opened
+        // a sealed recording (or failed); an empty backup has nothing to open.
+        let note = match run.objects {
+            Some(0) => format!(
+                "restore drill {} restored 0 objects: the backup holds no recording to open",
+                run.job
+            ),
+            Some(n) => format!(
+                "restore drill {} restored {n} objects, every SHA-256 matching, and opened a sealed recording",
+                run.job
+            ),
+            None => format!("restore drill {} succeeded", run.job),
+        };
+        (EventType::Normal, "RestoreDrillSucceeded", note)
+    } else {
+        let error = run.error.as_deref().unwrap_or("no reason given");
+        warn!(job = %run.job, error, "restore drill failed");
+        (
+            EventType::Warning,
+            "RestoreDrillFailed",
+            format!("restore drill {} failed: {error}", run.job),
+        )
+    };
+    publish(ctx, tenant, kind, reason, "RestoreDrill", note).await;
 }
 
 /// Event (and audit record) and metrics for a backup run the status did not report yet.
@@ -223,6 +302,14 @@ async fn resolve(host: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// What the status says of a CronJob's last run.
+struct Reported<'a> {
+    /// When it finished.
+    time: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Its object count.
+    objects: Option<i64>,
 }
 
 /// One reconcile's view of the tenant namespace, and the changes it made.
@@ -416,35 +503,42 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The newest finished Job of the tenant's backup CronJob. Reads its pod's termination
-    /// message (what `sanctum backup --result-file` wrote) only for a run the status does
-    /// not report yet; otherwise keeps what the status says.
-    async fn last_backup(
+    /// The newest finished Job of one of the tenant's CronJobs (backup or restore drill).
+    /// Reads its pod's termination message (what `--result-file` wrote) only for a run
+    /// the status does not report yet; otherwise keeps what the status says.
+    /// The tenant's backup and drill Jobs (from the store, or listed without one).
+    async fn backup_jobs(&self) -> Result<Vec<Job>, Error> {
+        let selector = backup::backup_objects_selector(self.v);
+        Ok(
+            match self
+                .ctx
+                .caches
+                .matching::<Job>(&self.v.namespace, &selector)
+            {
+                Some(jobs) => jobs,
+                None => {
+                    self.api::<Job>()
+                        .list(&ListParams::default().labels(&selector))
+                        .await
+                        .map_err(self.read_error("backup jobs"))?
+                        .items
+                }
+            },
+        )
+    }
+
+    async fn last_run(
         &self,
         cron_job: &CronJob,
-        tenant: &VideoTenant,
+        container: &str,
+        reported: Option<Reported<'_>>,
+        jobs: &[Job],
     ) -> Result<Option<BackupRun>, Error> {
-        let selector = backup::backup_objects_selector(self.v);
-        let jobs = match self
-            .ctx
-            .caches
-            .matching::<Job>(&self.v.namespace, &selector)
-        {
-            Some(jobs) => jobs,
-            None => {
-                self.api::<Job>()
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .map_err(self.read_error("backup jobs"))?
-                    .items
-            }
-        };
-        let Some(mut run) = observe::newest_finished(cron_job, &jobs) else {
+        let Some(mut run) = observe::newest_finished(cron_job, jobs) else {
             return Ok(None);
         };
-        if !run.is_new(tenant.status.as_ref()) {
-            let status = tenant.status.as_ref();
-            run.objects = status.and_then(|s| s.last_backup_objects);
+        if !run.is_new(reported.as_ref().and_then(|r| r.time)) {
+            run.objects = reported.and_then(|r| r.objects);
             return Ok(Some(run));
         }
         let pods = self
@@ -452,7 +546,7 @@ impl Run<'_> {
             .list(&ListParams::default().labels(&format!("job-name={}", run.job)))
             .await
             .map_err(self.read_error("backup pods"))?;
-        observe::read_result(&mut run, &pods.items);
+        observe::read_result(&mut run, &pods.items, container);
         Ok(Some(run))
     }
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sanctum_api::{BackupSpec, labels};
+use sanctum_api::labels;
 
 use super::irsa::{self, RoleTemplate};
 use super::{
@@ -42,6 +42,9 @@ pub struct BackupJobs {
     /// IAM role for backup pods (IRSA), so they hold only the backup's S3 rights;
     /// `{tenant}` stands for the tenant's name.
     pub role_arn: Option<RoleTemplate>,
+    /// IAM role for restore-drill pods (IRSA): read the backup bucket, make and remove
+    /// scratch buckets, unwrap the tenant's keys; `{tenant}` stands for the tenant's name.
+    pub drill_role_arn: Option<RoleTemplate>,
     /// Audit bucket whose chain of the tenant is backed up with its recordings.
     pub audit_bucket: Option<String>,
     /// Where S3 is (the region of the recordings bucket is the destination's default) and
@@ -49,9 +52,10 @@ pub struct BackupJobs {
     pub aws: AwsEnv,
 }
 
-/// The backup objects of a tenant with `spec.backup`.
+/// A scheduled Job of the backup component (the backup, the restore drill) and the
+/// identity its pods run as.
 pub struct BackupObjects {
-    /// Identity of backup pods: no API token, optionally an IAM role.
+    /// Identity of the pods: no API token, optionally an IAM role.
     pub service_account: ServiceAccount,
     /// The schedule.
     pub cron_job: CronJob,
@@ -66,6 +70,34 @@ pub fn backup_objects_selector(v: &Validated) -> String {
     )
 }
 
+/// What differs between the backup component's scheduled Jobs.
+pub struct JobPod<'a> {
+    /// Name of the CronJob, of its ServiceAccount and of its container.
+    pub name: &'a str,
+    /// IAM role of the ServiceAccount (IRSA); `{tenant}` stands for the tenant's name.
+    pub role: Option<&'a RoleTemplate>,
+    /// Cron schedule.
+    pub schedule: &'a str,
+    /// Retries of a failed run.
+    pub backoff_limit: i32,
+    /// The `sanctum` subcommand and its arguments.
+    pub args: Vec<String>,
+    /// Environment beyond the pod's name and the AWS settings.
+    pub env: Vec<EnvVar>,
+    /// The one Secret the container mounts, read-only, if any.
+    pub mount: Option<SecretMount<'a>>,
+}
+
+/// A Secret mounted read-only into a backup-component pod.
+pub struct SecretMount<'a> {
+    /// The volume's name.
+    pub volume: &'a str,
+    /// The Secret.
+    pub secret: &'a str,
+    /// Where it is mounted.
+    pub path: &'a str,
+}
+
 /// Builds the backup objects, or nothing when the tenant asks for no backups.
 pub fn build_backup(
     v: &Validated,
@@ -74,91 +106,6 @@ pub fn build_backup(
     key: &TenantKeyRef,
 ) -> Option<BackupObjects> {
     let spec = v.spec.backup.as_ref()?;
-    let mut sa_meta = meta(v);
-    sa_meta.annotations = irsa::annotations(jobs.role_arn.as_ref(), &v.name);
-    Some(BackupObjects {
-        service_account: ServiceAccount {
-            metadata: sa_meta,
-            automount_service_account_token: Some(false),
-            ..Default::default()
-        },
-        cron_job: CronJob {
-            metadata: meta(v),
-            spec: Some(CronJobSpec {
-                schedule: spec.schedule.clone(),
-                // A run still copying when the next is due finishes first; the next
-                // copies what is left. Runs missed by more than an hour are skipped.
-                concurrency_policy: Some("Forbid".into()),
-                starting_deadline_seconds: Some(3600),
-                successful_jobs_history_limit: Some(3),
-                failed_jobs_history_limit: Some(3),
-                job_template: JobTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(pod_labels(v)),
-                        ..Default::default()
-                    }),
-                    spec: Some(JobSpec {
-                        backoff_limit: Some(2),
-                        active_deadline_seconds: Some(6 * 3600),
-                        template: PodTemplateSpec {
-                            metadata: Some(ObjectMeta {
-                                labels: Some(pod_labels(v)),
-                                ..Default::default()
-                            }),
-                            spec: Some(pod_spec(v, spec, jobs, bucket, key)),
-                        },
-                        ..Default::default()
-                    }),
-                },
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    })
-}
-
-fn meta(v: &Validated) -> ObjectMeta {
-    let mut meta = namespaced_meta(v, BACKUP_NAME);
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(labels::COMPONENT.into(), BACKUP_COMPONENT.into());
-    meta
-}
-
-fn pod_labels(v: &Validated) -> BTreeMap<String, String> {
-    let mut labels = common_labels(v);
-    labels.insert(labels::COMPONENT.into(), BACKUP_COMPONENT.into());
-    labels
-}
-
-fn pod_spec(
-    v: &Validated,
-    spec: &BackupSpec,
-    jobs: &BackupJobs,
-    bucket: &str,
-    key: &TenantKeyRef,
-) -> PodSpec {
-    PodSpec {
-        restart_policy: Some("Never".into()),
-        service_account_name: Some(BACKUP_NAME.into()),
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        security_context: Some(restricted_pod_security(UID)),
-        containers: vec![container(v, spec, jobs, bucket)],
-        volumes: Some(vec![Volume {
-            name: "tenant-key".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(key.secret.clone()),
-                default_mode: Some(0o440),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
-}
-
-fn container(v: &Validated, spec: &BackupSpec, jobs: &BackupJobs, bucket: &str) -> Container {
     let mut args: Vec<String> = [
         "backup",
         "--tenant",
@@ -181,22 +128,105 @@ fn container(v: &Validated, spec: &BackupSpec, jobs: &BackupJobs, bucket: &str) 
     if let Some(region) = &spec.destination.region {
         args.extend(["--destination-region".into(), region.clone()]);
     }
-    let value = |name: &str, value: &str| EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
+    let env = jobs
+        .audit_bucket
+        .iter()
+        .map(|audit| EnvVar {
+            name: env::AUDIT_BUCKET.into(),
+            value: Some(audit.clone()),
+            ..Default::default()
+        })
+        .collect();
+    Some(scheduled(
+        v,
+        jobs,
+        JobPod {
+            name: BACKUP_NAME,
+            role: jobs.role_arn.as_ref(),
+            schedule: &spec.schedule,
+            // A run still copying when the next is due finishes first (Forbid); the next
+            // copies what is left. A failed copy is retried twice.
+            backoff_limit: 2,
+            args,
+            env,
+            mount: Some(SecretMount {
+                volume: "tenant-key",
+                secret: &key.secret,
+                path: KEYS_DIR,
+            }),
+        },
+    ))
+}
+
+/// The CronJob and ServiceAccount of one of the backup component's Jobs: runs never
+/// overlap, runs missed by more than an hour are skipped, pods get no API token and run
+/// as non-root on a read-only root.
+pub fn scheduled(v: &Validated, jobs: &BackupJobs, pod: JobPod<'_>) -> BackupObjects {
+    let mut sa_meta = meta(v, pod.name);
+    sa_meta.annotations = irsa::annotations(pod.role, &v.name);
+    let pod_meta = || ObjectMeta {
+        labels: Some(pod_labels(v)),
         ..Default::default()
     };
+    BackupObjects {
+        service_account: ServiceAccount {
+            metadata: sa_meta,
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        },
+        cron_job: CronJob {
+            metadata: meta(v, pod.name),
+            spec: Some(CronJobSpec {
+                schedule: pod.schedule.to_string(),
+                concurrency_policy: Some("Forbid".into()),
+                starting_deadline_seconds: Some(3600),
+                successful_jobs_history_limit: Some(3),
+                failed_jobs_history_limit: Some(3),
+                job_template: JobTemplateSpec {
+                    metadata: Some(pod_meta()),
+                    spec: Some(JobSpec {
+                        backoff_limit: Some(pod.backoff_limit),
+                        active_deadline_seconds: Some(6 * 3600),
+                        template: PodTemplateSpec {
+                            metadata: Some(pod_meta()),
+                            spec: Some(pod_spec(jobs, pod)),
+                        },
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+fn meta(v: &Validated, name: &str) -> ObjectMeta {
+    let mut meta = namespaced_meta(v, name);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(labels::COMPONENT.into(), BACKUP_COMPONENT.into());
+    meta
+}
+
+/// Every pod of the component carries its label: the same egress (S3 and KMS through
+/// `spec.network.egressCIDRs`) and the same pruning.
+fn pod_labels(v: &Validated) -> BTreeMap<String, String> {
+    let mut labels = common_labels(v);
+    labels.insert(labels::COMPONENT.into(), BACKUP_COMPONENT.into());
+    labels
+}
+
+fn pod_spec(jobs: &BackupJobs, pod: JobPod<'_>) -> PodSpec {
     let mut env = vec![field_env(env::POD_NAME, "metadata.name")];
     env.extend(jobs.aws.env());
-    if let Some(audit) = &jobs.audit_bucket {
-        env.push(value(env::AUDIT_BUCKET, audit));
-    }
+    env.extend(pod.env);
     let q = |s: &str| Quantity(s.to_string());
-    Container {
-        name: BACKUP_NAME.into(),
+    let container = Container {
+        name: pod.name.into(),
         image: Some(jobs.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(args),
+        args: Some(pod.args),
         env: Some(env),
         termination_message_path: Some(RESULT_FILE.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -212,18 +242,40 @@ fn container(v: &Validated, spec: &BackupSpec, jobs: &BackupJobs, bucket: &str) 
             ..Default::default()
         }),
         security_context: Some(restricted_container_security()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tenant-key".into(),
-            mount_path: KEYS_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
+        volume_mounts: pod.mount.as_ref().map(|m| {
+            vec![VolumeMount {
+                name: m.volume.into(),
+                mount_path: m.path.into(),
+                read_only: Some(true),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        service_account_name: Some(pod.name.into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(restricted_pod_security(UID)),
+        containers: vec![container],
+        volumes: pod.mount.as_ref().map(|m| {
+            vec![Volume {
+                name: m.volume.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(m.secret.into()),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        }),
         ..Default::default()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::controller::tenant::fixtures;
     use sanctum_api::KeyProvider;
@@ -237,11 +289,16 @@ mod tests {
         }
     }
 
-    fn jobs() -> BackupJobs {
+    pub(crate) fn jobs() -> BackupJobs {
         BackupJobs {
             image: "ghcr.io/sanctum-dev/sanctum:0.1.0".into(),
             role_arn: Some(
                 "arn:aws:iam::111122223333:role/sanctum-backup-{tenant}"
+                    .parse()
+                    .expect("role"),
+            ),
+            drill_role_arn: Some(
+                "arn:aws:iam::111122223333:role/sanctum-drill-{tenant}"
                     .parse()
                     .expect("role"),
             ),

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 
 use super::backup::{BackupJobs, BackupObjects, build_backup};
 use super::expose::{Exposed, build_exposure};
+use super::restore_drill::build_drill;
 use super::signing_key::build_public_key_config_map;
 use super::{
     Foundation, MediaNodes, OperatorIdentity, RegionObjects, TenantKeyRef, foundation, regions,
@@ -60,6 +61,8 @@ pub struct Workloads {
     pub regions: Vec<RegionObjects>,
     /// The backup CronJob and its account, with `spec.backup`.
     pub backup: Option<BackupObjects>,
+    /// The restore-drill CronJob and its account, with `spec.backup.restoreDrill`.
+    pub drill: Option<BackupObjects>,
 }
 
 /// Builds every object of the tenant: [`foundation`], [`build_exposure`] and [`workloads`].
@@ -78,6 +81,7 @@ pub fn workloads(v: &Validated, refs: &Refs, settings: Settings<'_>) -> Workload
     Workloads {
         regions: regions(v, &public_keys, &refs.key, settings.media, &refs.exposed),
         backup: build_backup(v, settings.backup, &refs.bucket, &refs.key),
+        drill: build_drill(v, settings.backup, &refs.key),
         public_keys,
     }
 }

@@ -16,6 +16,7 @@ mod network_policy;
 mod pdb;
 mod quota;
 mod rbac;
+pub mod restore_drill;
 mod service;
 pub mod signing_key;
 pub mod tenant_key;

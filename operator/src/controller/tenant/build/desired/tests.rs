@@ -41,6 +41,11 @@ fn settings_parts() -> (OperatorIdentity, MediaNodes, BackupJobs) {
                     .parse()
                     .expect("role"),
             ),
+            drill_role_arn: Some(
+                "arn:aws:iam::123456789012:role/sanctum-drill-{tenant}"
+                    .parse()
+                    .expect("role"),
+            ),
             audit_bucket: Some("sanctum-audit".into()),
             aws,
         },
@@ -111,6 +116,10 @@ fn render(d: &Desired) -> String {
     if let Some(b) = &w.backup {
         doc(&mut out, &b.service_account);
         doc(&mut out, &b.cron_job);
+    }
+    if let Some(drill) = &w.drill {
+        doc(&mut out, &drill.service_account);
+        doc(&mut out, &drill.cron_job);
     }
     out
 }
