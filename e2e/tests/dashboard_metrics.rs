@@ -63,6 +63,8 @@ fn the_dashboard_and_alerts_name_only_exported_metrics() -> Result<()> {
     operator.api_request("GET");
     operator.backup_finished("clinic-a", false);
     operator.backup_succeeded_at("clinic-a", 1);
+    operator.drill_finished("clinic-a", false);
+    operator.drill_state("clinic-a", true, Some(1));
     operator.tenant_conditions("clinic-a", &[("Ready".into(), true)]);
     operator.data_key("clinic-a", 1, 90);
     let operator = operator.encode();
