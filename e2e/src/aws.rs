@@ -68,3 +68,53 @@ pub async fn s3_of_account(account: &str) -> Result<aws_sdk_s3::Client> {
             .build(),
     ))
 }
+
+/// Puts `plain` into the tenant's bucket at `recordings/<recording>.webm.sealed`, sealed as
+/// a media node seals a recording: under the data key v1 from the tenant's Secret
+/// `tenant-data-key`, unwrapped through KMS with its name and uid (an `aws` provider tenant).
+pub async fn put_sealed_recording(
+    client: &Client,
+    cloud: &sanctum_operator::cloud::Cloud,
+    tenant: &sanctum_api::VideoTenant,
+    recording: &str,
+    plain: &[u8],
+) -> Result<String> {
+    let status = tenant.status.as_ref().context("the tenant's status")?;
+    let namespace = status.namespace.as_deref().context("status.namespace")?;
+    let bucket = status.bucket.as_deref().context("status.bucket")?;
+    let uid = tenant.metadata.uid.as_deref().context("uid")?;
+    let name = tenant.metadata.name.as_deref().context("name")?;
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .get("tenant-data-key")
+        .await?;
+    let wrapped = secret
+        .data
+        .unwrap_or_default()
+        .get("v1")
+        .context("data key v1")?
+        .0
+        .clone();
+    let context = sanctum_operator::cloud::kms::KeyContext { tenant: name, uid };
+    let tenant_key = sanctum_operator::cloud::kms::unwrap(&cloud.kms, &wrapped, context).await?;
+    let key = format!("recordings/{recording}.webm.sealed");
+    let mut sealed = Vec::new();
+    let (mut sealer, _) = sanctum_keywrap::seal::Sealer::start(
+        &tenant_key,
+        name,
+        recording,
+        1,
+        "video/webm",
+        &mut sealed,
+    )?;
+    sealer.push(plain, &mut sealed)?;
+    sealer.finish(&mut sealed)?;
+    cloud
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(sealed))
+        .send()
+        .await?;
+    Ok(key)
+}

@@ -12,7 +12,7 @@ pub mod aws;
 pub mod host_kubelet;
 pub mod node;
 
-pub use aws::{audit_public_keys, cloud, s3_of_account};
+pub use aws::{audit_public_keys, cloud, put_sealed_recording, s3_of_account};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -186,6 +186,25 @@ where
 /// The repository root (parent of `e2e/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The documents a reader follows: README.md, the chart's README and `docs/` with its
+/// runbooks, whose examples the tests hold to what the code accepts.
+pub fn documentation_files(root: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("charts/sanctum/README.md"),
+    ];
+    for dir in ["docs", "docs/runbooks"] {
+        for entry in std::fs::read_dir(root.join(dir))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// A running operator process, killed when dropped.

@@ -16,17 +16,16 @@ use anyhow::{Context, Result, ensure};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use sanctum_api::{KeyProvider, VideoTenant};
 use sanctum_e2e::host_kubelet::{HostKubelet, create_job_from, remove_bucket};
 use sanctum_e2e::{
-    Cluster, Operator, cloud, condition, example_tenant, unique, wait_condition, wait_event,
-    wait_for, wait_gone, with_logs,
+    Cluster, Operator, cloud, condition, example_tenant, put_sealed_recording, unique,
+    wait_condition, wait_event, wait_for, wait_gone, with_logs,
 };
-use sanctum_media_node::recording::seal::Sealer;
 use sanctum_operator::cloud::Cloud;
 use sanctum_operator::cloud::objects::list_keys;
 
@@ -253,8 +252,6 @@ async fn drill_scenario(
     );
     let status = ready.status.clone().unwrap_or_default();
     let ns = status.namespace.context("status.namespace")?;
-    let bucket = status.bucket.context("status.bucket")?;
-    let uid = ready.uid().context("uid")?;
     let cron_jobs = Api::<CronJob>::namespaced(cluster.client.clone(), &ns);
     let drill_cron = cron_jobs.get("restore-drill").await?;
     let sa = Api::<ServiceAccount>::namespaced(cluster.client.clone(), &ns)
@@ -285,36 +282,9 @@ async fn drill_scenario(
     })
     .await?;
 
-    // A recording sealed as a media node seals it: under the tenant's data key v1,
-    // unwrapped through KMS with the tenant's context.
-    let secret = Api::<Secret>::namespaced(cluster.client.clone(), &ns)
-        .get("tenant-data-key")
-        .await?;
-    let wrapped = secret
-        .data
-        .unwrap_or_default()
-        .get("v1")
-        .context("data key v1")?
-        .0
-        .clone();
-    let context = sanctum_operator::cloud::kms::KeyContext {
-        tenant: run,
-        uid: &uid,
-    };
-    let tenant_key = sanctum_operator::cloud::kms::unwrap(&cloud.kms, &wrapped, context).await?;
+    // A recording sealed as a media node seals it.
     let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let mut sealed = Vec::new();
-    let (mut sealer, _) = Sealer::start(&tenant_key, run, "rec-1", 1, "video/webm", &mut sealed)?;
-    sealer.push(&plain, &mut sealed)?;
-    sealer.finish(&mut sealed)?;
-    cloud
-        .s3
-        .put_object()
-        .bucket(&bucket)
-        .key("recordings/rec-1.webm.sealed")
-        .body(ByteStream::from(sealed))
-        .send()
-        .await?;
+    put_sealed_recording(&cluster.client, cloud, &ready, "rec-1", &plain).await?;
     let kubelet = HostKubelet::new(cluster, &ns).await?;
     let backup_cron = cron_jobs.get("backup").await?;
     let job = create_job_from(cluster, &backup_cron, "backup-manual-1", Some(0)).await?;

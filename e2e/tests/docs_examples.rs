@@ -6,7 +6,6 @@
 //! their own tools.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::core::v1::Namespace;
@@ -14,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use sanctum_api::{Recording, VideoTenant, labels};
-use sanctum_e2e::{Cluster, example_tenant, repo_root, unique};
+use sanctum_e2e::{Cluster, documentation_files, example_tenant, repo_root, unique};
 
 /// Every YAML block of `text`: fenced ```yaml blocks, and `<<'YAML'` here-documents.
 fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
@@ -40,20 +39,6 @@ fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
         out.push((n + 1, block));
     }
     out
-}
-
-fn markdown_files(root: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut files = vec![root.join("README.md")];
-    for dir in ["docs", "docs/runbooks"] {
-        for entry in std::fs::read_dir(root.join(dir))? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "md") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 fn dry_run() -> PostParams {
@@ -95,7 +80,7 @@ async fn every_manifest_the_documentation_shows_is_admitted() -> Result<()> {
     let recordings = Api::<Recording>::namespaced(cluster.client.clone(), &ns);
     let mut checked = BTreeMap::<&str, usize>::new();
     let mut failures = Vec::new();
-    for file in markdown_files(&root)? {
+    for file in documentation_files(&root)? {
         let text = std::fs::read_to_string(&file)?;
         let shown = file
             .strip_prefix(&root)

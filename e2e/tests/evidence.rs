@@ -18,8 +18,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use sanctum_api::{Recording, VideoTenant};
 use sanctum_e2e::{
-    Cluster, Operator, cloud, example_tenant, unique, wait_condition, wait_for, with_logs,
-    workspace_binary,
+    Cluster, Operator, cloud, example_tenant, put_sealed_recording, unique, wait_condition,
+    wait_for, with_logs, workspace_binary,
 };
 use sanctum_operator::audit::{Chain, chain_prefix};
 use serde_json::Value;
@@ -223,14 +223,8 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let namespace = status.namespace.clone().context("namespace")?;
         let dest = format!("sanctum-backup-{run}");
         cloud.s3.create_bucket().bucket(&dest).send().await?;
-        cloud
-            .s3
-            .put_object()
-            .bucket(&bucket)
-            .key("recordings/visit-1.webm.sealed")
-            .body(ByteStream::from_static(b"sealed bytes standing in for a recording"))
-            .send()
-            .await?;
+        let plain = b"a recording's bytes, sealed as a media node seals them".repeat(100);
+        put_sealed_recording(&cluster.client, &cloud, &tenants.get(&run).await?, "visit-1", &plain).await?;
         let backup = tokio::process::Command::new(workspace_binary("sanctum")?)
             .args(["backup", "--tenant", &run, "--namespace", &namespace])
             .args(["--source-bucket", &bucket, "--destination-bucket", &dest])
@@ -242,7 +236,10 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let (code, out, err) = plugin(&audit_bucket, &["restore-drill", &run, "--scratch-bucket", &scratch])?;
         ensure!(code == 0, "drill exited {code}: {out}{err}");
         let drill: Value = serde_json::from_str(&out)?;
-        ensure!(drill["outcome"] == "Succeeded" && drill["restored"] == 1, "{drill:#}");
+        ensure!(
+            drill["outcome"] == "Succeeded" && drill["objects"] == 1 && drill["sample"]["bytes"] == plain.len(),
+            "the backup restored and its recording opened whole through KMS: {drill:#}"
+        );
         ensure!(cloud.s3.head_bucket().bucket(&scratch).send().await.is_err(), "the scratch bucket is removed");
         // A drill never restores into, or empties, a bucket that already exists.
         let taken = format!("sanctum-taken-{run}");
