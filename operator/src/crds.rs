@@ -57,12 +57,21 @@ fn recording_policy() -> ValidatingAdmissionPolicy {
         "metadata": {"name": RECORDING_POLICY, "annotations": {"helm.sh/resource-policy": "keep"}},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [sanctum_api::GROUP],
-                "apiVersions": ["v1alpha1"],
-                "operations": ["CREATE"],
-                "resources": ["recordings"],
-            }]},
+            // Written out with the API server's defaults: `matchConstraints` is atomic, so a
+            // second server-side apply of the same policy (kubectl after Helm or the
+            // operator's own install) would otherwise conflict over the defaulted fields.
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": {},
+                "objectSelector": {},
+                "resourceRules": [{
+                    "apiGroups": [sanctum_api::GROUP],
+                    "apiVersions": ["v1alpha1"],
+                    "operations": ["CREATE"],
+                    "resources": ["recordings"],
+                    "scope": "*",
+                }],
+            },
             "validations": [
                 {
                     "expression": format!("{} != ''", label(TENANT)),
