@@ -71,7 +71,8 @@ pub async fn s3_of_account(account: &str) -> Result<aws_sdk_s3::Client> {
 
 /// Puts `plain` into the tenant's bucket at `recordings/<recording>.webm.sealed`, sealed as
 /// a media node seals a recording: under the data key v1 from the tenant's Secret
-/// `tenant-data-key`, unwrapped through KMS with its name and uid (an `aws` provider tenant).
+/// `tenant-data-key`, unwrapped through KMS with its name and uid (`aws` provider) or by the
+/// tenant's key-encryption key (`local`).
 pub async fn put_sealed_recording(
     client: &Client,
     cloud: &sanctum_operator::cloud::Cloud,
@@ -94,8 +95,26 @@ pub async fn put_sealed_recording(
         .context("data key v1")?
         .0
         .clone();
-    let context = sanctum_operator::cloud::kms::KeyContext { tenant: name, uid };
-    let tenant_key = sanctum_operator::cloud::kms::unwrap(&cloud.kms, &wrapped, context).await?;
+    let tenant_key = match tenant.spec.encryption.provider {
+        sanctum_api::KeyProvider::Aws => {
+            let context = sanctum_operator::cloud::kms::KeyContext { tenant: name, uid };
+            sanctum_operator::cloud::kms::unwrap(&cloud.kms, &wrapped, context).await?
+        }
+        // The tenant's key-encryption key, from the copy its media nodes mount.
+        sanctum_api::KeyProvider::Local => {
+            let master =
+                Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+                    .get("tenant-local-key")
+                    .await?;
+            let master = master
+                .data
+                .unwrap_or_default()
+                .into_values()
+                .next()
+                .context("the tenant's local key")?;
+            sanctum_keywrap::unwrap_local(&master.0, &wrapped, name)?
+        }
+    };
     let key = format!("recordings/{recording}.webm.sealed");
     let mut sealed = Vec::new();
     let (mut sealer, _) = sanctum_keywrap::seal::Sealer::start(

@@ -1,8 +1,8 @@
 //! What a kubelet does for a batch pod, done on this machine: kwok's nodes run no
 //! containers, so a Job's pod (a tenant's backup or restore drill) is run as a process
-//! here, with the pod's args and env, its mounted Secrets as files and the same AWS
-//! credentials the node gives every pod, and its exit code and termination message are
-//! reported in the pod's status, as a kubelet would.
+//! here, with the pod's args and env, its mounted Secrets as files (paths under a mount
+//! rewritten to them) and the same AWS credentials the node gives every pod, and its exit
+//! code and termination message are reported in the pod's status, as a kubelet would.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -166,23 +166,20 @@ impl HostKubelet {
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
         paths.push((message_path, path(&termination)?));
-        let args: Vec<String> = container
-            .args
-            .iter()
-            .flatten()
-            .map(|arg| {
-                paths
-                    .iter()
-                    .find(|(from, _)| arg == from || arg.starts_with(&format!("{from}/")))
-                    .map(|(from, to)| arg.replacen(from.as_str(), to, 1))
-                    .unwrap_or_else(|| arg.clone())
-            })
-            .collect();
+        // A path under a mount, in an argument or an environment value, names the file here.
+        let local = |value: &str| {
+            paths
+                .iter()
+                .find(|(from, _)| value == from || value.starts_with(&format!("{from}/")))
+                .map(|(from, to)| value.replacen(from.as_str(), to, 1))
+                .unwrap_or_else(|| value.to_string())
+        };
+        let args: Vec<String> = container.args.iter().flatten().map(|a| local(a)).collect();
         let mut command = tokio::process::Command::new(workspace_binary("sanctum")?);
         command.env_clear().args(&args);
         for env in container.env.iter().flatten() {
             let value = match (&env.value, &env.value_from) {
-                (Some(value), _) => value.clone(),
+                (Some(value), _) => local(value),
                 (None, Some(from))
                     if from
                         .field_ref
