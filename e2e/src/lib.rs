@@ -11,6 +11,7 @@
 pub mod aws;
 pub mod host_kubelet;
 pub mod node;
+pub mod readme;
 
 pub use aws::{audit_public_keys, cloud, put_sealed_recording, s3_of_account};
 

@@ -5,7 +5,8 @@
 //! (subcommand, flags, required arguments, value choices); every namespace handed to
 //! kubectl is one Sanctum makes (`vt-<tenant>`) or the operator's; every repository path
 //! a command names exists. The manifests in those blocks are admitted by the API server in
-//! `docs_examples.rs`; the blocks themselves run in `e2e/demo.sh` and the e2e tests.
+//! `docs_examples.rs`; README.md's blocks run in `readme.rs` (each, or named with what runs
+//! it), the other documents' in the e2e tests.
 
 use std::path::{Path, PathBuf};
 

@@ -477,6 +477,8 @@ async fn recordings_are_sealed_decryptable_retained_and_held() -> Result<()> {
             "a recorded frame was never sent"
         );
 
+        readme_recording_block(&node, &signing, &run, &ns).await?;
+
         // A tampered copy is refused and leaves no output.
         let mut tampered = stored.clone();
         let at = tampered.len() / 2;
@@ -1089,6 +1091,43 @@ fn decrypt(
             .arg(output)
             .output()?,
     )
+}
+
+/// README.md's Recording block as a user runs it, on this test's tenant (its name and
+/// namespace in place of `clinic-a`'s, two seconds for the visit) while a participant
+/// publishes into the block's room: the Recording is sealed, the block's `decrypt` writes
+/// the frames that were sent, and the key-encryption key it read is removed again.
+async fn readme_recording_block(node: &Node, signing: &[u8], run: &str, ns: &str) -> Result<()> {
+    let block = sanctum_e2e::readme::block("kubectl -n vt-clinic-a apply -f - <<'YAML'")?;
+    let tenant = format!("--tenant {run}");
+    let script = sanctum_e2e::readme::substitute(
+        &block,
+        &[
+            ("vt-clinic-a", ns),
+            ("--tenant clinic-a", tenant.as_str()),
+            ("# ... the visit ...", "sleep 2"),
+        ],
+    )?;
+    let publisher = publish(node, signing, run, "room-7f3a").await?;
+    let shell = sanctum_e2e::readme::Shell::new(&[])?;
+    let shell = tokio::task::spawn_blocking(move || shell.run(block.line, &script).map(|_| shell))
+        .await??;
+    let (_, stats) = publisher.close().await?;
+    let frames = frames_in(&shell.work.join("visit-42.webm"))?;
+    ensure!(
+        frames.len() >= 20
+            && frames.windows(2).all(|w| w[1] == w[0] + 1)
+            && frames
+                .last()
+                .is_some_and(|&n| u64::from(n) < stats.video_sent),
+        "the README's recording holds {} frames, not a run of those sent: {frames:?}",
+        frames.len()
+    );
+    ensure!(
+        !shell.work.join("tenant-local-key").exists(),
+        "the block leaves the tenant's key-encryption key on disk"
+    );
+    Ok(())
 }
 
 /// Backs the tenant up to a second bucket: killed midway and resumed, run twice at once,
