@@ -55,7 +55,7 @@ const BLOCKS: &[(&str, Use)] = &[
     (
         "e2e/demo.sh",
         Use::Elsewhere(
-            "starts and stops a cluster of its own; its steps are those of chart_install.rs",
+            "a cluster of its own, started and stopped by hand (not in CI); chart_install.rs installs the chart and brings the example tenant to Ready as it does",
         ),
     ),
     (
