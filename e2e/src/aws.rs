@@ -137,3 +137,81 @@ pub async fn put_sealed_recording(
         .await?;
     Ok(key)
 }
+
+/// Makes `bucket` in `region` (`None`: the client's own), with Object Lock enabled when
+/// `lock`; a bucket of that name this account already has is kept.
+pub async fn create_bucket_in(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    region: Option<&str>,
+    lock: bool,
+) -> Result<()> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let made = s3
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(lock)
+        .set_create_bucket_configuration(region.map(|r| {
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(r))
+                .build()
+        }))
+        .send()
+        .await;
+    if let Err(e) = made {
+        let owned = e
+            .as_service_error()
+            .is_some_and(|e| e.is_bucket_already_owned_by_you());
+        anyhow::ensure!(owned, "creating bucket {bucket}: {e:?}");
+    }
+    Ok(())
+}
+
+/// Makes `bucket` as a platform team makes a backup bucket, which `sanctum backup`
+/// requires: Object Lock with a default retention (`COMPLIANCE`, one day).
+pub async fn create_backup_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    region: Option<&str>,
+) -> Result<()> {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule,
+    };
+    create_bucket_in(s3, bucket, region, true).await?;
+    // Kept from an earlier run: already locked (the emulator refuses to change the lock
+    // configuration of a bucket that holds objects).
+    let current = s3
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await;
+    if current.is_ok_and(|c| {
+        c.object_lock_configuration()
+            .and_then(|c| c.rule())
+            .and_then(|r| r.default_retention())
+            .is_some()
+    }) {
+        return Ok(());
+    }
+    let retention = DefaultRetention::builder()
+        .mode(ObjectLockRetentionMode::Compliance)
+        .days(1)
+        .build();
+    s3.put_object_lock_configuration()
+        .bucket(bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(retention)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("default retention on {bucket}"))?;
+    Ok(())
+}

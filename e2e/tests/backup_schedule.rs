@@ -36,11 +36,9 @@ async fn scheduled_backups_run_with_least_privilege_and_report_their_result() ->
     let op = Operator::start(&run).await?;
     let cloud = cloud().await?;
     let dest = format!("dr-{run}");
-    cloud.s3.create_bucket().bucket(&dest).send().await?;
-    let result = with_logs(&op, || scenario(&cluster, &op, &cloud, &run, &dest)).await;
-    // The destination is not the operator's: clean it up whatever happened.
-    remove_bucket(&cloud, &dest).await.ok();
-    result
+    sanctum_e2e::aws::create_backup_bucket(&cloud.s3, &dest, None).await?;
+    // A backup bucket keeps what it holds (Object Lock): it is left to the emulator.
+    with_logs(&op, || scenario(&cluster, &op, &cloud, &run, &dest)).await
 }
 
 async fn scenario(
@@ -157,14 +155,43 @@ async fn scenario(
         "writes after the backup was reported"
     );
 
-    // A run that fails (its destination is gone) is reported as failed, with its error.
-    remove_bucket(cloud, dest).await?;
+    // A run that fails (its new destination has no Object Lock, so it would not keep the
+    // backups) is reported as failed, with its error, and nothing is written there.
+    let unlocked = format!("{dest}-unlocked");
+    cloud.s3.create_bucket().bucket(&unlocked).send().await?;
+    let change = serde_json::json!({"spec": {"backup": {"destination": {"bucket": unlocked}}}});
+    tenants
+        .patch(run, &PatchParams::default(), &Patch::Merge(&change))
+        .await?;
+    wait_for(
+        "the CronJob naming the new bucket",
+        Duration::from_secs(60),
+        || async {
+            let args = cron_jobs.get("backup").await?.spec.and_then(|s| {
+                s.job_template
+                    .spec?
+                    .template
+                    .spec?
+                    .containers
+                    .first()?
+                    .args
+                    .clone()
+            });
+            Ok(args.is_some_and(|a| a.contains(&unlocked)))
+        },
+    )
+    .await?;
+    let cron = cron_jobs.get("backup").await?;
     // One attempt instead of the template's retries, to keep the test short.
     let job = create_job_from(cluster, &cron, "backup-manual-2", Some(0)).await?;
     let (code, message) = kubelet.run_job(&job).await?;
     ensure!(
-        code != 0,
-        "a backup to a missing bucket must fail: {message}"
+        code != 0 && message.contains(&format!("{unlocked} has no Object Lock")),
+        "a backup to a bucket without Object Lock must fail, naming why: {message}"
+    );
+    ensure!(
+        list_keys(&cloud.s3, &unlocked, "").await?.is_empty(),
+        "the refused backup wrote into the bucket"
     );
     let failed = wait_for_outcome(&tenants, run, "Failed").await?;
     let scheduled = condition(&failed, "BackupScheduled").context("BackupScheduled")?;
@@ -173,7 +200,7 @@ async fn scenario(
         condition(&failed, "Ready").is_some_and(|c| c.status == "True"),
         "a failed backup is alerted on, the tenant stays Ready"
     );
-    wait_tenant_event(cluster, run, "BackupFailed", dest).await?;
+    wait_tenant_event(cluster, run, "BackupFailed", &unlocked).await?;
     ensure!(
         op.counter(
             "sanctum_backups_total",
@@ -182,8 +209,6 @@ async fn scenario(
         .await?
             == 1
     );
-    cloud.s3.create_bucket().bucket(dest).send().await?;
-
     // No spec.backup, no CronJob and no backup identity.
     tenants
         .patch(
@@ -214,13 +239,12 @@ async fn scheduled_restore_drills_restore_check_and_open_a_backup() -> Result<()
     let op = Operator::start(&run).await?;
     let cloud = cloud().await?;
     let dest = format!("dr-{run}");
-    cloud.s3.create_bucket().bucket(&dest).send().await?;
+    sanctum_e2e::aws::create_backup_bucket(&cloud.s3, &dest, None).await?;
     let prefix = format!("scratch-{run}");
     let result = with_logs(&op, || {
         drill_scenario(&cluster, &op, &cloud, &run, &dest, &prefix)
     })
     .await;
-    remove_bucket(&cloud, &dest).await.ok();
     for bucket in buckets_under(&cloud, &prefix).await.unwrap_or_default() {
         remove_bucket(&cloud, &bucket).await.ok();
     }

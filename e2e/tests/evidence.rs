@@ -222,7 +222,7 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let bucket = status.bucket.clone().context("bucket")?;
         let namespace = status.namespace.clone().context("namespace")?;
         let dest = format!("sanctum-backup-{run}");
-        cloud.s3.create_bucket().bucket(&dest).send().await?;
+        sanctum_e2e::aws::create_backup_bucket(&cloud.s3, &dest, None).await?;
         let plain = b"a recording's bytes, sealed as a media node seals them".repeat(100);
         put_sealed_recording(&cluster.client, &cloud, &tenants.get(&run).await?, "visit-1", &plain).await?;
         let backup = tokio::process::Command::new(workspace_binary("sanctum")?)

@@ -318,7 +318,8 @@ async fn walk(
     let (block, _) = find("$ kubectl get vt")?;
     compare_output(block, shell)?;
 
-    // Backups: the destination bucket exists (the operator creates none); both fragments
+    // Backups: the destination bucket exists, with Object Lock (the operator creates none),
+    // and so does the bucket the by-hand restore writes into; both fragments
     // merged into the tenant, as a platform team would edit its manifest.
     let cloud = cloud().await?;
     let west = sanctum_operator::cloud::Cloud::connect(&sanctum_operator::cloud::CloudConfig {
@@ -328,25 +329,8 @@ async fn walk(
         owners: sanctum_operator::cloud::OwnerSetting::Caller,
     })
     .await?;
-    for bucket in ["clinic-a-backups", "drill-bucket"] {
-        let made = west
-            .s3
-            .create_bucket()
-            .bucket(bucket)
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                    .build(),
-            )
-            .send()
-            .await;
-        if let Err(e) = made {
-            let owned = e
-                .as_service_error()
-                .is_some_and(|e| e.is_bucket_already_owned_by_you());
-            ensure!(owned, "creating {bucket}: {e:?}");
-        }
-    }
+    sanctum_e2e::aws::create_backup_bucket(&west.s3, "clinic-a-backups", Some("us-west-2")).await?;
+    sanctum_e2e::aws::create_bucket_in(&west.s3, "drill-bucket", Some("us-west-2"), false).await?;
     for first in [
         "spec:\n  backup:\n    schedule: \"15 3 * * *\"",
         "spec:\n  backup:\n    schedule: \"30 2 * * *\"",

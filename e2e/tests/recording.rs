@@ -1133,8 +1133,24 @@ async fn readme_recording_block(node: &Node, signing: &[u8], run: &str, ns: &str
 /// Backs the tenant up to a second bucket: killed midway and resumed, run twice at once,
 /// refused without waiting while another run holds the lock. Returns the backup bucket.
 async fn back_up(cloud: &Cloud, run: &str, ns: &str, bucket: &str, key: &str) -> Result<String> {
+    // A bucket without Object Lock would not keep the backups from whoever holds the backup
+    // role: the run is refused and writes nothing there, not even its lock.
+    let unlocked = format!("{run}-unlocked");
+    cloud.s3.create_bucket().bucket(&unlocked).send().await?;
+    let refused = backup_command(run, ns, bucket, &unlocked, &[])?
+        .output()
+        .await?;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && err.contains(&format!("{unlocked} has no Object Lock")),
+        "a backup into a bucket without Object Lock: {err}"
+    );
+    ensure!(
+        list_keys(&cloud.s3, &unlocked, "").await?.is_empty(),
+        "the refused backup wrote into the bucket"
+    );
     let dest = format!("{run}-backup");
-    cloud.s3.create_bucket().bucket(&dest).send().await?;
+    sanctum_e2e::aws::create_backup_bucket(&cloud.s3, &dest, None).await?;
     // More objects, so a run can be killed while it copies.
     let sealed = object(bucket, key).await?.context("recording")?;
     for i in 0..40 {
@@ -1206,6 +1222,45 @@ async fn back_up(cloud: &Cloud, run: &str, ns: &str, bucket: &str, key: &str) ->
         "a concurrent backup without --wait-seconds: {}",
         String::from_utf8_lossy(&busy.stderr)
     );
+
+    // Keeping one: the older backups leave the listing, behind delete markers, and their
+    // versions stay locked, so the backup role cannot destroy them.
+    let pruned = run_backup(run, ns, bucket, &dest, &["--keep", "1"]).await?;
+    let left = list_keys(&cloud.s3, &dest, &manifests).await?;
+    ensure!(
+        left == [format!(
+            "{manifests}{}.json",
+            pruned["backup"].as_str().context("id")?
+        )],
+        "one manifest listed after --keep 1: {left:?}"
+    );
+    let versions = cloud
+        .s3
+        .list_object_versions()
+        .bucket(&dest)
+        .prefix(&manifests)
+        .send()
+        .await?;
+    let retired: Vec<_> = versions
+        .versions()
+        .iter()
+        .filter(|v| v.is_latest() != Some(true))
+        .collect();
+    ensure!(
+        retired.len() == 4 && versions.delete_markers().len() == 4,
+        "four retired manifests kept behind four delete markers: {} versions, {} markers",
+        retired.len(),
+        versions.delete_markers().len()
+    );
+    let destroy = cloud
+        .s3
+        .delete_object()
+        .bucket(&dest)
+        .key(retired[0].key().context("key")?)
+        .set_version_id(retired[0].version_id().map(str::to_string))
+        .send()
+        .await;
+    ensure!(destroy.is_err(), "a locked backup version was destroyed");
     Ok(dest)
 }
 
@@ -1276,9 +1331,16 @@ async fn restore(
         "the restored recording holds other frames"
     );
 
-    // A backup whose copy was removed: restore reports it missing and fails.
+    // A backup whose copy was deleted (a delete marker: its locked versions cannot be):
+    // restore reports it missing and fails.
     let gone = format!("{run}/objects/recordings/filler-00.sealed");
-    delete_all_versions(&cloud.s3, dest, &gone).await?;
+    cloud
+        .s3
+        .delete_object()
+        .bucket(dest)
+        .key(&gone)
+        .send()
+        .await?;
     let out = restore_command(run, dest, bucket, &[])?;
     ensure!(
         !out.status.success(),

@@ -47,6 +47,7 @@ async fn put_lock(
         .put_object()
         .bucket(&plan.destination_bucket)
         .key(lock_key(&plan.tenant))
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
         .body(ByteStream::from(body));
     let put = match if_match {
         Some(etag) => put.if_match(etag),

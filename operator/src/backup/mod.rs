@@ -8,13 +8,14 @@
 //! source version is already in the destination is not copied again), resumable (a copy
 //! made before a crash carries its source version and is found again), and one run at a
 //! time per tenant holds a lock object created with `If-None-Match: *` and renewed while
-//! it runs, so a concurrent run waits or gives up instead of interleaving.
+//! it runs, so a concurrent run waits or gives up instead of interleaving. It runs only
+//! into a bucket with Object Lock and a default retention (`retention.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::MetadataDirective;
+use aws_sdk_s3::types::{ChecksumAlgorithm, MetadataDirective};
 use k8s_openapi::ByteString;
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -25,10 +26,13 @@ use crate::cloud::{Cloud, CloudError};
 pub mod drill;
 mod lock;
 mod restore;
+mod retention;
 
 use lock::Lock;
 pub use restore::{Restored, restore};
 
+/// Content-MD5 of an empty request body (base64 of MD5("")).
+const EMPTY_BODY_MD5: &str = "1B2M2Y8AsgTpgAmY7PphCg==";
 /// Object metadata naming the source version a copy was made from.
 const SOURCE_VERSION: &str = "sanctum-source-version";
 /// Metadata of a restored object: the version it was backed up from, which lets the
@@ -144,6 +148,16 @@ pub enum BackupError {
         to: String,
         /// What failed.
         source: CloudError,
+    },
+    /// The backup bucket would not keep what is written to it.
+    #[error(
+        "backup bucket {bucket} {reason}: anyone holding the backup role could delete the backups there; enable Object Lock with a default retention on it (COMPLIANCE mode keeps them even from the account's root user)"
+    )]
+    Unlocked {
+        /// The bucket.
+        bucket: String,
+        /// What it lacks.
+        reason: &'static str,
     },
     /// A manifest could not be read.
     #[error("manifest {key} is not readable: {reason}")]
@@ -306,6 +320,13 @@ async fn copy_one(
             .copy_source(source)
             .metadata_directive(MetadataDirective::Replace)
             .metadata(SOURCE_VERSION, &version)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            // A write into a bucket with default retention must carry an integrity header
+            // (moto demands one on copies too): the MD5 of this request's empty body.
+            .customize()
+            .mutate_request(|req| {
+                req.headers_mut().insert("Content-MD5", EMPTY_BODY_MD5);
+            })
             .send()
             .await
             .map_err(|e| CloudError::from_sdk("CopyObject", &e))?;
@@ -348,6 +369,9 @@ pub async fn backup(source: &Cloud, dest: &Cloud, plan: &Plan) -> Result<Manifes
         },
         other => other,
     };
+    retention::require_object_lock(dest, &plan.destination_bucket)
+        .await
+        .map_err(with_buckets)?;
     let lock = Lock::acquire(dest, plan).await.map_err(with_buckets)?;
     let result = run_backup(source, dest, plan, &lock).await;
     lock.release(dest, plan).await;
@@ -422,6 +446,7 @@ async fn run_backup(
         .bucket(&plan.destination_bucket)
         .key(manifest_key(tenant, &id))
         .if_none_match("*")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
         .content_type("application/json")
         .body(ByteStream::from(
             serde_json::to_vec_pretty(&manifest).expect("manifest serializes"),
@@ -436,8 +461,8 @@ async fn run_backup(
     Ok(manifest)
 }
 
-/// Deletes manifests beyond the newest `keep` of `all` (oldest first), and the copies no
-/// kept manifest references.
+/// Retires manifests beyond the newest `keep` of `all` (oldest first), and the copies no
+/// kept manifest references: delete markers over versions the bucket keeps locked.
 async fn prune(
     dest: &Cloud,
     bucket: &str,
@@ -457,11 +482,11 @@ async fn prune(
     for (key, manifest) in old {
         for c in manifest.objects.iter().chain(manifest.audit.iter()) {
             if !referenced.contains(c.backup_key.as_str()) {
-                objects::delete_all_versions(&dest.s3, bucket, &c.backup_key).await?;
+                retention::retire(dest, bucket, &c.backup_key).await?;
             }
         }
-        objects::delete_all_versions(&dest.s3, bucket, key).await?;
-        info!(tenant, manifest = %key, "old backup removed");
+        retention::retire(dest, bucket, key).await?;
+        info!(tenant, manifest = %key, "old backup retired (its locked versions stay until their retention ends)");
     }
     Ok(())
 }
