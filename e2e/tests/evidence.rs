@@ -50,6 +50,14 @@ fn evidence_json(audit_bucket: &str, run: &str) -> Result<(i32, Value, String)> 
     Ok((code, report, err))
 }
 
+/// The report's finding `id`.
+fn finding<'a>(report: &'a Value, id: &str) -> Result<&'a Value> {
+    report["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["id"] == id))
+        .with_context(|| format!("no finding {id} in the report"))
+}
+
 fn control<'a>(report: &'a Value, id: &str) -> Result<&'a Value> {
     report["controls"]
         .as_array()
@@ -260,6 +268,21 @@ async fn evidence_of_a_converged_tenant_passes_and_names_what_fails() -> Result<
         let (code, report, err) = evidence_json(&audit_bucket, &run)?;
         ensure!(code == 1 && err.contains("164.308(a)(7)"), "{code} {err}");
         ensure!(control(&report, "164.308(a)(7)")?["status"] == "fail", "{report:#}");
+        // The backup bucket's Object Lock, read from S3: the bucket keeps what it holds.
+        let lock = finding(&report, "backup.bucket lock")?;
+        ensure!(lock["ok"] == true && report["backup"]["objectLock"]["mode"] == "COMPLIANCE", "{lock} {:#}", report["backup"]);
+        // A backup bucket without Object Lock would let the backup role destroy backups.
+        let unlocked = format!("sanctum-unlocked-{run}");
+        cloud.s3.create_bucket().bucket(&unlocked).send().await?;
+        let change = serde_json::json!({"spec": {"backup": {"destination": {"bucket": unlocked}}}});
+        tenants.patch(&run, &PatchParams::default(), &Patch::Merge(&change)).await?;
+        let (code, report, err) = evidence_json(&audit_bucket, &run)?;
+        let lock = finding(&report, "backup.bucket lock")?;
+        ensure!(
+            code == 1 && err.contains("backup.bucket lock") && lock["ok"] == false
+                && lock["detail"].as_str().is_some_and(|d| d.contains("no Object Lock")),
+            "evidence of a backup bucket without Object Lock exited {code}: {err} {lock}"
+        );
         Ok(())
     })
     .await;

@@ -108,6 +108,22 @@ impl Clients {
         Self::connect_with(config, true).await
     }
 
+    /// The same clients (credentials, endpoint, bucket-owner check) for another region:
+    /// S3 answers for a bucket only in its own region (a backup bucket elsewhere).
+    pub fn in_region(&self, region: &str) -> Self {
+        let region_of = || Region::new(region.to_string());
+        Self {
+            kms: aws_sdk_kms::Client::from_conf(
+                self.kms.config().to_builder().region(region_of()).build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                self.s3.config().to_builder().region(region_of()).build(),
+            ),
+            region: region.to_string(),
+            owners: self.owners.clone(),
+        }
+    }
+
     async fn connect_with(config: &CloudConfig, lenient: bool) -> Result<Self> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.region.clone()));

@@ -1,13 +1,73 @@
 //! The backup section of the report: the last backup and the last restore drill, as the
-//! tenant's status reports them.
+//! tenant's status reports them, and whether the backup bucket keeps what it holds
+//! (Object Lock with a default retention, read from S3).
 
+use aws_sdk_s3::types::ObjectLockEnabled;
 use sanctum_api::{BackupSpec, VideoTenantStatus, conditions};
 use serde_json::{Value, json};
 
 use super::Collector;
+use crate::cloud::{Cloud, CloudError};
 
-/// Backups and drills of the tenant, each run's outcome a finding.
-pub(super) fn section(
+/// The backup bucket's Object Lock, read live: whether it passes, and what was read.
+async fn bucket_lock(cloud: &Cloud, backup: &BackupSpec) -> (bool, Value, String) {
+    let bucket = &backup.destination.bucket;
+    let cloud = match &backup.destination.region {
+        Some(region) if *region != cloud.region => &cloud.in_region(region),
+        _ => cloud,
+    };
+    match cloud
+        .s3
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let config = out.object_lock_configuration();
+            let enabled =
+                config.and_then(|c| c.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled);
+            let retention = config
+                .and_then(|c| c.rule())
+                .and_then(|r| r.default_retention());
+            let mode = retention
+                .and_then(|r| r.mode())
+                .map(|m| m.as_str().to_string());
+            let days = retention.and_then(|r| r.days());
+            let years = retention.and_then(|r| r.years());
+            let ok = enabled && retention.is_some();
+            let detail = match (enabled, retention) {
+                (true, Some(_)) => format!(
+                    "{bucket}: Object Lock, default retention {} {}",
+                    mode.as_deref().unwrap_or("?"),
+                    match (days, years) {
+                        (Some(d), _) => format!("{d} days"),
+                        (_, Some(y)) => format!("{y} years"),
+                        _ => "?".into(),
+                    }
+                ),
+                (true, None) => format!("{bucket}: Object Lock without a default retention"),
+                _ => format!("{bucket}: no Object Lock"),
+            };
+            let observed = json!({"enabled": enabled, "mode": mode, "days": days, "years": years});
+            (ok, observed, detail)
+        }
+        Err(e) => {
+            let e = CloudError::from_sdk("GetObjectLockConfiguration", &e);
+            let detail = if e.code.as_deref() == Some("ObjectLockConfigurationNotFoundError") {
+                format!("{bucket}: no Object Lock")
+            } else {
+                format!("{bucket}: {e}")
+            };
+            (false, json!(null), detail)
+        }
+    }
+}
+
+/// Backups and drills of the tenant, each run's outcome a finding, and the backup
+/// bucket's Object Lock.
+pub(super) async fn section(
+    cloud: &Cloud,
     backup: Option<&BackupSpec>,
     status: &VideoTenantStatus,
     found: &mut Collector,
@@ -30,6 +90,8 @@ pub(super) fn section(
                     status.last_backup_objects.unwrap_or(0)
                 ),
             );
+            let (locked, lock, detail) = bucket_lock(cloud, b).await;
+            found.add("backup.bucket lock", locked, detail);
             let drill = match &b.restore_drill {
                 None => json!({
                     "configured": false,
@@ -70,6 +132,7 @@ pub(super) fn section(
                 "configured": true,
                 "schedule": b.schedule,
                 "destination": b.destination.bucket,
+                "objectLock": lock,
                 "keep": b.keep,
                 "lastBackupTime": time,
                 "lastBackupOutcome": outcome,

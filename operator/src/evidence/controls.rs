@@ -108,6 +108,7 @@ pub const CONTROLS: &[Control] = &[
             "e2e/tests/backup_schedule.rs::scheduled_backups_run_with_least_privilege_and_report_their_result",
             "e2e/tests/backup_schedule.rs::scheduled_restore_drills_restore_check_and_open_a_backup",
             "e2e/tests/recording.rs::recordings_are_sealed_decryptable_retained_and_held",
+            "e2e/tests/evidence.rs::evidence_of_a_converged_tenant_passes_and_names_what_fails",
         ],
     },
     Control {

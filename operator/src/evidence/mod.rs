@@ -443,7 +443,7 @@ pub async fn gather(
         }
     };
 
-    let backup = backup::section(spec.backup.as_ref(), &status, &mut found);
+    let backup = backup::section(sources.cloud, spec.backup.as_ref(), &status, &mut found).await;
 
     // Audit chain.
     let audit = match sources.audit_bucket {
