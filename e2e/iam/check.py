@@ -55,7 +55,7 @@ IDENTITIES = {
     },
     "backup": {
         "policy": "docs/iam-backup-policy.json",
-        "code": ["operator/src/backup", "operator/src/cli/backup.rs#backup,run_backup", "operator/audit/src"],
+        "code": ["operator/src/backup", "operator/src/cli/backup.rs#backup,run_backup", "operator/audit/src", "operator/src/cloud/buckets/posture.rs#read_object_lock"],
         "except": ["operator/src/backup/restore.rs", "operator/src/backup/drill.rs"],
     },
     # The drill CronJob (`spec.backup.restoreDrill`): reads one tenant's backups, restores

@@ -5,41 +5,20 @@
 //! backup ServiceAccount, or a stolen credential) can destroy a backup before its
 //! retention ends; with `COMPLIANCE` mode, not even the account's root user can.
 
-use aws_sdk_s3::types::ObjectLockEnabled;
-
 use super::BackupError;
+use crate::cloud::buckets::posture;
 use crate::cloud::{Cloud, CloudError};
 
 /// Why a backup bucket cannot keep backups, if it cannot.
 pub(super) async fn require_object_lock(dest: &Cloud, bucket: &str) -> Result<(), BackupError> {
-    let found = dest
-        .s3
-        .get_object_lock_configuration()
-        .bucket(bucket)
-        .send()
-        .await;
-    let reason = match found {
-        Ok(out) => match out.object_lock_configuration() {
-            Some(c) if c.object_lock_enabled() == Some(&ObjectLockEnabled::Enabled) => {
-                match c.rule().and_then(|r| r.default_retention()) {
-                    Some(_) => return Ok(()),
-                    None => "has Object Lock but no default retention",
-                }
-            }
-            _ => "has no Object Lock",
-        },
-        Err(e) => {
-            let e = CloudError::from_sdk("GetObjectLockConfiguration", &e);
-            if e.code.as_deref() != Some("ObjectLockConfigurationNotFoundError") {
-                return Err(e.into());
-            }
-            "has no Object Lock"
-        }
-    };
-    Err(BackupError::Unlocked {
-        bucket: bucket.to_string(),
-        reason,
-    })
+    let lock = posture::read_object_lock(&dest.s3, bucket).await?;
+    match posture::default_retention(lock.as_ref()) {
+        Ok(_) => Ok(()),
+        Err(reason) => Err(BackupError::Unlocked {
+            bucket: bucket.to_string(),
+            reason,
+        }),
+    }
 }
 
 /// Retires `key` from the current view of the backup bucket: a delete marker, which the

@@ -7,7 +7,8 @@ use sanctum_api::{BackupSpec, VideoTenantStatus, conditions};
 use serde_json::{Value, json};
 
 use super::Collector;
-use crate::cloud::{Cloud, CloudError};
+use crate::cloud::Cloud;
+use crate::cloud::buckets::posture;
 
 /// The backup bucket's Object Lock, read live: whether it passes, and what was read.
 async fn bucket_lock(cloud: &Cloud, backup: &BackupSpec) -> (bool, Value, String) {
@@ -16,51 +17,35 @@ async fn bucket_lock(cloud: &Cloud, backup: &BackupSpec) -> (bool, Value, String
         Some(region) if *region != cloud.region => &cloud.in_region(region),
         _ => cloud,
     };
-    match cloud
-        .s3
-        .get_object_lock_configuration()
-        .bucket(bucket)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let config = out.object_lock_configuration();
-            let enabled =
-                config.and_then(|c| c.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled);
-            let retention = config
-                .and_then(|c| c.rule())
-                .and_then(|r| r.default_retention());
-            let mode = retention
-                .and_then(|r| r.mode())
-                .map(|m| m.as_str().to_string());
-            let days = retention.and_then(|r| r.days());
-            let years = retention.and_then(|r| r.years());
-            let ok = enabled && retention.is_some();
-            let detail = match (enabled, retention) {
-                (true, Some(_)) => format!(
-                    "{bucket}: Object Lock, default retention {} {}",
-                    mode.as_deref().unwrap_or("?"),
-                    match (days, years) {
-                        (Some(d), _) => format!("{d} days"),
-                        (_, Some(y)) => format!("{y} years"),
-                        _ => "?".into(),
-                    }
-                ),
-                (true, None) => format!("{bucket}: Object Lock without a default retention"),
-                _ => format!("{bucket}: no Object Lock"),
+    let lock = match posture::read_object_lock(&cloud.s3, bucket).await {
+        Ok(lock) => lock,
+        Err(e) => return (false, json!(null), format!("{bucket}: {e}")),
+    };
+    let enabled =
+        lock.as_ref().and_then(|c| c.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled);
+    match posture::default_retention(lock.as_ref()) {
+        Ok(retention) => {
+            let mode = retention.mode().map(|m| m.as_str());
+            let period = match (retention.days(), retention.years()) {
+                (Some(d), _) => format!("{d} days"),
+                (_, Some(y)) => format!("{y} years"),
+                _ => "?".into(),
             };
-            let observed = json!({"enabled": enabled, "mode": mode, "days": days, "years": years});
-            (ok, observed, detail)
+            let observed = json!({
+                "enabled": enabled, "mode": mode,
+                "days": retention.days(), "years": retention.years(),
+            });
+            let detail = format!(
+                "{bucket}: Object Lock, default retention {} {period}",
+                mode.unwrap_or("?")
+            );
+            (true, observed, detail)
         }
-        Err(e) => {
-            let e = CloudError::from_sdk("GetObjectLockConfiguration", &e);
-            let detail = if e.code.as_deref() == Some("ObjectLockConfigurationNotFoundError") {
-                format!("{bucket}: no Object Lock")
-            } else {
-                format!("{bucket}: {e}")
-            };
-            (false, json!(null), detail)
-        }
+        Err(reason) => (
+            false,
+            json!({"enabled": enabled}),
+            format!("{bucket} {reason}"),
+        ),
     }
 }
 

@@ -3,9 +3,10 @@
 //! evidence report (which shows it to an auditor) use.
 
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, ExpirationStatus, LifecycleRule, ObjectLockConfiguration,
-    ObjectLockRetentionMode, ObjectOwnership, OwnershipControls, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionRule,
+    BucketVersioningStatus, DefaultRetention, ExpirationStatus, LifecycleRule,
+    ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectOwnership,
+    OwnershipControls, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionRule,
 };
 use sanctum_api::ObjectLockMode;
 use serde::Serialize;
@@ -57,6 +58,45 @@ pub struct Check {
     pub ok: bool,
     /// What S3 reported, for a person to read.
     pub observed: Value,
+}
+
+/// `bucket`'s Object Lock configuration; `None` when it has none.
+pub async fn read_object_lock(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<ObjectLockConfiguration>, CloudError> {
+    match s3
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.object_lock_configuration().cloned()),
+        Err(e) => {
+            let error = CloudError::from_sdk("GetObjectLockConfiguration", &e);
+            if error.code.as_deref() == Some("ObjectLockConfigurationNotFoundError")
+                || error.is_not_found()
+            {
+                Ok(None)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The default retention that locks every version written to a bucket, or what the
+/// bucket lacks for one (a backup bucket must keep what it holds).
+pub fn default_retention(
+    lock: Option<&ObjectLockConfiguration>,
+) -> Result<&DefaultRetention, &'static str> {
+    match lock {
+        Some(c) if c.object_lock_enabled() == Some(&ObjectLockEnabled::Enabled) => c
+            .rule()
+            .and_then(|r| r.default_retention())
+            .ok_or("has Object Lock but no default retention"),
+        _ => Err("has no Object Lock"),
+    }
 }
 
 /// Reads every protection of `want.name`; Object Lock only with `read_lock` (S3 answers
@@ -124,24 +164,7 @@ pub async fn inspect(
         Err(e) => missing_ok("GetBucketPolicy", &e)?,
     };
     let object_lock = if read_lock {
-        match s3
-            .get_object_lock_configuration()
-            .bucket(bucket)
-            .send()
-            .await
-        {
-            Ok(out) => out.object_lock_configuration().cloned(),
-            Err(e) => {
-                let error = CloudError::from_sdk("GetObjectLockConfiguration", &e);
-                if error.code.as_deref() == Some("ObjectLockConfigurationNotFoundError")
-                    || error.is_not_found()
-                {
-                    None
-                } else {
-                    return Err(error);
-                }
-            }
-        }
+        read_object_lock(s3, bucket).await?
     } else {
         None
     };
