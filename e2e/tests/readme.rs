@@ -322,13 +322,7 @@ async fn walk(
     // and so does the bucket the by-hand restore writes into; both fragments
     // merged into the tenant, as a platform team would edit its manifest.
     let cloud = cloud().await?;
-    let west = sanctum_operator::cloud::Cloud::connect(&sanctum_operator::cloud::CloudConfig {
-        endpoint: std::env::var("SANCTUM_AWS_ENDPOINT").ok(),
-        region: "us-west-2".into(),
-        force_path_style: true,
-        owners: sanctum_operator::cloud::OwnerSetting::Caller,
-    })
-    .await?;
+    let west = cloud.in_region("us-west-2");
     sanctum_e2e::aws::create_backup_bucket(&west.s3, "clinic-a-backups", Some("us-west-2")).await?;
     sanctum_e2e::aws::create_bucket_in(&west.s3, "drill-bucket", Some("us-west-2"), false).await?;
     for first in [
@@ -372,21 +366,12 @@ async fn walk(
     // A backup and a drill from the CronJobs (`kubectl create job --from=cronjob/...`), each
     // Job's pod run on this machine (kwok runs none).
     let kubelet = HostKubelet::new(cluster, "vt-clinic-a").await?;
-    for (cron, job) in [("backup", "backup-now"), ("restore-drill", "drill-now")] {
-        let cron = crons.get(cron).await?;
+    for (name, job) in [("backup", "backup-now"), ("restore-drill", "drill-now")] {
+        let cron = crons.get(name).await?;
         let job = create_job_from(cluster, &cron, &unique(job), Some(0)).await?;
         let (code, message) = kubelet.run_job(&job).await?;
-        ensure!(
-            code == 0,
-            "{}: exit {code}: {message}",
-            cron.metadata.name.unwrap_or_default()
-        );
-        if job
-            .metadata
-            .name
-            .as_deref()
-            .is_some_and(|n| n.starts_with("drill-now"))
-        {
+        ensure!(code == 0, "{name}: exit {code}: {message}");
+        if name == "restore-drill" {
             let report: serde_json::Value = serde_json::from_str(&message)?;
             ensure!(
                 report["sample"]["bytes"] == plain.len(),
@@ -405,7 +390,10 @@ async fn walk(
 
     // The audit trail.
     run(shell, "# The operator's public signing keys")?;
-    let export = std::fs::read_to_string(shell.work.join("clinic-a-2026.jsonl"))?;
+    let year = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y")
+        .to_string();
+    let export = std::fs::read_to_string(shell.work.join(format!("clinic-a-{year}.jsonl")))?;
     ensure!(
         export.lines().count() > 0,
         "the export holds the tenant's records"
